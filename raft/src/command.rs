@@ -1,0 +1,329 @@
+//! What the Raft log carries ([`Request`]) and what applying it answers ([`Response`]).
+//!
+//! A request is stamped by the leader when it is proposed: the leader's wall-clock time and the
+//! client's request id travel inside the entry, so that every replica applies exactly the same
+//! input and never consults a clock or a random source of its own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::license::License;
+use crate::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp};
+
+/// The exact message of [`Code::CpuLimitExhausted`], as users know it from the field.
+pub const CPU_LIMIT_MESSAGE: &str = "CPU limit exhausted. Can't allocate more CPUs.";
+/// The exact message of [`Code::InvalidMultiServerLicense`], as users know it from the field.
+pub const INVALID_MULTI_SERVER_MESSAGE: &str =
+    "Invalid license for multi-server environment setup.";
+
+/// One entry of application data in the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The leader's wall-clock time when it proposed the entry.
+    pub time: Timestamp,
+    /// The client's id for this logical request; retries carry the same id.
+    pub request_id: RequestId,
+    /// What to do.
+    pub command: Command,
+}
+
+/// The state changes the license state machine knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Install a verified license, or replace an older issue of the same license id.
+    InstallLicense(License),
+    /// Remove a license and release every allocation made under it.
+    RemoveLicense {
+        /// The license to remove.
+        license: LicenseId,
+    },
+    /// Allocate (or re-allocate) an application server's cores.
+    Allocate(Allocate),
+    /// Renew a server's live lease.
+    Heartbeat {
+        /// The server whose lease to renew.
+        node: NodeName,
+    },
+    /// Give a server's cores back. Releasing a server that holds nothing succeeds.
+    Release {
+        /// The server to release.
+        node: NodeName,
+    },
+    /// Advance the cluster clock so that expired leases free their cores even when nobody
+    /// writes. Proposed periodically by the leader.
+    Tick,
+}
+
+/// The arguments of [`Command::Allocate`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocate {
+    /// The application server asking.
+    pub node: NodeName,
+    /// The license to allocate from; `None` picks the only installed license.
+    pub license: Option<LicenseId>,
+    /// The server's MAC address, which the license must allow.
+    pub mac: MacAddr,
+    /// The server's CPU cores.
+    pub cores: Cores,
+    /// How long the allocation lives without a heartbeat.
+    pub lease_ttl: LeaseTtl,
+}
+
+/// What applying one log entry answered. A rejection is a normal, deterministic outcome: every
+/// replica rejects the same entry the same way.
+pub type Response = Result<Outcome, Rejection>;
+
+/// A successful outcome of applying one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The entry carried no command (a blank or membership entry of Raft itself).
+    Noop,
+    /// A license was installed or replaced.
+    LicenseInstalled {
+        /// The license id.
+        license: LicenseId,
+        /// True when an older issue of the license was replaced.
+        replaced: bool,
+        /// True when the very same license was already installed: nothing changed.
+        unchanged: bool,
+        /// Allocations the new issue no longer allows, which were released.
+        dropped: Vec<DroppedAllocation>,
+    },
+    /// A license was removed.
+    LicenseRemoved {
+        /// The license id.
+        license: LicenseId,
+        /// The servers whose allocations were released with it.
+        released: Vec<NodeName>,
+    },
+    /// Cores were allocated.
+    Allocated(Grant),
+    /// A lease was renewed.
+    Renewed(Grant),
+    /// A server's allocation was released.
+    Released {
+        /// The server.
+        node: NodeName,
+        /// What it held, if anything.
+        freed: Option<Allocation>,
+    },
+    /// The clock advanced.
+    Ticked {
+        /// The servers whose leases expired at this entry.
+        expired: Vec<NodeName>,
+    },
+}
+
+/// An allocation as the state machine stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// The license the cores come from.
+    pub license: LicenseId,
+    /// The server's MAC address.
+    pub mac: MacAddr,
+    /// The cores the server has.
+    pub cores: Cores,
+    /// The cores it counts against the license: at least the license's minimum per node.
+    pub counted_cores: u32,
+    /// The lease duration a heartbeat renews.
+    pub lease_ttl: LeaseTtl,
+    /// Cluster time of the allocation.
+    pub allocated_at: Timestamp,
+    /// Cluster time at which the lease ends unless renewed.
+    pub lease_expires_at: Timestamp,
+}
+
+/// The answer to an allocation or a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The server.
+    pub node: NodeName,
+    /// Its allocation after the command.
+    pub allocation: Allocation,
+    /// True when the allocation replaced one the server already held.
+    pub replaced: bool,
+    /// The license's counted cores over all servers after the command.
+    pub allocated_cores: u64,
+    /// The license's `max_cores`.
+    pub licensed_cores: u32,
+}
+
+/// An allocation released because a replacing license issue no longer allows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedAllocation {
+    /// The server.
+    pub node: NodeName,
+    /// Why: [`Code::InvalidMultiServerLicense`] or [`Code::CpuLimitExhausted`].
+    pub code: Code,
+}
+
+/// A command the state machine refused. It changed nothing but the clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Machine-readable reason.
+    pub code: Code,
+    /// Human-readable reason; for the two field-known codes, their exact message.
+    pub message: String,
+    /// Core figures, for [`Code::CpuLimitExhausted`].
+    pub figures: Option<CoreFigures>,
+}
+
+impl Rejection {
+    /// A rejection with the code's standard message.
+    pub fn new(code: Code) -> Self {
+        Rejection {
+            code,
+            message: code.default_message().to_string(),
+            figures: None,
+        }
+    }
+
+    /// A rejection with a message of its own.
+    pub fn with_message(code: Code, message: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            message: message.into(),
+            figures: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// The core figures reported when an allocation would exceed the license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoreFigures {
+    /// Cores the allocation would count (after the per-node minimum).
+    pub requested: u32,
+    /// Cores still free for this server: the license's maximum less what other servers count.
+    pub available: u64,
+    /// The license's `max_cores`.
+    pub licensed: u32,
+}
+
+/// Every outcome code licd reports, of license checks and of refused commands alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    /// The server is licensed.
+    Valid,
+    /// The server holds no allocation.
+    NotAllocated,
+    /// The server's lease ended without a heartbeat.
+    LeaseExpired,
+    /// The license has expired.
+    LicenseExpired,
+    /// No license is installed.
+    NoLicense,
+    /// The server's MAC address is not in the license.
+    InvalidMultiServerLicense,
+    /// The allocation would exceed the license's cores.
+    CpuLimitExhausted,
+    /// No license has the given id.
+    LicenseNotFound,
+    /// Several licenses are installed and the request named none.
+    LicenseRequired,
+    /// An issue of the license that is not older is already installed.
+    LicenseOutdated,
+    /// A different license with the same id and version is already installed.
+    LicenseConflict,
+    /// The license's content is inconsistent.
+    InvalidLicense,
+    /// The request id was already used for a different command.
+    RequestIdReused,
+}
+
+impl Code {
+    /// The code as it appears on the wire, such as `CPU_LIMIT_EXHAUSTED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Valid => "VALID",
+            Code::NotAllocated => "NOT_ALLOCATED",
+            Code::LeaseExpired => "LEASE_EXPIRED",
+            Code::LicenseExpired => "LICENSE_EXPIRED",
+            Code::NoLicense => "NO_LICENSE",
+            Code::InvalidMultiServerLicense => "INVALID_MULTI_SERVER_LICENSE",
+            Code::CpuLimitExhausted => "CPU_LIMIT_EXHAUSTED",
+            Code::LicenseNotFound => "LICENSE_NOT_FOUND",
+            Code::LicenseRequired => "LICENSE_REQUIRED",
+            Code::LicenseOutdated => "LICENSE_OUTDATED",
+            Code::LicenseConflict => "LICENSE_CONFLICT",
+            Code::InvalidLicense => "INVALID_LICENSE",
+            Code::RequestIdReused => "REQUEST_ID_REUSED",
+        }
+    }
+
+    /// The standard human message of the code.
+    pub fn default_message(self) -> &'static str {
+        match self {
+            Code::Valid => "The server is licensed.",
+            Code::NotAllocated => "The server holds no core allocation.",
+            Code::LeaseExpired => "The server's lease expired without a heartbeat.",
+            Code::LicenseExpired => "The license has expired.",
+            Code::NoLicense => "No license is installed.",
+            Code::InvalidMultiServerLicense => INVALID_MULTI_SERVER_MESSAGE,
+            Code::CpuLimitExhausted => CPU_LIMIT_MESSAGE,
+            Code::LicenseNotFound => "No license with this id is installed.",
+            Code::LicenseRequired => {
+                "Several licenses are installed: the request must name one."
+            }
+            Code::LicenseOutdated => "An issue of this license that is not older is installed.",
+            Code::LicenseConflict => {
+                "A different license with the same id and serial is installed."
+            }
+            Code::InvalidLicense => "The license's content is inconsistent.",
+            Code::RequestIdReused => "The request id was already used for a different request.",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_wire_names() {
+        for code in [
+            Code::Valid,
+            Code::NotAllocated,
+            Code::LeaseExpired,
+            Code::LicenseExpired,
+            Code::NoLicense,
+            Code::InvalidMultiServerLicense,
+            Code::CpuLimitExhausted,
+            Code::LicenseNotFound,
+            Code::LicenseRequired,
+            Code::LicenseOutdated,
+            Code::LicenseConflict,
+            Code::InvalidLicense,
+            Code::RequestIdReused,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<Code>(&json).unwrap(), code);
+        }
+    }
+
+    #[test]
+    fn the_field_messages_are_exact() {
+        assert_eq!(
+            Rejection::new(Code::CpuLimitExhausted).message,
+            "CPU limit exhausted. Can't allocate more CPUs."
+        );
+        assert_eq!(
+            Rejection::new(Code::InvalidMultiServerLicense).message,
+            "Invalid license for multi-server environment setup."
+        );
+    }
+}

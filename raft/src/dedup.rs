@@ -1,0 +1,131 @@
+//! The table of applied request ids that makes client retries exactly-once (Raft dissertation,
+//! section 6.3): a retried request finds its first outcome here and changes nothing.
+//!
+//! The table is bounded twice, both deterministically: an entry ages out once the cluster clock
+//! is [`DEDUP_WINDOW_MS`] past the time it was applied, and when more than [`DEDUP_CAPACITY`]
+//! entries are held the oldest go first. A client must therefore finish retrying a request
+//! within the window; licd's client library gives up long before.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Response};
+use crate::types::{RequestId, Timestamp};
+
+/// How long, in cluster time, an applied request id is remembered: 15 minutes.
+pub const DEDUP_WINDOW_MS: u64 = 15 * 60 * 1_000;
+/// The most request ids remembered at once.
+pub const DEDUP_CAPACITY: usize = 100_000;
+
+/// One remembered request: what it asked and what it was answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Cluster time when it was applied.
+    pub at: Timestamp,
+    /// The command, to tell a retry from a reuse of the id for something else.
+    pub command: Command,
+    /// The first outcome, returned again to every retry.
+    pub response: Response,
+}
+
+/// Applied request ids, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupTable {
+    by_id: BTreeMap<RequestId, Applied>,
+    /// Request ids in the order they were applied; cluster time never goes back, so this is
+    /// also the order of their `at` times.
+    order: VecDeque<RequestId>,
+}
+
+impl DedupTable {
+    /// The earlier application of `id`, if it is still remembered.
+    pub fn get(&self, id: &RequestId) -> Option<&Applied> {
+        self.by_id.get(id)
+    }
+
+    /// Remembers the outcome of a newly applied request.
+    pub fn insert(&mut self, id: RequestId, applied: Applied) {
+        if self.by_id.insert(id.clone(), applied).is_none() {
+            self.order.push_back(id);
+        }
+        self.evict_over_capacity();
+    }
+
+    /// Forgets the requests applied [`DEDUP_WINDOW_MS`] or longer before `now`.
+    pub fn expire(&mut self, now: Timestamp) {
+        while let Some(oldest) = self.order.front() {
+            let at = self.by_id.get(oldest).map_or(Timestamp(0), |a| a.at);
+            if at.plus_millis(DEDUP_WINDOW_MS) > now {
+                break;
+            }
+            self.pop_oldest();
+        }
+    }
+
+    /// How many request ids are remembered.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether no request id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    fn evict_over_capacity(&mut self) {
+        while self.by_id.len() > DEDUP_CAPACITY {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(id) = self.order.pop_front() {
+            self.by_id.remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Outcome;
+
+    fn applied(at: u64) -> Applied {
+        Applied {
+            at: Timestamp(at),
+            command: Command::Tick,
+            response: Ok(Outcome::Noop),
+        }
+    }
+
+    fn id(n: usize) -> RequestId {
+        RequestId::new(format!("r{n}")).unwrap()
+    }
+
+    #[test]
+    fn entries_age_out_by_cluster_time() {
+        let mut table = DedupTable::default();
+        table.insert(id(1), applied(0));
+        table.insert(id(2), applied(1_000));
+        table.expire(Timestamp(DEDUP_WINDOW_MS - 1));
+        assert_eq!(table.len(), 2);
+        table.expire(Timestamp(DEDUP_WINDOW_MS));
+        assert!(table.get(&id(1)).is_none());
+        assert!(table.get(&id(2)).is_some());
+        table.expire(Timestamp(DEDUP_WINDOW_MS + 1_000));
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_drops_the_oldest_first() {
+        let mut table = DedupTable::default();
+        for n in 0..DEDUP_CAPACITY + 10 {
+            table.insert(id(n), applied(5));
+        }
+        assert_eq!(table.len(), DEDUP_CAPACITY);
+        assert!(table.get(&id(9)).is_none());
+        assert!(table.get(&id(10)).is_some());
+        assert!(table.get(&id(DEDUP_CAPACITY + 9)).is_some());
+    }
+}
