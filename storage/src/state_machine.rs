@@ -1,0 +1,227 @@
+//! [`StateMachineStore`]: the applied license state and its snapshots (openraft's
+//! `RaftStateMachine`).
+//!
+//! The state lives in memory behind a lock that the node's read path shares
+//! ([`StateMachineStore::state`]). It is made durable by snapshots, each stored in the
+//! `snapshot` tree and flushed before it is reported, plus the log after it.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use licd_raft::codec::{decode, encode};
+use licd_raft::{LicenseState, Outcome, RaftNodeId, Response, TypeConfig};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
+    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{OpenError, StorageResult, io_error};
+
+const CURRENT: &[u8] = b"current";
+
+/// Everything the state machine has applied: the snapshot data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedState {
+    /// The last log entry applied.
+    pub last_applied: Option<LogId<RaftNodeId>>,
+    /// The last membership configuration applied.
+    pub last_membership: StoredMembership<RaftNodeId, BasicNode>,
+    /// The license state.
+    pub licenses: LicenseState,
+}
+
+/// A snapshot as it is stored: its metadata and its encoded [`AppliedState`].
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<RaftNodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The state machine of one node. Cheap to clone: clones share the state and the tree.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: sled::Db,
+    snapshots: sled::Tree,
+    state: Arc<RwLock<AppliedState>>,
+}
+
+impl StateMachineStore {
+    /// Opens the state machine, restoring the state from the stored snapshot if there is one.
+    pub(crate) fn new(db: &sled::Db) -> Result<Self, OpenError> {
+        let snapshots = db.open_tree("snapshot")?;
+        let state = match snapshots.get(CURRENT)? {
+            None => AppliedState::default(),
+            Some(bytes) => {
+                let stored: StoredSnapshot = decode(&bytes)?;
+                let state: AppliedState = decode(&stored.data)?;
+                if state.last_applied != stored.meta.last_log_id {
+                    return Err(OpenError::Inconsistent(format!(
+                        "snapshot meta says {:?}, its data {:?}",
+                        stored.meta.last_log_id, state.last_applied
+                    )));
+                }
+                state
+            }
+        };
+        Ok(StateMachineStore {
+            db: db.clone(),
+            snapshots,
+            state: Arc::new(RwLock::new(state)),
+        })
+    }
+
+    /// The applied state, shared with the node's read path. Hold the lock briefly: apply waits
+    /// for it.
+    pub fn state(&self) -> Arc<RwLock<AppliedState>> {
+        self.state.clone()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, AppliedState> {
+        // A panic while holding the lock cannot leave the state half-changed: apply mutates it
+        // only through LicenseState::apply, which does not panic, so a poisoned lock is usable.
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, AppliedState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a snapshot as the current one and flushes it.
+    async fn store_snapshot(&self, stored: &StoredSnapshot) -> StorageResult<()> {
+        let signature = Some(stored.meta.signature());
+        let bytes = encode(stored)
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(signature.clone(), &e)))?;
+        self.snapshots
+            .insert(CURRENT, bytes)
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(signature.clone(), &e)))?;
+        self.db
+            .flush_async()
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(signature, &e)))?;
+        Ok(())
+    }
+}
+
+/// The snapshot id of a state: its last log id. Applying is deterministic, so two snapshots
+/// with the same last log id hold the same state, and the id need not be more unique.
+fn snapshot_id(last: &Option<LogId<RaftNodeId>>) -> String {
+    match last {
+        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
+        None => "empty".to_string(),
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let (meta, data) = {
+            let state = self.read();
+            let data = encode(&*state).map_err(|e| {
+                io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e)
+            })?;
+            let meta = SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.last_membership.clone(),
+                snapshot_id: snapshot_id(&state.last_applied),
+            };
+            (meta, data)
+        };
+        let stored = StoredSnapshot { meta, data };
+        self.store_snapshot(&stored).await?;
+        tracing::info!(snapshot = %stored.meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(
+        Option<LogId<RaftNodeId>>,
+        StoredMembership<RaftNodeId, BasicNode>,
+    )> {
+        let state = self.read();
+        Ok((state.last_applied, state.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut state = self.write();
+        let mut responses = Vec::new();
+        for entry in entries {
+            state.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => Ok(Outcome::Noop),
+                EntryPayload::Normal(request) => state.licenses.apply(&request),
+                EntryPayload::Membership(membership) => {
+                    state.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Ok(Outcome::Noop)
+                }
+            };
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<RaftNodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let data = snapshot.into_inner();
+        let signature = Some(meta.signature());
+        let new_state: AppliedState = decode(&data)
+            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(signature.clone(), &e)))?;
+        if new_state.last_applied != meta.last_log_id
+            || new_state.last_membership != meta.last_membership
+        {
+            let e = std::io::Error::other(format!(
+                "snapshot {} holds state up to {:?}, its meta says {:?}",
+                meta.snapshot_id, new_state.last_applied, meta.last_log_id
+            ));
+            return Err(StorageIOError::read_snapshot(signature, &e).into());
+        }
+        // Durable first, then visible: a crash in between restarts from the new snapshot.
+        self.store_snapshot(&StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })
+        .await?;
+        *self.write() = new_state;
+        tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let Some(bytes) = self
+            .snapshots
+            .get(CURRENT)
+            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?
+        else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot = decode(&bytes)
+            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}

@@ -1,0 +1,197 @@
+//! Durability across a restart: drop every handle to the sled database, open it again, and find
+//! the vote, the log, the committed index and the license state as they were.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use licd_raft::command::Allocate;
+use licd_raft::license::License;
+use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp};
+use licd_raft::{Command, Outcome, Request, TypeConfig};
+use licd_storage::{LogStore, StateMachineStore};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine, StorageHelper};
+use openraft::{
+    CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader,
+    RaftSnapshotBuilder, Vote,
+};
+use tempfile::TempDir;
+
+fn log_id(term: u64, index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(term, 1), index)
+}
+
+fn license() -> License {
+    License {
+        id: LicenseId::new("lic").unwrap(),
+        customer: "Example".into(),
+        issued_at: Timestamp(0),
+        expires_at: None,
+        max_cores: 64,
+        min_cores_per_node: 4,
+        allowed_macs: BTreeSet::from([MacAddr::from_bytes([2, 0, 0, 0, 0, 1])]),
+        features: BTreeSet::new(),
+        serial: 1,
+    }
+}
+
+fn request(n: u64, command: Command) -> Request {
+    Request {
+        time: Timestamp(1_000 * n),
+        request_id: RequestId::new(format!("req-{n}")).unwrap(),
+        command,
+    }
+}
+
+fn allocate(n: u64, node: &str, cores: u32) -> Command {
+    Command::Allocate(Allocate {
+        node: NodeName::new(node).unwrap(),
+        license: None,
+        mac: MacAddr::from_bytes([2, 0, 0, 0, 0, 1]),
+        cores: Cores::new(cores).unwrap(),
+        lease_ttl: LeaseTtl::from_millis(3_600_000 + n).unwrap(),
+    })
+}
+
+/// Entries 0..=n: a membership entry, the license, then allocations.
+fn entries(n: u64) -> Vec<Entry<TypeConfig>> {
+    (0..=n)
+        .map(|i| {
+            let payload = match i {
+                0 => EntryPayload::Membership(Membership::new(
+                    vec![BTreeSet::from([1, 2, 3])],
+                    BTreeMap::from([(1, Default::default()), (2, Default::default()), (3, Default::default())]),
+                )),
+                1 => EntryPayload::Normal(request(i, Command::InstallLicense(license()))),
+                _ => EntryPayload::Normal(request(i, allocate(i, &format!("server-{}", i % 5), 6))),
+            };
+            Entry {
+                log_id: log_id(1, i),
+                payload,
+            }
+        })
+        .collect()
+}
+
+fn open(dir: &Path) -> (LogStore, StateMachineStore) {
+    licd_storage::open(dir).expect("open stores")
+}
+
+#[tokio::test]
+async fn vote_log_committed_and_state_survive_a_reopen() {
+    let dir = TempDir::new().unwrap();
+    let expected_state;
+    {
+        let (mut log, mut sm) = open(dir.path());
+        log.save_vote(&Vote::new(3, 1)).await.unwrap();
+        log.blocking_append(entries(20)).await.unwrap();
+        log.save_committed(Some(log_id(1, 20))).await.unwrap();
+
+        // Apply up to 10, snapshot there, then apply the rest: the restart must find the
+        // snapshot and re-apply 11..=20 from the log.
+        let mut all = entries(20);
+        let tail = all.split_off(11);
+        let responses = sm.apply(all).await.unwrap();
+        assert!(matches!(responses[1], Ok(Outcome::LicenseInstalled { .. })));
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        sm.apply(tail).await.unwrap();
+        expected_state = sm.state().read().unwrap().clone();
+        assert_eq!(expected_state.last_applied, Some(log_id(1, 20)));
+        assert!(!expected_state.licenses.allocations().is_empty());
+        log.flush().await.unwrap();
+    }
+
+    let (mut log, mut sm) = open(dir.path());
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 20)));
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 20)));
+    assert_eq!(state.last_purged_log_id, None);
+    assert_eq!(log.try_get_log_entries(0..=20).await.unwrap(), entries(20));
+
+    // Before recovery the state machine holds the snapshot...
+    let (applied, membership) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 10)));
+    assert_eq!(membership.log_id(), &Some(log_id(1, 0)));
+    // ...and openraft's start-up re-applies the committed rest.
+    StorageHelper::new(&mut log, &mut sm)
+        .get_initial_state()
+        .await
+        .unwrap();
+    assert_eq!(*sm.state().read().unwrap(), expected_state);
+}
+
+#[tokio::test]
+async fn truncate_and_purge_are_exact_and_durable() {
+    let dir = TempDir::new().unwrap();
+    {
+        let (mut log, _sm) = open(dir.path());
+        log.blocking_append(entries(10)).await.unwrap();
+        log.truncate(log_id(1, 7)).await.unwrap();
+        let got = log.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(got, entries(6));
+        log.purge(log_id(1, 3)).await.unwrap();
+        let got = log.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(got, entries(6)[4..].to_vec());
+    }
+    let (mut log, _sm) = open(dir.path());
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 3)));
+    assert_eq!(state.last_log_id, Some(log_id(1, 6)));
+    let got = log.try_get_log_entries(0..100).await.unwrap();
+    assert_eq!(got, entries(6)[4..].to_vec());
+
+    // Purging everything leaves the purged id as the last log id.
+    log.purge(log_id(1, 6)).await.unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 6)));
+    assert!(log.try_get_log_entries(0..100).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_installed_snapshot_survives_a_reopen_and_a_bad_one_is_refused() {
+    let leader_dir = TempDir::new().unwrap();
+    let follower_dir = TempDir::new().unwrap();
+    let (_log, mut leader) = open(leader_dir.path());
+    leader.apply(entries(12)).await.unwrap();
+    let snapshot = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let expected = leader.state().read().unwrap().clone();
+    {
+        let (_log, mut follower) = open(follower_dir.path());
+        // A snapshot whose data does not match its meta is refused and changes nothing.
+        let mut wrong_meta = snapshot.meta.clone();
+        wrong_meta.last_log_id = Some(log_id(1, 99));
+        let err = follower
+            .install_snapshot(&wrong_meta, snapshot.snapshot.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("snapshot"), "{err}");
+        let garbage = Box::new(std::io::Cursor::new(vec![0xff; 16]));
+        assert!(follower.install_snapshot(&snapshot.meta, garbage).await.is_err());
+        assert_eq!(follower.applied_state().await.unwrap().0, None);
+
+        follower
+            .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+            .await
+            .unwrap();
+        assert_eq!(*follower.state().read().unwrap(), expected);
+    }
+    let (_log, mut follower) = open(follower_dir.path());
+    assert_eq!(*follower.state().read().unwrap(), expected);
+    let current = follower.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta, snapshot.meta);
+}
+
+#[tokio::test]
+async fn a_corrupt_stored_snapshot_is_an_open_error_not_a_panic() {
+    let dir = TempDir::new().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("snapshot")
+            .unwrap()
+            .insert("current", vec![1, 2, 3])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = licd_storage::open(dir.path()).err().expect("open must fail");
+    assert!(err.to_string().contains("snapshot"), "{err}");
+}
