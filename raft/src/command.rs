@@ -269,9 +269,7 @@ impl Code {
             Code::InvalidMultiServerLicense => INVALID_MULTI_SERVER_MESSAGE,
             Code::CpuLimitExhausted => CPU_LIMIT_MESSAGE,
             Code::LicenseNotFound => "No license with this id is installed.",
-            Code::LicenseRequired => {
-                "Several licenses are installed: the request must name one."
-            }
+            Code::LicenseRequired => "Several licenses are installed: the request must name one.",
             Code::LicenseOutdated => "An issue of this license that is not older is installed.",
             Code::LicenseConflict => {
                 "A different license with the same id and serial is installed."

@@ -132,15 +132,23 @@ pub(crate) mod tests {
         sample().validate().unwrap();
     }
 
+    type Mutation = Box<dyn Fn(&mut License)>;
+
     #[test]
     fn inconsistent_licenses_are_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut License)>)> = vec![
+        let cases: Vec<(&str, Mutation)> = vec![
             ("zero cores", Box::new(|l| l.max_cores = 0)),
-            ("too many cores", Box::new(|l| l.max_cores = MAX_LICENSED_CORES + 1)),
+            (
+                "too many cores",
+                Box::new(|l| l.max_cores = MAX_LICENSED_CORES + 1),
+            ),
             ("zero minimum", Box::new(|l| l.min_cores_per_node = 0)),
             ("minimum above max", Box::new(|l| l.min_cores_per_node = 17)),
             ("no macs", Box::new(|l| l.allowed_macs.clear())),
-            ("expires before issue", Box::new(|l| l.expires_at = Some(Timestamp(1_000)))),
+            (
+                "expires before issue",
+                Box::new(|l| l.expires_at = Some(Timestamp(1_000))),
+            ),
             ("long customer", Box::new(|l| l.customer = "x".repeat(1025))),
         ];
         for (name, mutate) in cases {

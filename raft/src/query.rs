@@ -133,7 +133,9 @@ impl LicenseState {
             _ if self.licenses.is_empty() => Code::NoLicense,
             None => {
                 let known_mac = mac.is_none_or(|mac| {
-                    self.licenses.values().any(|l| l.allowed_macs.contains(&mac))
+                    self.licenses
+                        .values()
+                        .any(|l| l.allowed_macs.contains(&mac))
                 });
                 if known_mac {
                     Code::NotAllocated
@@ -147,8 +149,9 @@ impl LicenseState {
                 result.allocated_cores = Some(self.counted_cores(&license.id));
                 result.licensed_cores = Some(license.max_cores);
                 result.lease_expires_at = Some(allocation.lease_expires_at);
-                if mac.is_some_and(|mac| mac != allocation.mac || !license.allowed_macs.contains(&mac))
-                {
+                if mac.is_some_and(|mac| {
+                    mac != allocation.mac || !license.allowed_macs.contains(&mac)
+                }) {
                     Code::InvalidMultiServerLicense
                 } else if license.is_expired_at(now) {
                     Code::LicenseExpired

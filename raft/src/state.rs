@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
-    Allocate, Allocation, Code, Command, CoreFigures, DroppedAllocation, Grant, Outcome,
-    Rejection, Request, Response,
+    Allocate, Allocation, Code, Command, CoreFigures, DroppedAllocation, Grant, Outcome, Rejection,
+    Request, Response,
 };
 use crate::dedup::{Applied, DedupTable};
 use crate::license::License;
@@ -72,6 +72,11 @@ impl LicenseState {
     /// How many request ids the exactly-once table remembers.
     pub fn remembered_requests(&self) -> usize {
         self.dedup.len()
+    }
+
+    /// The earliest lease expiry of any allocation: when the next `Tick` would free cores.
+    pub fn next_lease_expiry(&self) -> Option<Timestamp> {
+        self.lease_order.first().map(|(at, _)| *at)
     }
 
     /// Applies one request and returns its response. See the module documentation.

@@ -42,7 +42,10 @@ fn validate_id(field: &'static str, s: &str) -> Result<(), InvalidInput> {
     if s.len() > MAX_ID_LEN {
         return Err(InvalidInput::new(
             field,
-            format!("is {} characters long, at most {MAX_ID_LEN} are allowed", s.len()),
+            format!(
+                "is {} characters long, at most {MAX_ID_LEN} are allowed",
+                s.len()
+            ),
         ));
     }
     if let Some(c) = s
@@ -148,7 +151,9 @@ impl MacAddr {
         let bad = || {
             InvalidInput::new(
                 "mac address",
-                format!("{s:?} is not six hex bytes written aa:bb:cc:dd:ee:ff or aa-bb-cc-dd-ee-ff"),
+                format!(
+                    "{s:?} is not six hex bytes written aa:bb:cc:dd:ee:ff or aa-bb-cc-dd-ee-ff"
+                ),
             )
         };
         let sep = if s.contains(':') { ':' } else { '-' };
@@ -342,7 +347,10 @@ mod tests {
         let dash = MacAddr::parse("aa-BB-0c-DD-ee-01").unwrap();
         assert_eq!(colon, dash);
         assert_eq!(colon.to_string(), "aa:bb:0c:dd:ee:01");
-        assert_eq!(serde_json::to_string(&dash).unwrap(), "\"aa:bb:0c:dd:ee:01\"");
+        assert_eq!(
+            serde_json::to_string(&dash).unwrap(),
+            "\"aa:bb:0c:dd:ee:01\""
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use openraft::raft::{
     InstallSnapshotResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{
-    AnyError, BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership,
-    SnapshotMeta, SnapshotSegmentId, StoredMembership, Vote,
+    AnyError, BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta,
+    SnapshotSegmentId, StoredMembership, Vote,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -200,7 +200,9 @@ fn snapshot_messages_round_trip() {
         done: true,
     };
     assert_eq!(round_trip(&request), request);
-    assert_round_trip(InstallSnapshotResponse { vote: Vote::new(2, 2) });
+    assert_round_trip(InstallSnapshotResponse {
+        vote: Vote::new(2, 2),
+    });
     assert_eq!(
         round_trip(&SnapshotResponse::new(Vote::new(2, 2))),
         SnapshotResponse::new(Vote::new(2, 2))
@@ -221,19 +223,26 @@ fn responses_round_trip() {
 
 #[test]
 fn errors_round_trip() {
-    let forward = ForwardToLeader::<u64, BasicNode>::new(2, BasicNode::new("http://127.0.0.1:7002"));
-    assert_round_trip(RaftError::<u64, ClientWriteError<u64, BasicNode>>::APIError(
-        ClientWriteError::ForwardToLeader(forward.clone()),
-    ));
-    assert_round_trip(RaftError::<u64, CheckIsLeaderError<u64, BasicNode>>::APIError(
-        CheckIsLeaderError::QuorumNotEnough(QuorumNotEnough {
-            cluster: "{1,2,3}".into(),
-            got: BTreeSet::from([1]),
-        }),
-    ));
-    assert_round_trip(RaftError::<u64, CheckIsLeaderError<u64, BasicNode>>::APIError(
-        CheckIsLeaderError::ForwardToLeader(forward),
-    ));
+    let forward =
+        ForwardToLeader::<u64, BasicNode>::new(2, BasicNode::new("http://127.0.0.1:7002"));
+    assert_round_trip(
+        RaftError::<u64, ClientWriteError<u64, BasicNode>>::APIError(
+            ClientWriteError::ForwardToLeader(forward.clone()),
+        ),
+    );
+    assert_round_trip(
+        RaftError::<u64, CheckIsLeaderError<u64, BasicNode>>::APIError(
+            CheckIsLeaderError::QuorumNotEnough(QuorumNotEnough {
+                cluster: "{1,2,3}".into(),
+                got: BTreeSet::from([1]),
+            }),
+        ),
+    );
+    assert_round_trip(
+        RaftError::<u64, CheckIsLeaderError<u64, BasicNode>>::APIError(
+            CheckIsLeaderError::ForwardToLeader(forward),
+        ),
+    );
     assert_round_trip(RaftError::<u64, InstallSnapshotError>::APIError(
         InstallSnapshotError::SnapshotMismatch(SnapshotMismatch {
             expect: SnapshotSegmentId {

@@ -172,9 +172,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            let bytes = encode(&entry).map_err(|e| {
-                io_error(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e)
-            })?;
+            let bytes = encode(&entry)
+                .map_err(|e| io_error(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
             batch.insert(&index_key(entry.log_id.index), bytes);
         }
         self.log

@@ -91,11 +91,12 @@ impl StateMachineStore {
     /// Stores a snapshot as the current one and flushes it.
     async fn store_snapshot(&self, stored: &StoredSnapshot) -> StorageResult<()> {
         let signature = Some(stored.meta.signature());
-        let bytes = encode(stored)
-            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(signature.clone(), &e)))?;
-        self.snapshots
-            .insert(CURRENT, bytes)
-            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(signature.clone(), &e)))?;
+        let bytes = encode(stored).map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(signature.clone(), &e))
+        })?;
+        self.snapshots.insert(CURRENT, bytes).map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(signature.clone(), &e))
+        })?;
         self.db
             .flush_async()
             .await
@@ -108,7 +109,10 @@ impl StateMachineStore {
 /// with the same last log id hold the same state, and the id need not be more unique.
 fn snapshot_id(last: &Option<LogId<RaftNodeId>>) -> String {
     match last {
-        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
+        Some(id) => format!(
+            "{}-{}-{}",
+            id.leader_id.term, id.leader_id.node_id, id.index
+        ),
         None => "empty".to_string(),
     }
 }
@@ -117,9 +121,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let (meta, data) = {
             let state = self.read();
-            let data = encode(&*state).map_err(|e| {
-                io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e)
-            })?;
+            let data = encode(&*state)
+                .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
             let meta = SnapshotMeta {
                 last_log_id: state.last_applied,
                 last_membership: state.last_membership.clone(),
@@ -187,8 +190,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> StorageResult<()> {
         let data = snapshot.into_inner();
         let signature = Some(meta.signature());
-        let new_state: AppliedState = decode(&data)
-            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(signature.clone(), &e)))?;
+        let new_state: AppliedState = decode(&data).map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(signature.clone(), &e))
+        })?;
         if new_state.last_applied != meta.last_log_id
             || new_state.last_membership != meta.last_membership
         {

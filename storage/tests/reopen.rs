@@ -11,8 +11,8 @@ use licd_raft::{Command, Outcome, Request, TypeConfig};
 use licd_storage::{LogStore, StateMachineStore};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine, StorageHelper};
 use openraft::{
-    CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader,
-    RaftSnapshotBuilder, Vote,
+    CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder,
+    Vote,
 };
 use tempfile::TempDir;
 
@@ -59,7 +59,11 @@ fn entries(n: u64) -> Vec<Entry<TypeConfig>> {
             let payload = match i {
                 0 => EntryPayload::Membership(Membership::new(
                     vec![BTreeSet::from([1, 2, 3])],
-                    BTreeMap::from([(1, Default::default()), (2, Default::default()), (3, Default::default())]),
+                    BTreeMap::from([
+                        (1, Default::default()),
+                        (2, Default::default()),
+                        (3, Default::default()),
+                    ]),
                 )),
                 1 => EntryPayload::Normal(request(i, Command::InstallLicense(license()))),
                 _ => EntryPayload::Normal(request(i, allocate(i, &format!("server-{}", i % 5), 6))),
@@ -92,7 +96,11 @@ async fn vote_log_committed_and_state_survive_a_reopen() {
         let tail = all.split_off(11);
         let responses = sm.apply(all).await.unwrap();
         assert!(matches!(responses[1], Ok(Outcome::LicenseInstalled { .. })));
-        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
         sm.apply(tail).await.unwrap();
         expected_state = sm.state().read().unwrap().clone();
         assert_eq!(expected_state.last_applied, Some(log_id(1, 20)));
@@ -153,7 +161,12 @@ async fn an_installed_snapshot_survives_a_reopen_and_a_bad_one_is_refused() {
     let follower_dir = TempDir::new().unwrap();
     let (_log, mut leader) = open(leader_dir.path());
     leader.apply(entries(12)).await.unwrap();
-    let snapshot = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let snapshot = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
     let expected = leader.state().read().unwrap().clone();
     {
         let (_log, mut follower) = open(follower_dir.path());
@@ -166,7 +179,12 @@ async fn an_installed_snapshot_survives_a_reopen_and_a_bad_one_is_refused() {
             .unwrap_err();
         assert!(err.to_string().contains("snapshot"), "{err}");
         let garbage = Box::new(std::io::Cursor::new(vec![0xff; 16]));
-        assert!(follower.install_snapshot(&snapshot.meta, garbage).await.is_err());
+        assert!(
+            follower
+                .install_snapshot(&snapshot.meta, garbage)
+                .await
+                .is_err()
+        );
         assert_eq!(follower.applied_state().await.unwrap().0, None);
 
         follower
@@ -192,6 +210,8 @@ async fn a_corrupt_stored_snapshot_is_an_open_error_not_a_panic() {
             .unwrap();
         db.flush().unwrap();
     }
-    let err = licd_storage::open(dir.path()).err().expect("open must fail");
+    let err = licd_storage::open(dir.path())
+        .err()
+        .expect("open must fail");
     assert!(err.to_string().contains("snapshot"), "{err}");
 }
