@@ -21,6 +21,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledBuil
 }
 
 #[test]
-fn sled_stores_pass_the_openraft_storage_suite() -> Result<(), StorageError<RaftNodeId>> {
-    Suite::test_all(SledBuilder)
+fn sled_stores_pass_the_openraft_storage_suite() {
+    if let Err(e) = Suite::test_all(SledBuilder) {
+        panic!("storage suite failed: {e}");
+    }
 }
