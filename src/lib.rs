@@ -1,1 +1,21 @@
-pub use licd_raft as raft; pub use licd_storage as storage;
+//! licd: a highly available license server for software licensed by CPU cores.
+//!
+//! This crate is the node and its tools, over the pure state machine ([`raft`], crate
+//! `licd-raft`) and the sled storage ([`storage`], crate `licd-storage`):
+//!
+//! - [`config`]: node configuration and secrets;
+//! - [`node`]: a running node: Raft, storage, the read batcher and the lease ticker;
+//! - [`http`]: the license API, the admin API, the Raft transport and the probes;
+//! - [`api`]: the JSON shapes of the HTTP API, shared with the client;
+//! - [`client`]: the failover client library used by the CLI and the agent;
+//! - [`cli`]: the `licd` command line.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod node;
+
+pub use licd_raft as raft;
+pub use licd_storage as storage;

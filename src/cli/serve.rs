@@ -1,0 +1,177 @@
+//! `licd serve`: run one node from a TOML file, with flag and environment overrides.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::{NodeConfig, RaftTiming};
+use crate::node::Node;
+
+/// Options of `licd serve`. Each flag overrides the configuration file, and each can also be
+/// given as the `LICD_*` environment variable shown.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see README: Configuration).
+    #[arg(long, short, env = "LICD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's Raft member id.
+    #[arg(long, env = "LICD_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Address to listen on, host:port.
+    #[arg(long, env = "LICD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address other nodes and clients reach this node at, host:port.
+    #[arg(long, env = "LICD_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Database directory.
+    #[arg(long, env = "LICD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A trusted vendor public key (base64); repeat for several.
+    #[arg(long = "trusted-key", env = "LICD_TRUSTED_KEYS", value_delimiter = ',')]
+    pub trusted_keys: Vec<String>,
+    /// Default lease duration of allocations, in milliseconds.
+    #[arg(long, env = "LICD_DEFAULT_LEASE_TTL_MS")]
+    pub default_lease_ttl_ms: Option<u64>,
+    /// Local IP address to bind outgoing Raft connections to.
+    #[arg(long, env = "LICD_RAFT_BIND_IP")]
+    pub raft_bind_ip: Option<std::net::IpAddr>,
+    /// File holding the admin token (or set LICD_ADMIN_TOKEN).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// File holding the cluster secret (or set LICD_CLUSTER_SECRET).
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "LICD_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Minimum election timeout in milliseconds.
+    #[arg(long, env = "LICD_ELECTION_TIMEOUT_MIN_MS")]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Maximum election timeout in milliseconds.
+    #[arg(long, env = "LICD_ELECTION_TIMEOUT_MAX_MS")]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Build a snapshot after this many log entries.
+    #[arg(long, env = "LICD_SNAPSHOT_EVERY_LOGS")]
+    pub snapshot_every_logs: Option<u64>,
+    /// Log entries kept behind a snapshot.
+    #[arg(long, env = "LICD_LOGS_KEPT_AFTER_SNAPSHOT")]
+    pub logs_kept_after_snapshot: Option<u64>,
+}
+
+impl ServeArgs {
+    /// Merges the file (if any) and the overrides into a configuration.
+    pub fn into_config(self) -> anyhow::Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig {
+                node_id: self
+                    .node_id
+                    .context("--node-id is required without --config")?,
+                listen: self.listen.context("--listen is required without --config")?,
+                advertise: None,
+                data_dir: self
+                    .data_dir
+                    .clone()
+                    .context("--data-dir is required without --config")?,
+                trusted_keys: Vec::new(),
+                default_lease_ttl_ms: 30_000,
+                raft_bind_ip: None,
+                admin_token_file: None,
+                cluster_secret_file: None,
+                raft: RaftTiming::default(),
+            },
+        };
+        if let Some(v) = self.node_id {
+            config.node_id = v;
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if self.advertise.is_some() {
+            config.advertise = self.advertise;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        config.trusted_keys.extend(self.trusted_keys);
+        if let Some(v) = self.default_lease_ttl_ms {
+            config.default_lease_ttl_ms = v;
+        }
+        if self.raft_bind_ip.is_some() {
+            config.raft_bind_ip = self.raft_bind_ip;
+        }
+        if self.admin_token_file.is_some() {
+            config.admin_token_file = self.admin_token_file;
+        }
+        if self.cluster_secret_file.is_some() {
+            config.cluster_secret_file = self.cluster_secret_file;
+        }
+        let t = &mut config.raft;
+        for (field, value) in [
+            (&mut t.heartbeat_ms, self.heartbeat_ms),
+            (&mut t.election_timeout_min_ms, self.election_timeout_min_ms),
+            (&mut t.election_timeout_max_ms, self.election_timeout_max_ms),
+            (&mut t.snapshot_every_logs, self.snapshot_every_logs),
+            (&mut t.logs_kept_after_snapshot, self.logs_kept_after_snapshot),
+        ] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs the node until SIGINT or SIGTERM, then shuts down gracefully: stop accepting, drain
+/// in-flight requests, shut Raft down, flush the database.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    super::init_tracing();
+    let config = args.into_config()?;
+    let secrets = config.secrets()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let node = Node::start(&config, secrets).await?;
+    tracing::info!(
+        node_id = config.node_id,
+        listen = %config.listen,
+        advertise = %config.advertise_addr(),
+        data_dir = %config.data_dir.display(),
+        "licd node started"
+    );
+    let router = crate::http::router(node.clone());
+    crate::http::run(listener, router, shutdown_signal()).await?;
+    tracing::info!("HTTP server stopped; shutting Raft down");
+    node.shutdown().await;
+    tracing::info!("licd node stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the node");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,230 @@
+//! Node configuration: a TOML file, overridden by command-line flags and `LICD_*` environment
+//! variables (see [`crate::cli::serve`]), plus the two secrets, which come only from the
+//! environment or from files and are never logged.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use licd_raft::RaftNodeId;
+use licd_raft::license_file::decode_public_key;
+use licd_raft::types::LeaseTtl;
+use serde::{Deserialize, Serialize};
+
+/// Everything a node needs to start, after files, flags and environment are merged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's Raft member id (1 or more).
+    pub node_id: RaftNodeId,
+    /// Where the HTTP server listens.
+    pub listen: SocketAddr,
+    /// The `host:port` other nodes and clients use to reach this node; `listen` by default.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// The sled database directory.
+    pub data_dir: PathBuf,
+    /// Trusted vendor public keys (base64), against which license files are verified.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// Lease duration of allocations that do not name one, in milliseconds.
+    #[serde(default = "default_lease_ttl_ms")]
+    pub default_lease_ttl_ms: u64,
+    /// The local address outgoing Raft connections are bound to, if any.
+    #[serde(default)]
+    pub raft_bind_ip: Option<std::net::IpAddr>,
+    /// File holding the admin bearer token (or set `LICD_ADMIN_TOKEN`).
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// File holding the cluster secret (or set `LICD_CLUSTER_SECRET`).
+    #[serde(default)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Raft timing.
+    #[serde(default)]
+    pub raft: RaftTiming,
+}
+
+fn default_lease_ttl_ms() -> u64 {
+    30_000
+}
+
+/// Raft timing, in milliseconds. docs/operations.md explains the defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTiming {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout.
+    pub election_timeout_max_ms: u64,
+    /// Time allowed for one snapshot chunk to be sent and installed.
+    pub install_snapshot_timeout_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_every_logs: u64,
+    /// Log entries kept behind a snapshot (for slow followers) before they are purged.
+    pub logs_kept_after_snapshot: u64,
+    /// How often the leader checks for expired leases and proposes a tick.
+    pub tick_ms: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1_000,
+            install_snapshot_timeout_ms: 10_000,
+            snapshot_every_logs: 5_000,
+            logs_kept_after_snapshot: 1_000,
+            tick_ms: 500,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a node configuration.
+    #[error("{path} is not a valid node configuration: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The secrets a node holds. `Debug` prints nothing of them.
+#[derive(Clone)]
+pub struct Secrets {
+    /// Bearer token of the admin API.
+    pub admin_token: Arc<str>,
+    /// Shared secret of the Raft routes.
+    pub cluster_secret: Arc<str>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The address advertised to peers and clients.
+    pub fn advertise_addr(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// The trusted vendor keys, decoded.
+    pub fn trusted_keys(&self) -> Result<Vec<VerifyingKey>, ConfigError> {
+        self.trusted_keys
+            .iter()
+            .map(|k| {
+                decode_public_key(k)
+                    .map_err(|e| ConfigError::Invalid(format!("trusted key {k:?}: {e}")))
+            })
+            .collect()
+    }
+
+    /// The default lease duration, validated.
+    pub fn default_lease_ttl(&self) -> Result<LeaseTtl, ConfigError> {
+        LeaseTtl::from_millis(self.default_lease_ttl_ms)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// Checks every value that can be checked before the node starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(ConfigError::Invalid("node_id must be 1 or more".into()));
+        }
+        self.trusted_keys()?;
+        self.default_lease_ttl()?;
+        let t = &self.raft;
+        if t.heartbeat_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_ms {
+            return Err(ConfigError::Invalid(
+                "raft.election_timeout_min_ms must be larger than raft.heartbeat_ms (> 0)".into(),
+            ));
+        }
+        if t.election_timeout_max_ms <= t.election_timeout_min_ms {
+            return Err(ConfigError::Invalid(
+                "raft.election_timeout_max_ms must be larger than raft.election_timeout_min_ms"
+                    .into(),
+            ));
+        }
+        if t.tick_ms == 0 || t.snapshot_every_logs == 0 {
+            return Err(ConfigError::Invalid(
+                "raft.tick_ms and raft.snapshot_every_logs must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads the secrets: `LICD_ADMIN_TOKEN` / `LICD_CLUSTER_SECRET`, or the configured files.
+    pub fn secrets(&self) -> Result<Secrets, ConfigError> {
+        let admin_token = secret(
+            "LICD_ADMIN_TOKEN",
+            self.admin_token_file.as_deref(),
+            "admin token",
+        )?;
+        let cluster_secret = secret(
+            "LICD_CLUSTER_SECRET",
+            self.cluster_secret_file.as_deref(),
+            "cluster secret",
+        )?;
+        Ok(Secrets {
+            admin_token,
+            cluster_secret,
+        })
+    }
+}
+
+fn secret(env: &str, file: Option<&Path>, what: &str) -> Result<Arc<str>, ConfigError> {
+    let value = match (std::env::var(env).ok(), file) {
+        (Some(v), _) => v,
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?
+        }
+        (None, None) => {
+            return Err(ConfigError::Invalid(format!(
+                "no {what}: set {env} or configure a file for it"
+            )));
+        }
+    };
+    let value = value.trim();
+    if value.len() < 16 {
+        return Err(ConfigError::Invalid(format!(
+            "the {what} must be at least 16 characters"
+        )));
+    }
+    Ok(value.into())
+}

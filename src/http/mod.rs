@@ -1,0 +1,178 @@
+//! The HTTP face of a node: the license API (`/v1`), the admin API (`/admin`), the Raft
+//! transport (`/raft`) and the probes (`/healthz`, `/readyz`).
+//!
+//! [`router`] builds the whole service from a [`Node`], so tests can drive it without a
+//! socket; [`run`] serves it on a bound listener until a shutdown future completes, then
+//! drains in-flight requests.
+
+mod admin_api;
+pub mod error;
+mod forward;
+mod license_api;
+mod raft_api;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use crate::node::Node;
+use error::ApiError;
+
+/// Largest body accepted on `/v1` and `/admin`, in bytes: a license file fits with room.
+pub const MAX_API_BODY: usize = 2 << 20;
+/// Largest body accepted on `/raft`: a snapshot chunk or an append batch.
+pub const MAX_RAFT_BODY: usize = 256 << 20;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node.
+    pub node: Node,
+    /// The HTTP client used to forward requests to the leader.
+    pub forwarder: reqwest::Client,
+}
+
+/// Builds the node's whole HTTP service.
+pub fn router(node: Node) -> Router {
+    let forwarder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .no_proxy()
+        .build()
+        .unwrap_or_default();
+    let app = AppState { node, forwarder };
+
+    let to_leader = middleware::from_fn_with_state(app.clone(), forward::to_leader);
+    let v1 = license_api::routes().route_layer(to_leader.clone());
+    let admin = admin_api::routes(to_leader).route_layer(middleware::from_fn_with_state(
+        app.clone(),
+        admin_auth,
+    ));
+    let raft = raft_api::routes()
+        .route_layer(middleware::from_fn_with_state(app.clone(), raft_auth))
+        .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
+
+    Router::new()
+        .nest("/v1", v1.layer(DefaultBodyLimit::max(MAX_API_BODY)))
+        .nest("/admin", admin.layer(DefaultBodyLimit::max(MAX_API_BODY)))
+        .nest("/raft", raft)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            forward::leader_headers,
+        ))
+        .with_state(app)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish.
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// Ready when a leader is known and this node is a voter, or a learner that has caught up.
+async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    let m = app.node.metrics();
+    let membership = m.membership_config.membership();
+    let id = app.node.id();
+    let is_voter = membership.voter_ids().any(|v| v == id);
+    let is_learner = membership.learner_ids().any(|l| l == id);
+    let caught_up = m
+        .last_applied
+        .map(|l| l.index)
+        .zip(m.last_log_index)
+        .is_some_and(|(applied, last)| applied >= last);
+    let ready = m.current_leader.is_some() && (is_voter || (is_learner && caught_up));
+    let body = json!({
+        "ready": ready,
+        "leader_id": m.current_leader,
+        "voter": is_voter,
+        "learner": is_learner,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body))
+}
+
+/// Constant-time comparison of a presented secret with the expected one.
+fn secret_matches(presented: &str, expected: &str) -> bool {
+    presented.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
+/// Admin routes need `Authorization: Bearer <admin token>`: 401 without, 403 when wrong.
+async fn admin_auth(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "admin routes need an Authorization: Bearer <admin token> header",
+        )
+        .into_response(),
+        Some(token) if !secret_matches(token.trim(), &app.node.secrets().admin_token) => {
+            ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "the admin token is wrong")
+                .into_response()
+        }
+        Some(_) => next.run(request).await,
+    }
+}
+
+/// Raft routes need the cluster secret header: 401 without, 403 when wrong.
+async fn raft_auth(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let presented = request
+        .headers()
+        .get(crate::api::CLUSTER_SECRET_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match presented {
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "raft routes need the cluster secret header",
+        )
+        .into_response(),
+        Some(secret) if !secret_matches(secret, &app.node.secrets().cluster_secret) => {
+            ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "the cluster secret is wrong")
+                .into_response()
+        }
+        Some(_) => next.run(request).await,
+    }
+}

@@ -1,0 +1,5 @@
+//! The `licd` command: see `licd --help`.
+
+fn main() -> std::process::ExitCode {
+    licd::cli::main()
+}

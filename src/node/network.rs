@@ -1,0 +1,183 @@
+//! The Raft network: openraft's RPCs as HTTP POSTs with bincode bodies to `/raft/append`,
+//! `/raft/vote` and `/raft/snapshot` on the peer, authenticated by the cluster secret.
+//!
+//! The response body is the bincode of `Result<Response, RaftError<..>>`, so a remote Raft
+//! error arrives as the same value the remote Raft returned. A connection that cannot be made
+//! maps to [`Unreachable`], which makes openraft back off from the peer instead of retrying it
+//! in a hot loop; any other transport failure maps to [`NetworkError`].
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use licd_raft::codec::{decode, encode};
+use licd_raft::{RaftNodeId, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, BasicNode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::CLUSTER_SECRET_HEADER;
+
+/// When each peer last answered an RPC: the heartbeat monitoring view of `/admin/status`.
+#[derive(Debug, Default)]
+pub struct Contacts {
+    last: Mutex<BTreeMap<RaftNodeId, Instant>>,
+}
+
+impl Contacts {
+    fn record(&self, peer: RaftNodeId) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.insert(peer, Instant::now());
+    }
+
+    /// Time since `peer` last answered, if it ever did.
+    pub fn since(&self, peer: RaftNodeId) -> Option<Duration> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.get(&peer).map(Instant::elapsed)
+    }
+}
+
+/// Builds one [`PeerClient`] per peer. Each keeps its own pooled HTTP client, so a slow
+/// snapshot to one peer does not hold up heartbeats to another.
+#[derive(Clone)]
+pub struct Network {
+    cluster_secret: Arc<str>,
+    bind_ip: Option<IpAddr>,
+    contacts: Arc<Contacts>,
+}
+
+impl Network {
+    /// A network that authenticates with `cluster_secret`, binds outgoing connections to
+    /// `bind_ip` when given, and records each answer in `contacts`.
+    pub fn new(cluster_secret: Arc<str>, bind_ip: Option<IpAddr>, contacts: Arc<Contacts>) -> Self {
+        Network {
+            cluster_secret,
+            bind_ip,
+            contacts,
+        }
+    }
+}
+
+/// The connection to one peer.
+pub struct PeerClient {
+    target: RaftNodeId,
+    base: String,
+    http: reqwest::Client,
+    cluster_secret: Arc<str>,
+    contacts: Arc<Contacts>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: RaftNodeId, node: &BasicNode) -> PeerClient {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(4)
+            .tcp_nodelay(true)
+            .no_proxy();
+        if let Some(ip) = self.bind_ip {
+            builder = builder.local_address(ip);
+        }
+        // Building a client fails only when the TLS backend cannot start, and this client has
+        // none; fall back to the default client rather than fail the peer.
+        let http = builder.build().unwrap_or_default();
+        PeerClient {
+            target,
+            base: format!("http://{}", node.addr),
+            http,
+            cluster_secret: self.cluster_secret.clone(),
+            contacts: self.contacts.clone(),
+        }
+    }
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(CLUSTER_SECRET_HEADER, &*self.cluster_secret)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            let e = AnyError::error(format!(
+                "peer {} answered {status} on {path}: {text}",
+                self.target
+            ));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
+        let result: Result<Resp, RaftError<RaftNodeId, E>> =
+            decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.contacts.record(self.target);
+        result.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        AppendEntriesResponse<RaftNodeId>,
+        RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>,
+    > {
+        self.call("/raft/append", &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<RaftNodeId>,
+        RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId, InstallSnapshotError>>,
+    > {
+        self.call("/raft/snapshot", &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<RaftNodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>>
+    {
+        self.call("/raft/vote", &rpc, option.hard_ttl()).await
+    }
+}

@@ -1,0 +1,57 @@
+//! Linearizable reads that share heartbeat rounds.
+//!
+//! Every license check must be answered by a node that has just confirmed, with a majority,
+//! that it still leads (openraft's `ensure_linearizable`, the ReadIndex of the Raft paper).
+//! A round per check would cost a heartbeat round trip per check; instead, checks that arrive
+//! while a round is running wait for the *next* round, which starts after they arrived, so
+//! each check is still covered by a confirmation that began after its arrival. A round serves
+//! everyone who queued before it started.
+
+use licd_raft::RaftNodeId;
+use openraft::BasicNode;
+use openraft::error::{CheckIsLeaderError, RaftError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::LicdRaft;
+
+type ReadResult = Result<(), RaftError<RaftNodeId, CheckIsLeaderError<RaftNodeId, BasicNode>>>;
+
+/// The handle through which requests join a read round.
+#[derive(Clone)]
+pub struct ReadBatcher {
+    tx: mpsc::UnboundedSender<oneshot::Sender<ReadResult>>,
+}
+
+impl ReadBatcher {
+    /// Starts the task that runs the rounds.
+    pub fn spawn(raft: LicdRaft) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        ReadBatcher { tx }
+    }
+
+    /// Waits for a round that started after this call, and returns its outcome.
+    pub async fn confirm(&self) -> ReadResult {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(tx).is_err() {
+            return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
+        }
+        rx.await
+            .unwrap_or(Err(RaftError::Fatal(openraft::error::Fatal::Stopped)))
+    }
+}
+
+async fn run(raft: LicdRaft, mut rx: mpsc::UnboundedReceiver<oneshot::Sender<ReadResult>>) {
+    let mut waiting = Vec::new();
+    while let Some(first) = rx.recv().await {
+        waiting.push(first);
+        // Everyone queued so far arrived before this round starts.
+        while let Ok(more) = rx.try_recv() {
+            waiting.push(more);
+        }
+        let result = raft.ensure_linearizable().await.map(|_| ());
+        for waiter in waiting.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
