@@ -6,7 +6,7 @@
 //! leadership cannot bounce a request between them.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -52,12 +52,19 @@ pub async fn forward(app: &AppState, addr: &str, request: Request) -> Response {
             .into_response();
         }
     };
-    let path = parts
-        .uri
+    // Nested routers see their path with the prefix stripped; forward the original one.
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(&parts.uri, |o| &o.0);
+    let path = uri
         .path_and_query()
-        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+        .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
     let url = format!("http://{addr}{path}");
-    let mut outgoing = app.forwarder.request(parts.method.clone(), &url).body(bytes);
+    let mut outgoing = app
+        .forwarder
+        .request(parts.method.clone(), &url)
+        .body(bytes);
     for (name, value) in &parts.headers {
         if !is_hop_header(name) {
             outgoing = outgoing.header(name, value);
@@ -98,8 +105,15 @@ fn leader_unreachable(e: &reqwest::Error) -> Response {
 fn is_hop_header(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "host" | "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "te"
-            | "trailer" | "upgrade" | "proxy-connection"
+        "host"
+            | "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "content-length"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-connection"
     )
 }
 

@@ -1,0 +1,343 @@
+//! A three-node licd cluster over real HTTP on loopback: allocation rules end to end, leader
+//! failover, restarts, membership changes, lease expiry and exactly-once retries.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, license, mac};
+use licd::api::{AllocateBody, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use licd::client::{Client, ClientError, new_request_id};
+use licd_raft::Code;
+use licd_raft::types::{Cores, NodeName};
+use reqwest::StatusCode;
+
+fn node(name: &str) -> NodeName {
+    NodeName::new(name).unwrap()
+}
+
+fn alloc_body(mac_index: u8, cores: u32) -> AllocateBody {
+    AllocateBody {
+        license: None,
+        mac: mac(mac_index),
+        cores: Cores::new(cores).unwrap(),
+        ttl_ms: None,
+        request_id: None,
+    }
+}
+
+async fn allocate(
+    client: &Client,
+    name: &str,
+    mac_index: u8,
+    cores: u32,
+) -> Result<licd::api::GrantBody, ClientError> {
+    client
+        .allocate(
+            &node(name),
+            &alloc_body(mac_index, cores),
+            &new_request_id(),
+        )
+        .await
+}
+
+/// Checks `name` in a loop until `stop` is set, recording each call's latency; any error is
+/// returned at once.
+async fn check_continuously(
+    client: Client,
+    name: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(usize, Duration), String> {
+    let mut count = 0;
+    let mut worst = Duration::ZERO;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let started = Instant::now();
+        match client.check(&node(name), None).await {
+            Ok(check) if check.check.valid => {}
+            Ok(check) => return Err(format!("check answered {:?}", check.check.code)),
+            Err(e) => return Err(format!("check failed: {e}")),
+        }
+        worst = worst.max(started.elapsed());
+        count += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok((count, worst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocations_follow_the_license_rules_with_the_field_messages() {
+    let cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 16)).await;
+    let client = cluster.client();
+
+    let a = allocate(&client, "app-a", 1, 8).await.unwrap();
+    assert_eq!(a.allocation.counted_cores, 8);
+    assert!(!a.replaced);
+    allocate(&client, "app-b", 2, 6).await.unwrap();
+
+    // 2 cores count as the 4-core minimum: 14 + 4 > 16.
+    let err = allocate(&client, "app-c", 3, 2).await.unwrap_err();
+    let ClientError::Api { status, body } = err else {
+        panic!("expected an API error, got {err}");
+    };
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body.code, "CPU_LIMIT_EXHAUSTED");
+    assert_eq!(
+        body.message,
+        "CPU limit exhausted. Can't allocate more CPUs."
+    );
+    assert_eq!(
+        (body.requested, body.available, body.licensed),
+        (Some(4), Some(2), Some(16))
+    );
+
+    let outsider = licd_raft::types::MacAddr::parse("aa:bb:cc:dd:ee:ff").unwrap();
+    let err = client
+        .allocate(
+            &node("app-d"),
+            &AllocateBody {
+                mac: outsider,
+                ..alloc_body(1, 1)
+            },
+            &new_request_id(),
+        )
+        .await
+        .unwrap_err();
+    let ClientError::Api { status, body } = err else {
+        panic!("expected an API error, got {err}");
+    };
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body.code, "INVALID_MULTI_SERVER_LICENSE");
+    assert_eq!(
+        body.message,
+        "Invalid license for multi-server environment setup."
+    );
+
+    // Re-allocating replaces: app-a shrinks to 4 and app-c now fits.
+    let again = allocate(&client, "app-a", 1, 4).await.unwrap();
+    assert!(again.replaced);
+    allocate(&client, "app-c", 3, 2).await.unwrap();
+    let usage = client.licenses().await.unwrap();
+    assert_eq!(usage.licenses[0].allocated_cores, 14);
+    assert_eq!(usage.licenses[0].free_cores, 2);
+
+    let check = client.check(&node("app-a"), Some(mac(1))).await.unwrap();
+    assert!(check.check.valid, "{check:?}");
+    let check = client.check(&node("app-a"), Some(mac(2))).await.unwrap();
+    assert_eq!(check.check.code, Code::InvalidMultiServerLicense);
+    let check = client.check(&node("nobody"), None).await.unwrap();
+    assert_eq!(check.check.code, Code::NotAllocated);
+
+    // Any node serves any request: ask a follower directly.
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let follower = cluster.addrs.keys().find(|id| **id != leader).unwrap();
+    let answer = reqwest::get(format!(
+        "http://{}/v1/nodes/app-a/check",
+        cluster.addrs[follower]
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer.headers()[LEADER_ID_HEADER].to_str().unwrap(),
+        leader.to_string()
+    );
+    assert_eq!(
+        answer.headers()[LEADER_ADDR_HEADER].to_str().unwrap(),
+        cluster.addrs[&leader].to_string()
+    );
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], "VALID");
+    assert_eq!(body["leader_id"], leader);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_leader_costs_checks_latency_not_errors() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 64)).await;
+    let client = cluster.client();
+    for (i, name) in ["app-a", "app-b", "app-c"].iter().enumerate() {
+        allocate(&client, name, i as u8 + 1, 8).await.unwrap();
+    }
+    let old_leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = tokio::spawn(check_continuously(cluster.client(), "app-b", stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopped_at = Instant::now();
+    cluster.stop(old_leader).await;
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let elected_after = stopped_at.elapsed();
+    assert_ne!(new_leader, old_leader);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (checks, worst) = checker.await.unwrap().expect("every check succeeded");
+    println!(
+        "failover: new leader {new_leader} elected {elected_after:?} after stopping {old_leader}; \
+         {checks} checks, slowest {worst:?}"
+    );
+
+    // Every earlier allocation is there, and writes work on the new leader.
+    let usage = client.licenses().await.unwrap();
+    assert_eq!(usage.licenses[0].allocated_cores, 24);
+    assert_eq!(usage.licenses[0].nodes.len(), 3);
+    allocate(&client, "app-d", 4, 8).await.unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_catches_up_from_the_log_and_from_a_snapshot() {
+    let mut cluster = Cluster::start_with(3, |c| {
+        c.raft.snapshot_every_logs = 20;
+        c.raft.logs_kept_after_snapshot = 0;
+    })
+    .await;
+    cluster.install(&license("lic", 1_000)).await;
+    let client = cluster.client();
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let down = *cluster.addrs.keys().find(|id| **id != leader).unwrap();
+
+    // A short absence: the log suffices.
+    cluster.stop(down).await;
+    for i in 0..5 {
+        allocate(&client, &format!("short-{i}"), 1, 4)
+            .await
+            .unwrap();
+    }
+    cluster.restart(down).await;
+    let target = cluster.node(leader).metrics().last_applied.unwrap().index;
+    cluster
+        .wait_applied(down, target, Duration::from_secs(10))
+        .await;
+
+    // A long absence: the leader snapshots and purges the log behind it, so the returning
+    // node must be sent the snapshot.
+    cluster.stop(down).await;
+    for i in 0..60 {
+        allocate(&client, &format!("long-{i}"), 2, 4).await.unwrap();
+    }
+    let snapshot = cluster.admin_client().snapshot().await.unwrap();
+    let snapshot_index = snapshot.snapshot_index.expect("a snapshot was built");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let down_applied = target;
+    loop {
+        let purged = cluster.node(leader).metrics().purged.map_or(0, |l| l.index);
+        if purged > down_applied {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not purge past {down_applied} (purged {purged}, snapshot {snapshot_index})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.restart(down).await;
+    let target = cluster.node(leader).metrics().last_applied.unwrap().index;
+    cluster
+        .wait_applied(down, target, Duration::from_secs(15))
+        .await;
+    assert!(
+        cluster.node(down).metrics().snapshot.is_some(),
+        "it installed a snapshot"
+    );
+    let theirs = cluster.node(down).read_state(|s| s.licenses.clone());
+    let ours = cluster.node(leader).read_state(|s| s.licenses.clone());
+    assert_eq!(theirs.allocations(), ours.allocations());
+    assert_eq!(theirs.allocations().len(), 65);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_while_checks_keep_succeeding() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 64)).await;
+    let client = cluster.client();
+    allocate(&client, "app-a", 1, 8).await.unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = tokio::spawn(check_continuously(cluster.client(), "app-a", stop.clone()));
+
+    let admin = cluster.admin_client();
+    let addr = cluster.start_new_node(4).await;
+    let membership = admin.add_learner(4, &addr.to_string()).await.unwrap();
+    assert!(membership.learners.contains(&4));
+    let membership = admin.promote(4).await.unwrap();
+    assert!(membership.voters.contains(&4));
+    // Remove node 1, whatever its role, and stop it.
+    let membership = admin.remove_member(1).await.unwrap();
+    assert_eq!(membership.voters, vec![2, 3, 4]);
+    cluster.stop(1).await;
+    cluster.wait_for_leader(Duration::from_secs(10)).await;
+    allocate(&client, "app-b", 2, 8).await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (checks, worst) = checker.await.unwrap().expect("every check succeeded");
+    println!("membership change: {checks} checks, slowest {worst:?}");
+
+    let status = admin.status().await.unwrap();
+    let voters: Vec<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.role == "voter")
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(voters, vec![2, 3, 4]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_leases_free_their_cores_and_retries_apply_once() {
+    let cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 16)).await;
+    let client = cluster.client();
+
+    let short = AllocateBody {
+        ttl_ms: Some(1_000),
+        ..alloc_body(1, 12)
+    };
+    client
+        .allocate(&node("short-lived"), &short, &new_request_id())
+        .await
+        .unwrap();
+    let err = allocate(&client, "waiting", 2, 8).await.unwrap_err();
+    assert!(err.is(Code::CpuLimitExhausted), "{err}");
+
+    // Nobody writes: the leader's tick must free the cores once the lease passes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let usage = client.licenses().await.unwrap();
+        if usage.licenses[0].allocated_cores == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expired lease was not freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let check = client.check(&node("short-lived"), None).await.unwrap();
+    assert_eq!(check.check.code, Code::NotAllocated);
+    allocate(&client, "waiting", 2, 8).await.unwrap();
+
+    // The same request id twice: one application, the same answer.
+    let id = new_request_id();
+    let first = client
+        .allocate(&node("retried"), &alloc_body(3, 4), &id)
+        .await
+        .unwrap();
+    let second = client
+        .allocate(&node("retried"), &alloc_body(3, 4), &id)
+        .await
+        .unwrap();
+    // The retry is a new log entry whose answer is the first one's.
+    assert_eq!(first.allocation, second.allocation);
+    assert_eq!(first.request_id, second.request_id);
+    assert!(second.log.index > first.log.index);
+    assert!(
+        !second.replaced,
+        "the retry was not applied as a re-allocation"
+    );
+    let usage = client.licenses().await.unwrap();
+    assert_eq!(usage.licenses[0].allocated_cores, 12);
+    cluster.shutdown().await;
+}
