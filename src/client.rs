@@ -19,9 +19,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AddLearnerBody, AllocateBody, CheckBody, ErrorBody, GrantBody, InitBody,
-    InstalledBody, LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER,
-    ReleaseBody, RemovedBody, SnapshotBody, StatusBody, VotersBody,
+    AddLearnerBody, AllocateBody, CheckBody, ErrorBody, GrantBody, InitBody, InstalledBody,
+    LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER, ReleaseBody, RemovedBody,
+    SnapshotBody, StatusBody, VotersBody,
 };
 
 /// How a client retries.
@@ -61,7 +61,9 @@ pub enum ClientError {
     },
     /// No node gave an answer before the deadline. For a write the outcome is unknown; retry
     /// it with the same request id to learn it.
-    #[error("no licd node answered within {deadline:?} after {attempts} attempts; last error: {last_error}")]
+    #[error(
+        "no licd node answered within {deadline:?} after {attempts} attempts; last error: {last_error}"
+    )]
     Unavailable {
         /// The deadline that passed.
         deadline: Duration,
@@ -170,7 +172,10 @@ impl Client {
 
     /// The leader address the client last learned, if any.
     pub fn known_leader(&self) -> Option<String> {
-        self.leader.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_leader(&self, addr: Option<String>) {
@@ -420,7 +425,12 @@ impl Client {
         request_id: &RequestId,
     ) -> Result<InstalledBody, ClientError> {
         let (_, b) = self
-            .call(Method::POST, "/admin/licenses", Body::Text(text), Some(request_id))
+            .call(
+                Method::POST,
+                "/admin/licenses",
+                Body::Text(text),
+                Some(request_id),
+            )
             .await?;
         Ok(b)
     }

@@ -107,7 +107,9 @@ async fn add_learner(
     AppJson(body): AppJson<AddLearnerBody>,
 ) -> Result<Response, ApiError> {
     if body.node_id == 0 || body.addr.trim().is_empty() {
-        return Err(ApiError::bad_request("node_id must be 1 or more and addr must be host:port"));
+        return Err(ApiError::bad_request(
+            "node_id must be 1 or more and addr must be host:port",
+        ));
     }
     // Blocking: answers once the learner has caught up with the leader's log.
     app.node
@@ -211,7 +213,12 @@ pub fn local_status(app: &AppState) -> StatusBody {
         members.push(MemberStatus {
             id: *id,
             addr: node.addr.clone(),
-            role: if voters.contains(id) { "voter" } else { "learner" }.into(),
+            role: if voters.contains(id) {
+                "voter"
+            } else {
+                "learner"
+            }
+            .into(),
             matched_index: matched,
             lag,
             last_contact_ms: contact,
@@ -303,7 +310,10 @@ async fn install_license(
             };
             Ok((status, axum::Json(body)).into_response())
         }
-        other => Err(ApiError::internal("installing a license", format!("{other:?}"))),
+        other => Err(ApiError::internal(
+            "installing a license",
+            format!("{other:?}"),
+        )),
     }
 }
 
@@ -322,7 +332,10 @@ async fn remove_license(
             log,
         })
         .into_response()),
-        other => Err(ApiError::internal("removing a license", format!("{other:?}"))),
+        other => Err(ApiError::internal(
+            "removing a license",
+            format!("{other:?}"),
+        )),
     }
 }
 

@@ -65,7 +65,9 @@ impl ApiError {
     /// 503 when leadership moved while the request was in flight.
     fn not_leader(forward: &ForwardToLeader<RaftNodeId, BasicNode>) -> Self {
         let message = match (&forward.leader_id, &forward.leader_node) {
-            (Some(id), Some(node)) => format!("this node is not the leader; node {id} at {} is", node.addr),
+            (Some(id), Some(node)) => {
+                format!("this node is not the leader; node {id} at {} is", node.addr)
+            }
             _ => "this node is not the leader and no leader is known yet".to_string(),
         };
         Self::unavailable("NOT_LEADER", message)

@@ -32,10 +32,7 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/nodes/{node}/allocation",
-            put(allocate).delete(release),
-        )
+        .route("/nodes/{node}/allocation", put(allocate).delete(release))
         .route("/nodes/{node}/heartbeat", post(heartbeat))
         .route("/nodes/{node}/check", get(check))
         .route("/licenses", get(list_licenses))
@@ -82,16 +79,20 @@ pub async fn propose(
     command: Command,
 ) -> Result<(Result<Outcome, licd_raft::Rejection>, LogPosition), ApiError> {
     let write = app.node.write(request_id, command);
-    let response: ClientWriteResponse<licd_raft::TypeConfig> =
-        match tokio::time::timeout(REQUEST_DEADLINE, write).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(ApiError::unavailable(
-                    "TIMEOUT",
-                    "the write was not committed in time; its outcome is unknown: retry with the same request id",
-                ));
-            }
-        };
+    let response: ClientWriteResponse<licd_raft::TypeConfig> = match tokio::time::timeout(
+        REQUEST_DEADLINE,
+        write,
+    )
+    .await
+    {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "TIMEOUT",
+                "the write was not committed in time; its outcome is unknown: retry with the same request id",
+            ));
+        }
+    };
     let log = LogPosition {
         term: response.log_id.leader_id.term,
         index: response.log_id.index,

@@ -52,10 +52,8 @@ pub fn router(node: Node) -> Router {
 
     let to_leader = middleware::from_fn_with_state(app.clone(), forward::to_leader);
     let v1 = license_api::routes().route_layer(to_leader.clone());
-    let admin = admin_api::routes(to_leader).route_layer(middleware::from_fn_with_state(
-        app.clone(),
-        admin_auth,
-    ));
+    let admin = admin_api::routes(to_leader)
+        .route_layer(middleware::from_fn_with_state(app.clone(), admin_auth));
     let raft = raft_api::routes()
         .route_layer(middleware::from_fn_with_state(app.clone(), raft_auth))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
@@ -145,8 +143,12 @@ async fn admin_auth(
         )
         .into_response(),
         Some(token) if !secret_matches(token.trim(), &app.node.secrets().admin_token) => {
-            ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "the admin token is wrong")
-                .into_response()
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "the admin token is wrong",
+            )
+            .into_response()
         }
         Some(_) => next.run(request).await,
     }
@@ -170,8 +172,12 @@ async fn raft_auth(
         )
         .into_response(),
         Some(secret) if !secret_matches(secret, &app.node.secrets().cluster_secret) => {
-            ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "the cluster secret is wrong")
-                .into_response()
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "the cluster secret is wrong",
+            )
+            .into_response()
         }
         Some(_) => next.run(request).await,
     }

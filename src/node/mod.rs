@@ -86,8 +86,7 @@ impl Node {
                 .validate()
                 .map_err(|e| StartError::Raft(e.to_string()))?,
         );
-        let (log_store, sm): (LogStore, StateMachineStore) =
-            licd_storage::open(&config.data_dir)?;
+        let (log_store, sm): (LogStore, StateMachineStore) = licd_storage::open(&config.data_dir)?;
         let state = sm.state();
         let contacts = Arc::new(network::Contacts::default());
         let network = network::Network::new(
@@ -214,8 +213,10 @@ impl Node {
         &self,
         request_id: RequestId,
         command: Command,
-    ) -> Result<ClientWriteResponse<TypeConfig>, RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicNode>>>
-    {
+    ) -> Result<
+        ClientWriteResponse<TypeConfig>,
+        RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicNode>>,
+    > {
         self.inner
             .raft
             .client_write(Request {
