@@ -8,6 +8,7 @@
 //! retried write cannot be applied twice: a leader crash costs the caller latency, not an
 //! error.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -41,9 +42,9 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             deadline: Duration::from_secs(15),
-            attempt_timeout: Duration::from_secs(3),
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(1_000),
+            attempt_timeout: Duration::from_secs(2),
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
         }
     }
 }
@@ -106,9 +107,15 @@ pub struct Client {
     endpoints: Vec<String>,
     http: reqwest::Client,
     leader: Mutex<Option<String>>,
+    /// Nodes that recently could not be reached, until when they are avoided.
+    suspects: Mutex<HashMap<String, Instant>>,
     admin_token: Option<String>,
     policy: RetryPolicy,
 }
+
+/// How long a node that could not be reached is tried only when every other node has failed
+/// too, and its name in a leader hint (a follower's stale view) is not followed.
+const SUSPECT_FOR: Duration = Duration::from_secs(1);
 
 /// A fresh random request id for one logical call.
 pub fn new_request_id() -> RequestId {
@@ -154,6 +161,7 @@ impl Client {
             endpoints,
             http,
             leader: Mutex::new(None),
+            suspects: Mutex::new(HashMap::new()),
             admin_token: None,
             policy,
         })
@@ -179,17 +187,37 @@ impl Client {
     }
 
     fn set_leader(&self, addr: Option<String>) {
+        let addr = addr.filter(|a| !self.is_suspect(a));
         *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = addr;
     }
 
-    /// The order in which to try nodes on attempt `n`: the known leader first, then the
-    /// endpoints in turn.
+    fn is_suspect(&self, endpoint: &str) -> bool {
+        let suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        suspects.get(endpoint).is_some_and(|until| Instant::now() < *until)
+    }
+
+    fn suspect(&self, endpoint: &str, yes: bool) {
+        let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        if yes {
+            suspects.insert(endpoint.to_string(), Instant::now() + SUSPECT_FOR);
+        } else {
+            suspects.remove(endpoint);
+        }
+    }
+
+    /// The node to try on attempt `n`: the known leader, else the endpoints in turn, passing
+    /// over those that recently could not be reached unless all of them could not.
     fn target(&self, attempt: u32) -> String {
         if let Some(leader) = self.known_leader() {
             return leader;
         }
-        let i = attempt as usize % self.endpoints.len();
-        self.endpoints[i].clone()
+        let n = self.endpoints.len();
+        let start = attempt as usize % n;
+        (0..n)
+            .map(|i| &self.endpoints[(start + i) % n])
+            .find(|e| !self.is_suspect(e))
+            .unwrap_or(&self.endpoints[start])
+            .clone()
     }
 
     /// Sends one logical call, retrying as the module documentation describes.
@@ -230,6 +258,7 @@ impl Client {
             };
             match request.send().await {
                 Ok(response) => {
+                    self.suspect(&endpoint, false);
                     let status = response.status();
                     let hinted = response
                         .headers()
@@ -257,6 +286,7 @@ impl Client {
                 }
                 Err(e) => {
                     // Unreachable or too slow: forget it as leader, try the next node.
+                    self.suspect(&endpoint, true);
                     if self.known_leader().as_deref() == Some(endpoint.as_str()) {
                         self.set_leader(None);
                     }
@@ -406,6 +436,7 @@ impl Client {
             endpoints: vec![normalize(endpoint)?],
             http: self.http.clone(),
             leader: Mutex::new(None),
+            suspects: Mutex::new(HashMap::new()),
             admin_token: self.admin_token.clone(),
             policy: RetryPolicy {
                 deadline: self.policy.attempt_timeout,

@@ -72,9 +72,9 @@ pub struct RaftTiming {
 impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1_000,
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 500,
             install_snapshot_timeout_ms: 10_000,
             snapshot_every_logs: 5_000,
             logs_kept_after_snapshot: 1_000,

@@ -168,6 +168,7 @@ async fn stopping_the_leader_costs_checks_latency_not_errors() {
 
     let stopped_at = Instant::now();
     cluster.stop(old_leader).await;
+    println!("stopping the leader took {:?}", stopped_at.elapsed());
     let new_leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
     let elected_after = stopped_at.elapsed();
     assert_ne!(new_leader, old_leader);
