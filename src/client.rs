@@ -193,7 +193,9 @@ impl Client {
 
     fn is_suspect(&self, endpoint: &str) -> bool {
         let suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
-        suspects.get(endpoint).is_some_and(|until| Instant::now() < *until)
+        suspects
+            .get(endpoint)
+            .is_some_and(|until| Instant::now() < *until)
     }
 
     fn suspect(&self, endpoint: &str, yes: bool) {
@@ -228,6 +230,20 @@ impl Client {
         body: Body<'_>,
         request_id: Option<&RequestId>,
     ) -> Result<(StatusCode, T), ClientError> {
+        self.call_with(method, path, body, request_id, Attempt::Short)
+            .await
+    }
+
+    /// Like [`Client::call`]; a [`Attempt::Long`] call (a membership change, which waits for
+    /// a learner to catch up, or a snapshot) may use the whole deadline on one attempt.
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+        request_id: Option<&RequestId>,
+        kind: Attempt,
+    ) -> Result<(StatusCode, T), ClientError> {
         let started = Instant::now();
         let mut attempt: u32 = 0;
         let mut backoff = self.policy.initial_backoff;
@@ -236,7 +252,10 @@ impl Client {
             let endpoint = self.target(attempt);
             attempt += 1;
             let left = self.policy.deadline.saturating_sub(started.elapsed());
-            let timeout = self.policy.attempt_timeout.min(left);
+            let timeout = match kind {
+                Attempt::Short => self.policy.attempt_timeout.min(left),
+                Attempt::Long => left,
+            };
             let mut request = self
                 .http
                 .request(method.clone(), format!("http://{endpoint}{path}"))
@@ -378,7 +397,13 @@ impl Client {
     /// Initializes the cluster with its first voters (empty: the node asked, alone).
     pub async fn init(&self, body: &InitBody) -> Result<MembershipBody, ClientError> {
         let (_, b) = self
-            .call(Method::POST, "/admin/init", Body::json(body), None)
+            .call_with(
+                Method::POST,
+                "/admin/init",
+                Body::json(body),
+                None,
+                Attempt::Long,
+            )
             .await?;
         Ok(b)
     }
@@ -394,7 +419,13 @@ impl Client {
             addr: addr.to_string(),
         };
         let (_, b) = self
-            .call(Method::POST, "/admin/learners", Body::json(&body), None)
+            .call_with(
+                Method::POST,
+                "/admin/learners",
+                Body::json(&body),
+                None,
+                Attempt::Long,
+            )
             .await?;
         Ok(b)
     }
@@ -402,7 +433,9 @@ impl Client {
     /// Promotes a learner to voter.
     pub async fn promote(&self, node_id: RaftNodeId) -> Result<MembershipBody, ClientError> {
         let path = format!("/admin/voters/{node_id}");
-        let (_, b) = self.call(Method::POST, &path, Body::None, None).await?;
+        let (_, b) = self
+            .call_with(Method::POST, &path, Body::None, None, Attempt::Long)
+            .await?;
         Ok(b)
     }
 
@@ -410,7 +443,13 @@ impl Client {
     pub async fn set_voters(&self, voters: Vec<RaftNodeId>) -> Result<MembershipBody, ClientError> {
         let body = VotersBody { voters };
         let (_, b) = self
-            .call(Method::PUT, "/admin/voters", Body::json(&body), None)
+            .call_with(
+                Method::PUT,
+                "/admin/voters",
+                Body::json(&body),
+                None,
+                Attempt::Long,
+            )
             .await?;
         Ok(b)
     }
@@ -418,7 +457,9 @@ impl Client {
     /// Removes a member, voter or learner.
     pub async fn remove_member(&self, node_id: RaftNodeId) -> Result<MembershipBody, ClientError> {
         let path = format!("/admin/members/{node_id}");
-        let (_, b) = self.call(Method::DELETE, &path, Body::None, None).await?;
+        let (_, b) = self
+            .call_with(Method::DELETE, &path, Body::None, None, Attempt::Long)
+            .await?;
         Ok(b)
     }
 
@@ -495,10 +536,25 @@ impl Client {
     /// Asks the leader to build a snapshot now.
     pub async fn snapshot(&self) -> Result<SnapshotBody, ClientError> {
         let (_, b) = self
-            .call(Method::POST, "/admin/snapshot", Body::None, None)
+            .call_with(
+                Method::POST,
+                "/admin/snapshot",
+                Body::None,
+                None,
+                Attempt::Long,
+            )
             .await?;
         Ok(b)
     }
+}
+
+/// How long one attempt of a call may take.
+#[derive(Clone, Copy)]
+enum Attempt {
+    /// [`RetryPolicy::attempt_timeout`].
+    Short,
+    /// What is left of the deadline.
+    Long,
 }
 
 enum Body<'a> {

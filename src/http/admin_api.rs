@@ -53,6 +53,22 @@ where
         .merge(led)
 }
 
+/// How long a membership change may take, a learner's catch-up included.
+const MEMBERSHIP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Bounds a membership change in time; past the deadline the change may still complete.
+async fn bounded<T>(change: impl Future<Output = T>) -> Result<T, ApiError> {
+    tokio::time::timeout(MEMBERSHIP_DEADLINE, change)
+        .await
+        .map_err(|_| {
+            ApiError::unavailable(
+                "TIMEOUT",
+                "the membership change did not complete within 60 s (a learner may still be \
+                 catching up); see `licd cluster status`",
+            )
+        })
+}
+
 fn membership_body(app: &AppState) -> MembershipBody {
     let m = app.node.metrics();
     let membership = m.membership_config.membership();
@@ -112,10 +128,12 @@ async fn add_learner(
         ));
     }
     // Blocking: answers once the learner has caught up with the leader's log.
-    app.node
-        .raft()
-        .add_learner(body.node_id, BasicNode::new(body.addr), true)
-        .await?;
+    bounded(
+        app.node
+            .raft()
+            .add_learner(body.node_id, BasicNode::new(body.addr), true),
+    )
+    .await??;
     Ok(axum::Json(membership_body(&app)).into_response())
 }
 
@@ -128,7 +146,7 @@ async fn set_voters(
         return Err(ApiError::bad_request("a cluster needs at least one voter"));
     }
     // Voters that leave stay as learners only if asked to; here they leave the cluster.
-    app.node.raft().change_membership(voters, false).await?;
+    bounded(app.node.raft().change_membership(voters, false)).await??;
     Ok(axum::Json(membership_body(&app)).into_response())
 }
 
@@ -136,10 +154,12 @@ async fn promote(
     State(app): State<AppState>,
     AppPath(id): AppPath<RaftNodeId>,
 ) -> Result<Response, ApiError> {
-    app.node
-        .raft()
-        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
-        .await?;
+    bounded(
+        app.node
+            .raft()
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true),
+    )
+    .await??;
     Ok(axum::Json(membership_body(&app)).into_response())
 }
 
@@ -159,7 +179,7 @@ async fn remove_member(
             format!("node {id} is not a member"),
         ));
     };
-    app.node.raft().change_membership(change, false).await?;
+    bounded(app.node.raft().change_membership(change, false)).await??;
     Ok(axum::Json(membership_body(&app)).into_response())
 }
 
