@@ -306,3 +306,21 @@ pub struct SnapshotBody {
     /// The index the snapshot covers, once built.
     pub snapshot_index: Option<u64>,
 }
+
+/// Answer to `GET /v1/cluster`: the leader's view of the cluster's health, for agents and
+/// applications (no admin token needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterHealthBody {
+    /// The leader.
+    pub leader_id: RaftNodeId,
+    /// Its term.
+    pub term: u64,
+    /// The voters.
+    pub voters: Vec<RaftNodeId>,
+    /// How many voters the leader heard from within the election timeout (itself included).
+    pub healthy_servers: usize,
+    /// The voters it did not hear from.
+    pub down: Vec<RaftNodeId>,
+    /// Warnings, such as a lost redundancy.
+    pub warnings: Vec<String>,
+}

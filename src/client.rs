@@ -20,9 +20,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AddLearnerBody, AllocateBody, CheckBody, ErrorBody, GrantBody, InitBody, InstalledBody,
-    LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER, ReleaseBody, RemovedBody,
-    SnapshotBody, StatusBody, VotersBody,
+    AddLearnerBody, AllocateBody, CheckBody, ClusterHealthBody, ErrorBody, GrantBody, InitBody,
+    InstalledBody, LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER,
+    ReleaseBody, RemovedBody, SnapshotBody, StatusBody, VotersBody,
 };
 
 /// How a client retries.
@@ -391,6 +391,14 @@ impl Client {
     pub async fn license(&self, id: &LicenseId) -> Result<Usage, ClientError> {
         let path = format!("/v1/licenses/{id}");
         let (_, body) = self.call(Method::GET, &path, Body::None, None).await?;
+        Ok(body)
+    }
+
+    /// The leader's view of the cluster's health (no admin token needed).
+    pub async fn cluster_health(&self) -> Result<ClusterHealthBody, ClientError> {
+        let (_, body) = self
+            .call(Method::GET, "/v1/cluster", Body::None, None)
+            .await?;
         Ok(body)
     }
 

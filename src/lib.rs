@@ -10,6 +10,7 @@
 //! - [`client`]: the failover client library used by the CLI and the agent;
 //! - [`cli`]: the `licd` command line.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod client;

@@ -22,8 +22,8 @@ use openraft::raft::ClientWriteResponse;
 use super::AppState;
 use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::api::{
-    AllocateBody, CheckBody, CheckQuery, GrantBody, LicensesBody, LogPosition, REQUEST_ID_HEADER,
-    ReleaseBody, RequestIdBody,
+    AllocateBody, CheckBody, CheckQuery, ClusterHealthBody, GrantBody, LicensesBody, LogPosition,
+    REQUEST_ID_HEADER, ReleaseBody, RequestIdBody,
 };
 use crate::node::now;
 
@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/nodes/{node}/check", get(check))
         .route("/licenses", get(list_licenses))
         .route("/licenses/{id}", get(get_license))
+        .route("/cluster", get(cluster_health))
 }
 
 /// Parses a path segment as a server name, with a 400 that says what is wrong.
@@ -228,4 +229,33 @@ async fn get_license(
         Some(usage) => Ok(axum::Json(usage).into_response()),
         None => Err(licd_raft::Rejection::new(licd_raft::Code::LicenseNotFound).into()),
     }
+}
+
+/// The leader's view of the cluster's health (served by the leader: the route forwards).
+async fn cluster_health(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let status = super::admin_api::local_status(&app);
+    let leader_id = status
+        .leader_id
+        .ok_or_else(|| ApiError::unavailable("NO_LEADER", "no leader is known yet; retry"))?;
+    let voters: Vec<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.role == "voter")
+        .map(|m| m.id)
+        .collect();
+    let down: Vec<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.role == "voter" && m.healthy == Some(false))
+        .map(|m| m.id)
+        .collect();
+    Ok(axum::Json(ClusterHealthBody {
+        leader_id,
+        term: status.term,
+        healthy_servers: voters.len() - down.len(),
+        voters,
+        down,
+        warnings: status.warnings,
+    })
+    .into_response())
 }

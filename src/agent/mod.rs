@@ -1,0 +1,395 @@
+//! `licd agent`: the piece of licd on every application server.
+//!
+//! The agent holds this server's core allocation, keeps its lease alive through any failover
+//! of the license cluster, and tells the local application at any moment whether the server
+//! is licensed, through a small HTTP status endpoint ([`status`]).
+//!
+//! Its loop:
+//! - without an allocation it allocates; a license refusal (`CPU_LIMIT_EXHAUSTED`,
+//!   `INVALID_MULTI_SERVER_LICENSE`, `LICENSE_EXPIRED`, ...) is reported as unlicensed with
+//!   that code and message, and retried at a slow pace, since a license may be replaced or
+//!   cores freed;
+//! - with an allocation it heartbeats at a third of the lease ttl; when the cluster answers
+//!   `NOT_ALLOCATED` (the lease was lost, say after a long pause) it allocates again at once;
+//! - when no node answers, it keeps reporting licensed, with code `GRACE`, only until the
+//!   lease it last confirmed ends, then reports `SERVERS_UNREACHABLE`; when the cluster
+//!   returns it allocates again without a restart;
+//! - on shutdown it releases its allocation.
+//!
+//! **Grace never extends a lease the cluster did not grant.** The agent measures a lease from
+//! the moment it *sent* the request that the cluster answered, on its own monotonic clock:
+//! the cluster applied the request after that moment, so the lease it granted ends no earlier
+//! in real time than `sent + ttl`.
+
+pub mod status;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, Timestamp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::api::{AllocateBody, GrantBody};
+use crate::client::{Client, ClientError, new_request_id};
+
+/// What the agent needs to run.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This server's name in the license cluster.
+    pub node: NodeName,
+    /// The license to allocate from; `None` when the cluster has exactly one.
+    pub license: Option<LicenseId>,
+    /// This server's MAC address.
+    pub mac: MacAddr,
+    /// This server's cores.
+    pub cores: Cores,
+    /// The lease to ask for.
+    pub lease_ttl: LeaseTtl,
+    /// The pause between attempts while the cluster refuses the license.
+    pub refused_retry: Duration,
+}
+
+/// The status the agent reports to the local application (`GET /status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// Whether the application may run licensed now.
+    pub licensed: bool,
+    /// `VALID`, `GRACE`, `SERVERS_UNREACHABLE`, `STARTING`, or the cluster's refusal code
+    /// (`CPU_LIMIT_EXHAUSTED`, `INVALID_MULTI_SERVER_LICENSE`, `LICENSE_EXPIRED`, ...).
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+    /// This server's name.
+    pub node: NodeName,
+    /// The cores this server counts against the license (0 while not allocated).
+    pub cores: u32,
+    /// When the lease ends unless renewed, in cluster time (ms since the epoch).
+    pub lease_expires_at: Option<Timestamp>,
+    /// While in grace: the wall-clock time (ms since the epoch) after which the agent reports
+    /// unlicensed unless the cluster answers again.
+    pub grace_until: Option<Timestamp>,
+    /// The license cluster as last seen.
+    pub cluster: ClusterView,
+}
+
+/// The license cluster as the agent last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// Whether the last call reached a node.
+    pub reachable: bool,
+    /// The leader's id.
+    pub leader: Option<u64>,
+    /// Voters the leader heard from recently.
+    pub healthy_servers: Option<usize>,
+    /// The number of voters.
+    pub voters: Option<usize>,
+    /// Warnings, such as "one more failure stops licensing".
+    pub warnings: Vec<String>,
+}
+
+/// A lease the cluster confirmed.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// When, on this machine's monotonic clock, the lease certainly still runs until.
+    until: Instant,
+    /// The cluster's own expiry time, for display.
+    expires_at: Timestamp,
+    counted_cores: u32,
+}
+
+/// The status as the loop last set it, and the instant the confirmed lease certainly runs
+/// until. Readers see the status through [`Shared::current`], which turns it unlicensed once
+/// that instant passes, even while the loop is still waiting for a node to answer.
+#[derive(Debug)]
+pub struct Shared {
+    status: AgentStatus,
+    lease_until: Option<Instant>,
+}
+
+impl Shared {
+    /// The status now.
+    pub fn current(&self) -> AgentStatus {
+        let mut status = self.status.clone();
+        if status.licensed
+            && self
+                .lease_until
+                .is_some_and(|until| Instant::now() >= until)
+        {
+            status.licensed = false;
+            status.cores = 0;
+            status.grace_until = None;
+            if status.code == "GRACE" {
+                status.code = "SERVERS_UNREACHABLE".into();
+                status.message =
+                    "No license server answers and the last confirmed lease has ended.".into();
+            } else {
+                status.code = "LEASE_EXPIRED".into();
+                status.message = "The lease ended before the cluster confirmed a renewal.".into();
+            }
+        }
+        status
+    }
+}
+
+/// The shared status handle.
+pub type StatusHandle = Arc<RwLock<Shared>>;
+
+/// A running agent.
+pub struct Agent {
+    status: StatusHandle,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Agent {
+    /// Starts the agent loop.
+    pub fn spawn(client: Client, config: AgentConfig) -> Agent {
+        let status = Arc::new(RwLock::new(Shared {
+            status: AgentStatus {
+                licensed: false,
+                code: "STARTING".into(),
+                message: "the agent has not yet reached the license cluster".into(),
+                node: config.node.clone(),
+                cores: 0,
+                lease_expires_at: None,
+                grace_until: None,
+                cluster: ClusterView::default(),
+            },
+            lease_until: None,
+        }));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(Arc::new(client), config, status.clone(), stop_rx));
+        Agent { status, stop, task }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> AgentStatus {
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .current()
+    }
+
+    /// A shared handle on the status, for the status server.
+    pub fn status_handle(&self) -> StatusHandle {
+        self.status.clone()
+    }
+
+    /// Stops the loop and releases the allocation (bounded by the client's deadline).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn wall_now() -> Timestamp {
+    crate::node::now()
+}
+
+/// The wall-clock time corresponding to a monotonic instant.
+fn wall_at(at: Instant) -> Timestamp {
+    let now = Instant::now();
+    let wall = wall_now();
+    if at >= now {
+        wall.plus_millis(u64::try_from((at - now).as_millis()).unwrap_or(u64::MAX))
+    } else {
+        Timestamp(
+            wall.0
+                .saturating_sub(u64::try_from((now - at).as_millis()).unwrap_or(0)),
+        )
+    }
+}
+
+struct Loop {
+    client: Arc<Client>,
+    config: AgentConfig,
+    status: StatusHandle,
+    held: Option<Held>,
+}
+
+/// The refusals after which the agent waits and allocates again.
+fn is_refusal(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { status, .. } if status.is_client_error())
+}
+
+async fn run(
+    client: Arc<Client>,
+    config: AgentConfig,
+    status: StatusHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut agent = Loop {
+        client,
+        config,
+        status,
+        held: None,
+    };
+    loop {
+        let pause = agent.step().await;
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    agent.release().await;
+}
+
+impl Loop {
+    fn set(&self, f: impl FnOnce(&mut AgentStatus)) {
+        let mut shared = self.status.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut shared.status);
+        shared.lease_until = self.held.map(|h| h.until);
+    }
+
+    /// One round: allocate or heartbeat; returns how long to wait before the next.
+    async fn step(&mut self) -> Duration {
+        let ttl = Duration::from_millis(self.config.lease_ttl.as_millis());
+        let sent = Instant::now();
+        let result = match self.held {
+            Some(_) => {
+                self.client
+                    .heartbeat(&self.config.node, &new_request_id())
+                    .await
+            }
+            None => {
+                let body = AllocateBody {
+                    license: self.config.license.clone(),
+                    mac: self.config.mac,
+                    cores: self.config.cores,
+                    ttl_ms: Some(self.config.lease_ttl.as_millis()),
+                    request_id: None,
+                };
+                self.client
+                    .allocate(&self.config.node, &body, &new_request_id())
+                    .await
+            }
+        };
+        match result {
+            Ok(grant) => {
+                self.confirmed(&grant, sent);
+                self.refresh_cluster_view().await;
+                ttl / 3
+            }
+            Err(e) if e.is(licd_raft::Code::NotAllocated) => {
+                // The lease was lost (a long pause, a forced release): allocate again now.
+                tracing::warn!(node = %self.config.node, "lease lost; allocating again");
+                self.held = None;
+                Duration::ZERO
+            }
+            Err(e) if is_refusal(&e) => {
+                let ClientError::Api { body, .. } = &e else {
+                    return self.config.refused_retry;
+                };
+                tracing::warn!(code = %body.code, message = %body.message, "license refused");
+                self.held = None;
+                let (code, message) = (body.code.clone(), body.message.clone());
+                self.set(|s| {
+                    s.licensed = false;
+                    s.code = code;
+                    s.message = message;
+                    s.cores = 0;
+                    s.lease_expires_at = None;
+                    s.grace_until = None;
+                    s.cluster.reachable = true;
+                });
+                self.refresh_cluster_view().await;
+                self.config.refused_retry
+            }
+            Err(e) => {
+                self.unreachable(&e);
+                // Try again soon, but not in a hot loop.
+                (ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(2))
+            }
+        }
+    }
+
+    fn confirmed(&mut self, grant: &GrantBody, sent: Instant) {
+        let ttl = Duration::from_millis(grant.allocation.lease_ttl.as_millis());
+        let held = Held {
+            until: sent + ttl,
+            expires_at: grant.allocation.lease_expires_at,
+            counted_cores: grant.allocation.counted_cores,
+        };
+        self.held = Some(held);
+        self.set(|s| {
+            s.licensed = true;
+            s.code = "VALID".into();
+            s.message = "The server is licensed.".into();
+            s.cores = held.counted_cores;
+            s.lease_expires_at = Some(held.expires_at);
+            s.grace_until = None;
+            s.cluster.reachable = true;
+        });
+    }
+
+    /// No node answered: grace while the confirmed lease runs, then unlicensed.
+    fn unreachable(&mut self, e: &ClientError) {
+        tracing::warn!(error = %e, "license cluster unreachable");
+        let now = Instant::now();
+        match self.held {
+            Some(held) if now < held.until => {
+                let left = held.until - now;
+                self.set(|s| {
+                    s.licensed = true;
+                    s.code = "GRACE".into();
+                    s.message = format!(
+                        "No license server answers; licensed for {} s more on the last confirmed lease.",
+                        left.as_secs()
+                    );
+                    s.grace_until = Some(wall_at(held.until));
+                    s.cluster.reachable = false;
+                });
+            }
+            _ => {
+                // The lease ended: it must be allocated anew when the cluster returns.
+                self.held = None;
+                self.set(|s| {
+                    s.licensed = false;
+                    s.code = "SERVERS_UNREACHABLE".into();
+                    s.message =
+                        "No license server answers and the last confirmed lease has ended.".into();
+                    s.cores = 0;
+                    s.grace_until = None;
+                    s.cluster.reachable = false;
+                });
+            }
+        }
+    }
+
+    /// Asks the leader how healthy the cluster is (best effort: failures are ignored).
+    async fn refresh_cluster_view(&self) {
+        if let Ok(health) = self.client.cluster_health().await {
+            self.set(|s| {
+                s.cluster.leader = Some(health.leader_id);
+                s.cluster.healthy_servers = Some(health.healthy_servers);
+                s.cluster.voters = Some(health.voters.len());
+                s.cluster.warnings = health.warnings;
+            });
+        }
+    }
+
+    async fn release(&mut self) {
+        if self.held.is_none() {
+            return;
+        }
+        match self
+            .client
+            .release(&self.config.node, &new_request_id())
+            .await
+        {
+            Ok(_) => tracing::info!(node = %self.config.node, "allocation released"),
+            Err(e) => tracing::warn!(error = %e, "could not release the allocation"),
+        }
+        self.held = None;
+        self.set(|s| {
+            s.licensed = false;
+            s.code = "STOPPED".into();
+            s.message = "The agent stopped and released this server's cores.".into();
+            s.cores = 0;
+            s.lease_expires_at = None;
+            s.grace_until = None;
+        });
+    }
+}

@@ -1,0 +1,233 @@
+//! The agent against a real three-node cluster on loopback: licensed through a leader
+//! failover, bounded grace while every server is down, license refusals with the field's
+//! messages, and release on shutdown. Leases are short (3 s) so the tests finish quickly.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, license, mac};
+use licd::agent::{Agent, AgentConfig, AgentStatus};
+use licd::client::{Client, RetryPolicy};
+use licd::node::now;
+use licd_raft::types::{Cores, LeaseTtl, MacAddr, NodeName};
+
+const TTL_MS: u64 = 3_000;
+
+fn agent_client(cluster: &Cluster) -> Client {
+    Client::with_policy(
+        &cluster.endpoints(),
+        RetryPolicy {
+            deadline: Duration::from_millis(TTL_MS / 3),
+            attempt_timeout: Duration::from_millis(500),
+            ..RetryPolicy::default()
+        },
+    )
+    .unwrap()
+}
+
+fn agent(cluster: &Cluster, name: &str, mac: MacAddr, cores: u32) -> Agent {
+    Agent::spawn(
+        agent_client(cluster),
+        AgentConfig {
+            node: NodeName::new(name).unwrap(),
+            license: None,
+            mac,
+            cores: Cores::new(cores).unwrap(),
+            lease_ttl: LeaseTtl::from_millis(TTL_MS).unwrap(),
+            refused_retry: Duration::from_millis(300),
+        },
+    )
+}
+
+/// Polls the agent until `done` holds, within `within`; returns the status that satisfied it.
+async fn wait_for(
+    agent: &Agent,
+    within: Duration,
+    done: impl Fn(&AgentStatus) -> bool,
+) -> AgentStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = agent.status();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {within:?}; last status {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_stays_licensed_while_the_leader_stops() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 16)).await;
+    let agent = agent(&cluster, "app-1", mac(1), 8);
+    let first = wait_for(&agent, Duration::from_secs(10), |s| s.code == "VALID").await;
+    assert!(first.licensed);
+    assert_eq!(first.cores, 8);
+    wait_for(&agent, Duration::from_secs(5), |s| {
+        s.cluster.voters == Some(3)
+    })
+    .await;
+
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let started = Instant::now();
+    let stopper = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cluster.stop(leader).await;
+        cluster.wait_for_leader(Duration::from_secs(10)).await
+    };
+    let poller = async {
+        let mut polls = 0;
+        let mut codes = std::collections::BTreeSet::new();
+        while started.elapsed() < Duration::from_millis(TTL_MS * 2) {
+            let status = agent.status();
+            assert!(
+                status.licensed,
+                "unlicensed during failover after {:?}: {status:?}",
+                started.elapsed()
+            );
+            codes.insert(status.code);
+            polls += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (polls, codes)
+    };
+    let (new_leader, (polls, codes)) = tokio::join!(stopper, poller);
+    println!(
+        "agent stayed licensed for all {polls} polls over {:?} while leader {leader} stopped and \
+         {new_leader} took over; codes seen: {codes:?}",
+        started.elapsed()
+    );
+    // Heartbeats continue on the new leader: the lease moves forward.
+    let later = wait_for(&agent, Duration::from_secs(5), |s| {
+        s.code == "VALID"
+            && s.lease_expires_at > first.lease_expires_at.map(|t| t.plus_millis(TTL_MS))
+    })
+    .await;
+    assert!(later.licensed);
+    agent.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_lasts_until_the_confirmed_lease_ends_and_licensing_returns_with_the_cluster() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 16)).await;
+    let agent = agent(&cluster, "app-1", mac(1), 8);
+    wait_for(&agent, Duration::from_secs(10), |s| s.code == "VALID").await;
+
+    let ids: Vec<u64> = cluster.running.keys().copied().collect();
+    for id in &ids {
+        cluster.stop(*id).await;
+    }
+    let stopped = Instant::now();
+    // While licensed, the wall clock is always before the lease the cluster granted.
+    let mut saw_grace = false;
+    let unlicensed = loop {
+        let status = agent.status();
+        let last_lease = status.lease_expires_at.expect("a lease was confirmed");
+        if status.licensed {
+            assert!(
+                now() < last_lease,
+                "licensed past the granted lease: {status:?}"
+            );
+            saw_grace |= status.code == "GRACE";
+        } else {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_millis(TTL_MS * 3),
+            "never left grace"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(saw_grace, "the agent reported GRACE before the lease ended");
+    assert_eq!(unlicensed.code, "SERVERS_UNREACHABLE", "{unlicensed:?}");
+    println!(
+        "grace: licensed (GRACE) for {:?} after every server stopped, then SERVERS_UNREACHABLE",
+        stopped.elapsed()
+    );
+
+    for id in &ids {
+        cluster.restart(*id).await;
+    }
+    let back = Instant::now();
+    let status = wait_for(&agent, Duration::from_secs(20), |s| s.code == "VALID").await;
+    assert!(status.licensed);
+    println!(
+        "licensed again {:?} after the servers restarted",
+        back.elapsed()
+    );
+    agent.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_over_the_cap_waits_for_the_first_to_release() {
+    let cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 16)).await;
+    let first = agent(&cluster, "app-1", mac(1), 12);
+    wait_for(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
+    let second = agent(&cluster, "app-2", mac(2), 8);
+    let refused = wait_for(&second, Duration::from_secs(10), |s| s.code != "STARTING").await;
+    assert!(!refused.licensed);
+    assert_eq!(refused.code, "CPU_LIMIT_EXHAUSTED");
+    assert_eq!(
+        refused.message,
+        "CPU limit exhausted. Can't allocate more CPUs."
+    );
+
+    first.shutdown().await;
+    let usage = cluster.client().licenses().await.unwrap();
+    assert!(
+        usage.licenses[0]
+            .nodes
+            .iter()
+            .all(|n| n.node.as_str() != "app-1"),
+        "released"
+    );
+    let admitted = wait_for(&second, Duration::from_secs(10), |s| s.code == "VALID").await;
+    assert_eq!(admitted.cores, 8);
+    second.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_a_foreign_mac_is_told_the_license_does_not_cover_it() {
+    let cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 16)).await;
+    let outsider = agent(
+        &cluster,
+        "app-x",
+        MacAddr::parse("aa:bb:cc:dd:ee:ff").unwrap(),
+        4,
+    );
+    let status = wait_for(&outsider, Duration::from_secs(10), |s| s.code != "STARTING").await;
+    assert!(!status.licensed);
+    assert_eq!(status.code, "INVALID_MULTI_SERVER_LICENSE");
+    assert_eq!(
+        status.message,
+        "Invalid license for multi-server environment setup."
+    );
+
+    // The local status endpoint says the same, with 503 for "not licensed".
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = outsider.status_handle();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(licd::agent::status::serve(listener, handle, async {
+        let _ = rx.await;
+    }));
+    let answer = reqwest::get(format!("http://{addr}/status")).await.unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: AgentStatus = answer.json().await.unwrap();
+    assert_eq!(body.code, "INVALID_MULTI_SERVER_LICENSE");
+    let _ = tx.send(());
+    let _ = server.await;
+    outsider.shutdown().await;
+    cluster.shutdown().await;
+}
