@@ -167,6 +167,18 @@ impl Client {
         })
     }
 
+    /// Binds the client's outgoing connections to a local address (a test harness gives each
+    /// logical client its own address so network faults can single it out).
+    pub fn with_local_address(mut self, ip: std::net::IpAddr) -> Result<Self, ClientError> {
+        self.http = reqwest::Client::builder()
+            .connect_timeout(self.policy.attempt_timeout.min(Duration::from_secs(1)))
+            .no_proxy()
+            .local_address(ip)
+            .build()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(self)
+    }
+
     /// Sets the admin token sent as a bearer token on `/admin` calls.
     pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {
         self.admin_token = Some(token.into());

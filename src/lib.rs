@@ -10,6 +10,12 @@
 //! - [`client`]: the failover client library used by the CLI and the agent;
 //! - [`cli`]: the `licd` command line.
 
+#[cfg(all(feature = "bug-stale-reads", not(debug_assertions)))]
+compile_error!(
+    "the bug-stale-reads feature injects a known bug for the fault harness and must never be \
+     part of a release build"
+);
+
 pub mod agent;
 pub mod api;
 pub mod cli;

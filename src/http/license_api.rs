@@ -102,6 +102,16 @@ pub async fn propose(
 }
 
 /// Confirms leadership for a linearizable read within the deadline.
+///
+/// With the `bug-stale-reads` feature (fault-injection builds only) it confirms nothing, so a
+/// deposed leader answers from its stale state: the fault harness must catch that.
+#[cfg(feature = "bug-stale-reads")]
+pub async fn confirm_read(_app: &AppState) -> Result<(), ApiError> {
+    Ok(())
+}
+
+/// Confirms leadership for a linearizable read within the deadline.
+#[cfg(not(feature = "bug-stale-reads"))]
 pub async fn confirm_read(app: &AppState) -> Result<(), ApiError> {
     match tokio::time::timeout(REQUEST_DEADLINE, app.node.linearizable_read()).await {
         Ok(result) => Ok(result?),

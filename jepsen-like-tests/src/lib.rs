@@ -1,0 +1,1 @@
+//! licd-jepsen: runs licd under faults and checks every run's history.
