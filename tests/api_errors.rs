@@ -242,7 +242,7 @@ async fn admin_and_raft_routes_need_their_credentials() {
         (status, error.code.as_str()),
         (StatusCode::CONFLICT, "LICENSE_EXPIRED")
     );
-    let (status, error) = probe.error(Method::POST, "/admin/init", |r| admin(r)).await;
+    let (status, error) = probe.error(Method::POST, "/admin/init", admin).await;
     assert_eq!(
         (status, error.code.as_str()),
         (StatusCode::CONFLICT, "ALREADY_INITIALIZED")
@@ -255,9 +255,7 @@ async fn admin_and_raft_routes_need_their_credentials() {
         })
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, error) = probe
-        .error(Method::DELETE, "/admin/members/9", |r| admin(r))
-        .await;
+    let (status, error) = probe.error(Method::DELETE, "/admin/members/9", admin).await;
     assert_eq!(
         (status, error.code.as_str()),
         (StatusCode::NOT_FOUND, "MEMBER_NOT_FOUND")

@@ -2,16 +2,29 @@
 //! the [`crate::client`] library. Every command has `--help`; errors print a readable message
 //! and exit non-zero.
 
+pub mod alloc;
+pub mod cluster;
+pub mod common;
+pub mod dev;
+pub mod license;
+pub mod output;
 pub mod serve;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use output::Output;
+
 /// licd: a highly available license server for software licensed by CPU cores.
+///
+/// Start with `licd dev`: it runs a three-node cluster on this machine with a demo license.
 #[derive(Debug, Parser)]
 #[command(name = "licd", version, about, long_about = None)]
 pub struct Cli {
+    /// Print the raw JSON answer instead of human text (errors too, as {"code", "message"}).
+    #[arg(long, global = true)]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -22,30 +35,71 @@ pub struct Cli {
 pub enum Command {
     /// Run one licd node.
     Serve(serve::ServeArgs),
+    /// Run a three-node cluster on this machine with a demo license, for trying licd out.
+    Dev(dev::DevArgs),
+    /// Initialize the cluster, change its membership, show its status.
+    Cluster(cluster::ClusterArgs),
+    /// Vendor keys, license files, and the licenses installed in the cluster.
+    License(license::LicenseArgs),
+    /// Allocate cores for an application server (this machine by default).
+    Allocate(alloc::AllocateArgs),
+    /// Renew an application server's lease.
+    Heartbeat(alloc::NodeArgs),
+    /// Release an application server's cores.
+    Release(alloc::NodeArgs),
+    /// Check whether an application server is licensed: exit code 0 only when it is.
+    Check(alloc::CheckArgs),
 }
 
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let out = Output { json: cli.json };
+    let is_serve = matches!(cli.command, Command::Serve(_));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("licd: cannot start the async runtime: {e}");
+            eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Dev(args) => dev::run(args, out).await,
+            Command::Cluster(args) => cluster::run(args, out).await,
+            Command::License(args) => license::run(args, out).await,
+            Command::Allocate(args) => alloc::allocate(args, out).await,
+            Command::Heartbeat(args) => alloc::heartbeat(args, out).await,
+            Command::Release(args) => alloc::release(args, out).await,
+            Command::Check(args) => alloc::check(args, out).await,
         }
     });
+    if !is_serve {
+        // Do not wait for tasks still running (a lease keeper, a stuck request).
+        runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    }
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("licd: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => report_error(&e, out),
     }
+}
+
+/// Prints a failed command's error: one readable line on stderr and, with `--json`, the JSON
+/// error body on stdout (unless the command already printed its answer).
+fn report_error(e: &anyhow::Error, out: Output) -> ExitCode {
+    if let Some(exit) = e.downcast_ref::<output::Exit>() {
+        eprintln!("error: {}", exit.message);
+        return ExitCode::from(exit.code);
+    }
+    if out.json {
+        let _ = out.print_json(&output::error_body(e));
+    }
+    eprintln!("error: {}", output::describe_error(e));
+    ExitCode::FAILURE
 }
 
 /// Installs the log subscriber: `RUST_LOG` or `LICD_LOG` chooses the levels, `info` by default.

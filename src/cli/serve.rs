@@ -70,7 +70,9 @@ impl ServeArgs {
                 node_id: self
                     .node_id
                     .context("--node-id is required without --config")?,
-                listen: self.listen.context("--listen is required without --config")?,
+                listen: self
+                    .listen
+                    .context("--listen is required without --config")?,
                 advertise: None,
                 data_dir: self
                     .data_dir
@@ -115,7 +117,10 @@ impl ServeArgs {
             (&mut t.election_timeout_min_ms, self.election_timeout_min_ms),
             (&mut t.election_timeout_max_ms, self.election_timeout_max_ms),
             (&mut t.snapshot_every_logs, self.snapshot_every_logs),
-            (&mut t.logs_kept_after_snapshot, self.logs_kept_after_snapshot),
+            (
+                &mut t.logs_kept_after_snapshot,
+                self.logs_kept_after_snapshot,
+            ),
         ] {
             if let Some(v) = value {
                 *field = v;

@@ -105,7 +105,16 @@ async fn init(
         )));
     }
     match app.node.raft().initialize(members).await {
-        Ok(()) => Ok((StatusCode::OK, axum::Json(membership_body(&app))).into_response()),
+        Ok(()) => {
+            // The metrics show the new membership shortly after initialize returns.
+            let mut watch = app.node.metrics_watch();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                watch.wait_for(|m| m.membership_config.membership().voter_ids().count() > 0),
+            )
+            .await;
+            Ok((StatusCode::OK, axum::Json(membership_body(&app))).into_response())
+        }
         Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "ALREADY_INITIALIZED",

@@ -1,0 +1,174 @@
+//! `licd allocate`, `heartbeat`, `release` and `check`: what an application server does, from
+//! the command line. Each defaults to this machine: its host name, its MAC, its cores.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use licd_raft::Code;
+use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId};
+
+use super::common::{ClientOpts, default_node_name, mac_or_default, parse_cores};
+use super::output::{Output, format_time_from, human_duration_ms};
+use crate::api::{AllocateBody, GrantBody};
+use crate::client::new_request_id;
+use crate::node::now;
+
+/// Options of `licd allocate`.
+#[derive(Debug, Args)]
+pub struct AllocateArgs {
+    /// The application server's name (default: this machine's host name).
+    #[arg(long, value_name = "NAME", default_value_t = default_node_name())]
+    pub node: NodeName,
+    /// Its MAC address, aa:bb:cc:dd:ee:ff (default: this machine's first non-loopback MAC).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<MacAddr>,
+    /// Its CPU cores (default: this machine's CPU count).
+    #[arg(long, value_name = "N", value_parser = parse_cores)]
+    pub cores: Option<Cores>,
+    /// The license to allocate from; may be omitted when exactly one is installed.
+    #[arg(long, value_name = "ID")]
+    pub license: Option<LicenseId>,
+    /// Lease duration in milliseconds, 1000 to 604800000 (default: the server's).
+    #[arg(long, value_name = "MS", value_parser = parse_ttl)]
+    pub ttl_ms: Option<u64>,
+    /// Request id, to retry an allocation whose outcome is unknown (default: a fresh one).
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<RequestId>,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+/// Options of `licd heartbeat` and `licd release`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The application server's name (default: this machine's host name).
+    #[arg(long, value_name = "NAME", default_value_t = default_node_name())]
+    pub node: NodeName,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+/// Options of `licd check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The application server's name (default: this machine's host name).
+    #[arg(long, value_name = "NAME", default_value_t = default_node_name())]
+    pub node: NodeName,
+    /// Also require the server to have this MAC address (its allocation's, and allowed).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<MacAddr>,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let ms: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of milliseconds"))?;
+    LeaseTtl::from_millis(ms)
+        .map(LeaseTtl::as_millis)
+        .map_err(|e| e.to_string())
+}
+
+fn print_grant(verb: &str, g: &GrantBody) {
+    let a = &g.allocation;
+    let now = now();
+    println!(
+        "{verb} node {}: {} cores (counts {}) under license {}, MAC {}",
+        g.node,
+        a.cores.get(),
+        a.counted_cores,
+        a.license,
+        a.mac
+    );
+    println!(
+        "license usage: {} of {} cores allocated, {} free",
+        g.allocated_cores,
+        g.licensed_cores,
+        u64::from(g.licensed_cores).saturating_sub(g.allocated_cores)
+    );
+    println!(
+        "lease ends {} unless renewed (ttl {}; renew with `licd heartbeat --node {}`)",
+        format_time_from(a.lease_expires_at, now),
+        human_duration_ms(a.lease_ttl.as_millis()),
+        g.node
+    );
+    if g.replaced {
+        println!("(this replaced the node's earlier allocation)");
+    }
+    println!("request id {} (log index {})", g.request_id, g.log.index);
+}
+
+/// `licd allocate`.
+pub async fn allocate(a: AllocateArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let mac = mac_or_default(a.mac)?;
+    let cores = a.cores.unwrap_or_else(super::common::default_cores);
+    let client = a.client.client()?;
+    let request_id = a.request_id.unwrap_or_else(new_request_id);
+    let body = AllocateBody {
+        license: a.license,
+        mac,
+        cores,
+        ttl_ms: a.ttl_ms,
+        request_id: None,
+    };
+    let grant = client.allocate(&a.node, &body, &request_id).await?;
+    out.emit(&grant, || print_grant("allocated", &grant))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `licd heartbeat`.
+pub async fn heartbeat(a: NodeArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let client = a.client.client()?;
+    let grant = client.heartbeat(&a.node, &new_request_id()).await?;
+    out.emit(&grant, || print_grant("renewed the lease of", &grant))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `licd release`.
+pub async fn release(a: NodeArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let client = a.client.client()?;
+    let body = client.release(&a.node, &new_request_id()).await?;
+    out.emit(&body, || match &body.freed {
+        Some(f) => println!(
+            "released node {}: freed {} counted cores of license {}",
+            body.node, f.counted_cores, f.license
+        ),
+        None => println!("node {} held no allocation; nothing to release", body.node),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `licd check`: exits with 0 only when the server is licensed.
+pub async fn check(a: CheckArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let client = a.client.client()?;
+    let body = client.check(&a.node, a.mac).await?;
+    let c = &body.check;
+    out.emit(&body, || {
+        println!("{}: {}", c.code.as_str(), c.message);
+        println!("node: {}", c.node);
+        if let Some(l) = &c.license {
+            println!("license: {} ({}), serial {}", l.id, l.customer, l.serial);
+        }
+        if let (Some(counted), Some(allocated), Some(licensed)) =
+            (c.counted_cores, c.allocated_cores, c.licensed_cores)
+        {
+            println!(
+                "cores: this node counts {counted}; {allocated} of {licensed} allocated in all"
+            );
+        }
+        if let Some(at) = c.lease_expires_at {
+            println!("lease ends: {}", format_time_from(at, c.checked_at));
+        }
+        println!(
+            "answered by leader node {} (term {})",
+            body.leader_id, body.term
+        );
+    })?;
+    if c.valid && c.code == Code::Valid {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,602 @@
+//! The `licd` command line, run as a process: every `--help`, the offline license file round
+//! trip, readable errors without panics, and `licd dev` bringing up a real three-node cluster
+//! (once with `--no-wait`, once kept running and driven with the other commands), leaving no
+//! process behind.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const LICD: &str = env!("CARGO_BIN_EXE_licd");
+
+/// A `licd` command with none of the caller's `LICD_*` variables.
+fn licd() -> Command {
+    let mut cmd = Command::new(LICD);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("LICD_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a command to completion, killing it (and failing) after `limit`.
+fn run_for(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn licd");
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    let mut cmd = licd();
+    cmd.args(args);
+    run_for(cmd, Duration::from_secs(60))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts a failed run: non-zero exit, a readable `error:` line, no panic.
+fn assert_readable_failure(out: &Output, expected: &str) {
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "succeeded unexpectedly: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "stderr does not mention {expected:?}:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "a panic:\n{stderr}");
+    assert!(stderr.contains("error"), "no error line:\n{stderr}");
+}
+
+#[test]
+fn every_command_has_help() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["serve"],
+        &["dev"],
+        &["cluster"],
+        &["cluster", "init"],
+        &["cluster", "add"],
+        &["cluster", "promote"],
+        &["cluster", "remove"],
+        &["cluster", "status"],
+        &["license"],
+        &["license", "keygen"],
+        &["license", "issue"],
+        &["license", "inspect"],
+        &["license", "install"],
+        &["license", "list"],
+        &["license", "remove"],
+        &["allocate"],
+        &["heartbeat"],
+        &["release"],
+        &["check"],
+    ];
+    for args in commands {
+        let mut full: Vec<&str> = args.to_vec();
+        full.push("--help");
+        let out = run(&full);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{full:?}: {}", text(&out.stderr));
+        assert!(stdout.contains("Usage:"), "{full:?}: {stdout}");
+    }
+    // The cluster-talking commands share the client options.
+    let out = run(&["check", "--help"]);
+    let stdout = text(&out.stdout);
+    for option in ["--endpoints", "--admin-token", "--timeout-ms", "--json"] {
+        assert!(stdout.contains(option), "check --help lacks {option}");
+    }
+}
+
+fn keygen(path: &Path) -> String {
+    let out = run(&[
+        "--json",
+        "license",
+        "keygen",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("keygen JSON");
+    answer["public_key"]
+        .as_str()
+        .expect("public_key")
+        .to_string()
+}
+
+#[test]
+fn license_files_round_trip_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vendor.key");
+    let public = keygen(&key);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the signing key must be private");
+    }
+    // A second keygen to the same file is refused and leaves the key as it was.
+    let before = std::fs::read_to_string(&key).unwrap();
+    let again = run(&["license", "keygen", "--out", key.to_str().unwrap()]);
+    assert_readable_failure(&again, "already exists");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), before);
+
+    let lic = dir.path().join("acme.lic");
+    let out = run(&[
+        "license",
+        "issue",
+        "--key",
+        key.to_str().unwrap(),
+        "--id",
+        "acme-1",
+        "--customer",
+        "ACME Corp",
+        "--max-cores",
+        "64",
+        "--min-cores-per-node",
+        "4",
+        "--mac",
+        "02:00:00:00:00:01",
+        "--mac",
+        "AA-BB-CC-DD-EE-FF",
+        "--feature",
+        "ocr",
+        "--expires-in-days",
+        "30",
+        "--serial",
+        "3",
+        "--out",
+        lic.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = std::fs::read_to_string(&lic).unwrap();
+    assert!(file.starts_with("-----BEGIN LICD LICENSE-----"), "{file}");
+
+    // Inspect without keys shows the content; with the vendor key it verifies.
+    let out = run(&["license", "inspect", lic.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for expected in [
+        "acme-1",
+        "ACME Corp",
+        "aa:bb:cc:dd:ee:ff",
+        "ocr",
+        "not verified",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "inspect lacks {expected:?}:\n{shown}"
+        );
+    }
+    let out = run(&[
+        "--json",
+        "license",
+        "inspect",
+        lic.to_str().unwrap(),
+        "--trusted-key",
+        &public,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
+    assert_eq!(answer["verified"], true);
+    assert_eq!(answer["license"]["max_cores"], 64);
+    assert_eq!(answer["license"]["min_cores_per_node"], 4);
+    assert_eq!(answer["license"]["serial"], 3);
+    assert_eq!(answer["signed_by"], public.as_str());
+
+    // Another vendor's key: verification fails, readably, with exit code 1.
+    let other = keygen(&dir.path().join("other.key"));
+    let out = run(&[
+        "license",
+        "inspect",
+        lic.to_str().unwrap(),
+        "--trusted-key",
+        &other,
+    ]);
+    assert_readable_failure(&out, "not a trusted vendor key");
+    assert_eq!(out.status.code(), Some(1));
+
+    // An altered file is not a license file any more.
+    let broken = dir.path().join("broken.lic");
+    std::fs::write(&broken, file.replace("-----END LICD LICENSE-----", "")).unwrap();
+    let out = run(&["license", "inspect", broken.to_str().unwrap()]);
+    assert_readable_failure(&out, "is not a valid license file");
+
+    // An inconsistent license is refused before it is signed.
+    let out = run(&[
+        "license",
+        "issue",
+        "--key",
+        key.to_str().unwrap(),
+        "--id",
+        "bad",
+        "--customer",
+        "x",
+        "--max-cores",
+        "2",
+        "--min-cores-per-node",
+        "4",
+        "--mac",
+        "02:00:00:00:00:01",
+    ]);
+    assert_readable_failure(&out, "min_cores_per_node");
+}
+
+#[test]
+fn bad_input_and_unreachable_clusters_are_readable_errors() {
+    let out = run(&[
+        "allocate",
+        "--node",
+        "app-1",
+        "--mac",
+        "not-a-mac",
+        "--cores",
+        "4",
+        "--endpoints",
+        "127.0.0.1:1",
+    ]);
+    assert_readable_failure(&out, "mac address");
+
+    let out = run(&["allocate", "--node", "app 1", "--endpoints", "127.0.0.1:1"]);
+    assert_readable_failure(&out, "node id");
+
+    let out = run(&[
+        "allocate",
+        "--node",
+        "app-1",
+        "--cores",
+        "0",
+        "--mac",
+        "02:00:00:00:00:01",
+    ]);
+    assert_readable_failure(&out, "cores");
+
+    // Nothing listens on port 1: the deadline passes and the error says so.
+    let out = run(&[
+        "check",
+        "--node",
+        "app-1",
+        "--endpoints",
+        "127.0.0.1:1",
+        "--timeout-ms",
+        "300",
+    ]);
+    assert_readable_failure(&out, "UNAVAILABLE");
+
+    // With --json the error is a JSON body on stdout as well.
+    let out = run(&[
+        "--json",
+        "check",
+        "--endpoints",
+        "127.0.0.1:1",
+        "--timeout-ms",
+        "300",
+    ]);
+    assert!(!out.status.success());
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("error JSON");
+    assert_eq!(body["code"], "UNAVAILABLE");
+
+    // Admin commands without a token say what is missing.
+    let out = run(&["cluster", "status", "--endpoints", "127.0.0.1:1"]);
+    assert_readable_failure(&out, "admin token");
+}
+
+/// A base port with the two next ports free too, searched from `from`.
+fn free_base_port(from: u16) -> u16 {
+    (from..from + 500)
+        .step_by(3)
+        .find(|&p| (p..p + 3).all(|q| TcpListener::bind((Ipv4Addr::LOCALHOST, q)).is_ok()))
+        .expect("three free ports")
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Asserts that no process runs from the dev directory any more.
+fn assert_nothing_left(dir: &Path, pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dir_text = dir.to_string_lossy().to_string();
+    loop {
+        let mut left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        // A pid may have been reused by something unrelated: only count licd nodes of `dir`.
+        left.retain(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&dir_text))
+                .unwrap_or(false)
+        });
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node processes still running: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Ok(out) = Command::new("pgrep").arg("-f").arg(&dir_text).output() {
+        assert!(
+            text(&out.stdout).trim().is_empty(),
+            "pgrep -f {dir_text} finds: {}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    let port = free_base_port(17301);
+    let mut cmd = licd();
+    cmd.args([
+        "--json",
+        "dev",
+        "--no-wait",
+        "--base-port",
+        &port.to_string(),
+        "--dir",
+    ])
+    .arg(&dir);
+    let out = run_for(cmd, Duration::from_secs(120));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "licd dev failed:\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    let pids: Vec<u32> = summary["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| u32::try_from(n["pid"].as_u64().expect("pid")).unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3);
+    assert!(summary["leader_id"].as_u64().is_some());
+    assert_eq!(summary["license"]["id"], "demo");
+    assert!(
+        summary["allocation"]["allocation"]["cores"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(stderr.contains("stopped"), "{stderr}");
+    for file in [
+        "admin-token",
+        "cluster-secret",
+        "vendor.key",
+        "demo.lic",
+        "node-1.toml",
+    ] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    assert!(token.trim().len() >= 32);
+    assert!(!dir.join("dev.pid").exists());
+    let canonical = dir.canonicalize().unwrap();
+    assert_nothing_left(&canonical, &pids);
+
+    // The same ports in use: a clear refusal.
+    let _busy = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    let mut cmd = licd();
+    cmd.args([
+        "dev",
+        "--no-wait",
+        "--base-port",
+        &port.to_string(),
+        "--dir",
+    ])
+    .arg(&dir);
+    let out = run_for(cmd, Duration::from_secs(30));
+    assert_readable_failure(&out, &format!("port {port} is in use"));
+    assert!(text(&out.stderr).contains("--base-port"));
+}
+
+/// `licd dev` kept running, driven with the other commands, then stopped with SIGTERM.
+#[cfg(unix)]
+#[test]
+fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    let port = free_base_port(17401);
+    let mut cmd = licd();
+    cmd.args(["dev", "--base-port", &port.to_string(), "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut dev: Child = cmd.spawn().expect("spawn licd dev");
+    let guard = KillOnDrop(dev.id());
+
+    // Read its output until it is ready.
+    let stdout = dev.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut printed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                printed.push_str(&line);
+                printed.push('\n');
+                if line.contains("Press Ctrl-C") {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let out = dev.wait_with_output().unwrap();
+                panic!("licd dev exited early:\n{printed}\n{}", text(&out.stderr));
+            }
+        }
+        assert!(Instant::now() < deadline, "licd dev not ready:\n{printed}");
+    }
+    let pids: Vec<u32> = printed
+        .lines()
+        .filter(|l| l.trim_start().starts_with("node ") && l.contains(" pid "))
+        .filter_map(|l| {
+            l.split(" pid ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(pids.len(), 3, "{printed}");
+    let endpoints: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
+    let endpoints = endpoints.join(",");
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    let with_env = |args: &[&str]| {
+        let mut cmd = licd();
+        cmd.args(args)
+            .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_ADMIN_TOKEN", token.trim());
+        run_for(cmd, Duration::from_secs(60))
+    };
+
+    // This machine is licensed: the default node name is the one licd dev allocated.
+    let out = with_env(&["check"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).starts_with("VALID"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = with_env(&["license", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("demo"), "{}", text(&out.stdout));
+
+    let out = with_env(&["--json", "cluster", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
+
+    // More cores than the license has left: the field error, with the figures.
+    let out = with_env(&[
+        "allocate",
+        "--node",
+        "big-server",
+        "--mac",
+        "02:00:00:00:00:02",
+        "--cores",
+        "4096",
+    ]);
+    assert_readable_failure(&out, "CPU_LIMIT_EXHAUSTED");
+    assert!(
+        text(&out.stderr).contains("requested 4096"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = with_env(&[
+        "allocate",
+        "--node",
+        "stranger",
+        "--mac",
+        "02:00:00:00:00:99",
+        "--cores",
+        "4",
+    ]);
+    assert_readable_failure(&out, "INVALID_MULTI_SERVER_LICENSE");
+
+    // Installing the same file again changes nothing.
+    let lic = dir.join("demo.lic");
+    let out = with_env(&["license", "install", lic.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Allocate, heartbeat and release another server; then it is no longer licensed.
+    let out = with_env(&[
+        "allocate",
+        "--node",
+        "app-2",
+        "--mac",
+        "02:00:00:00:00:03",
+        "--cores",
+        "1",
+        "--ttl-ms",
+        "60000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["heartbeat", "--node", "app-2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["check", "--node", "app-2", "--mac", "02:00:00:00:00:03"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["release", "--node", "app-2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["check", "--node", "app-2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("NOT_ALLOCATED"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // SIGTERM: licd dev stops the nodes and exits 0.
+    // SAFETY: kill has no memory effects; the pid is our child, not yet reaped.
+    unsafe {
+        libc::kill(libc::pid_t::try_from(dev.id()).unwrap(), libc::SIGTERM);
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = dev.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "licd dev did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::mem::forget(guard);
+    assert!(status.success(), "licd dev exited with {status}");
+    assert_nothing_left(&dir.canonicalize().unwrap(), &pids);
+}
+
+/// Kills `licd dev` if the test fails half-way (its nodes follow it: they get SIGTERM when it
+/// dies).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Ok(pid) = libc::pid_t::try_from(self.0) {
+            // SAFETY: kill has no memory effects.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+}
