@@ -13,7 +13,6 @@ use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -24,12 +23,13 @@ use licd_raft::license::MAX_LICENSED_CORES;
 use licd_raft::license_file::{
     LicenseFile, encode_public_key, encode_signing_key, generate_signing_key,
 };
-use licd_raft::types::{Cores, LicenseId, MacAddr, NodeName, Timestamp};
+use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, Timestamp};
 use serde::Serialize;
 
 use super::common::{default_cores, default_mac, default_node_name};
 use super::license::write_secret_file;
 use super::output::{Output, describe_client_error, human_duration_ms};
+use crate::agent::{Agent, AgentConfig};
 use crate::api::{AllocateBody, GrantBody, InitBody};
 use crate::client::{Client, ClientError, RetryPolicy, new_request_id};
 use crate::config::{NodeConfig, RaftTiming};
@@ -396,6 +396,7 @@ struct Prepared {
     mac_detected: bool,
     cores: Cores,
     members: BTreeMap<RaftNodeId, (SocketAddr, PathBuf, PathBuf)>,
+    base_port: u16,
 }
 
 /// Writes keys, license, secrets and node configurations.
@@ -488,6 +489,7 @@ fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
         mac_detected: detected.is_some(),
         cores,
         members,
+        base_port: args.base_port,
     })
 }
 
@@ -849,9 +851,11 @@ fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
     ]);
     println!();
     println!(
-        "licd dev renews this machine's lease every {} while it runs. Press Ctrl-C to stop the \
-         cluster.",
-        human_duration_ms(DEV_LEASE_MS / 3)
+        "licd dev runs an agent for this machine: it heartbeats every {}, and `licd agent status` \
+         (or GET http://{}/status) tells whether this server is licensed. Press Ctrl-C to stop \
+         the cluster.",
+        human_duration_ms(DEV_LEASE_MS / 3),
+        agent_status_addr(p.base_port)
     );
 }
 
@@ -865,31 +869,6 @@ fn print_commands(lines: &[(String, String)]) {
 
 fn or_unknown(id: Option<RaftNodeId>) -> String {
     id.map_or_else(|| "?".into(), |i| i.to_string())
-}
-
-/// Renews the dev allocation every third of its lease, reporting only changes of state.
-async fn keep_alive(client: Arc<Client>, node: NodeName) {
-    let mut failing = false;
-    let mut interval = tokio::time::interval(Duration::from_millis(DEV_LEASE_MS / 3));
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        match client.heartbeat(&node, &new_request_id()).await {
-            Ok(_) if failing => {
-                failing = false;
-                println!("licd dev: heartbeat of node {node} succeeds again");
-            }
-            Ok(_) => {}
-            Err(e) if !failing => {
-                failing = true;
-                println!(
-                    "licd dev: heartbeat of node {node} failed: {} (will keep trying)",
-                    describe_client_error(&e)
-                );
-            }
-            Err(_) => {}
-        }
-    }
 }
 
 /// Runs `licd dev`.
@@ -991,7 +970,13 @@ pub async fn run(args: DevArgs, out: Output) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// Keeps the lease alive and watches the children until a signal, or until every node died.
+/// The dev agent's status address: 79 above the base port (7180 by default).
+fn agent_status_addr(base_port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, base_port.saturating_add(79)))
+}
+
+/// Runs this machine's agent and watches the children until a signal, or until every node
+/// died.
 async fn wait(
     children: &mut Children,
     signals: &mut Signals,
@@ -999,20 +984,8 @@ async fn wait(
     prepared: &Prepared,
     node: NodeName,
 ) -> ExitCode {
-    let keeper = match client(
-        &summary.endpoints,
-        &prepared.admin_token,
-        Duration::from_secs(8),
-    ) {
-        Ok(c) => Some(tokio::spawn(keep_alive(Arc::new(c), node))),
-        Err(e) => {
-            eprintln!(
-                "licd dev: cannot renew the lease: {}",
-                describe_client_error(&e)
-            );
-            None
-        }
-    };
+    let status_addr = agent_status_addr(prepared.base_port);
+    let agent = start_agent(summary, prepared, node, status_addr).await;
     let mut watch = tokio::time::interval(Duration::from_millis(300));
     let code = loop {
         tokio::select! {
@@ -1047,8 +1020,61 @@ async fn wait(
             }
         }
     };
-    if let Some(k) = keeper {
-        k.abort();
+    if let Some((agent, stop_status)) = agent {
+        // Releases this machine's allocation while the cluster still runs.
+        agent.shutdown().await;
+        let _ = stop_status.send(());
     }
     code
+}
+
+/// Starts the agent for this machine, with its status endpoint on `status_addr`.
+async fn start_agent(
+    summary: &Summary,
+    prepared: &Prepared,
+    node: NodeName,
+    status_addr: SocketAddr,
+) -> Option<(Agent, tokio::sync::oneshot::Sender<()>)> {
+    let third = Duration::from_millis(DEV_LEASE_MS / 3);
+    let client = match Client::with_policy(
+        &summary.endpoints,
+        RetryPolicy {
+            deadline: third,
+            ..RetryPolicy::default()
+        },
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "licd dev: cannot start the agent: {}",
+                describe_client_error(&e)
+            );
+            return None;
+        }
+    };
+    let config = AgentConfig {
+        node,
+        license: Some(prepared.license.id.clone()),
+        mac: prepared.mac,
+        cores: prepared.cores,
+        lease_ttl: LeaseTtl::from_millis(DEV_LEASE_MS).ok()?,
+        refused_retry: Duration::from_secs(5),
+    };
+    let agent = Agent::spawn(client, config);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    match tokio::net::TcpListener::bind(status_addr).await {
+        Ok(listener) => {
+            tokio::spawn(crate::agent::status::serve(
+                listener,
+                agent.status_handle(),
+                async {
+                    let _ = rx.await;
+                },
+            ));
+        }
+        Err(e) => eprintln!(
+            "licd dev: the agent runs, but its status endpoint cannot listen on {status_addr}: {e}"
+        ),
+    }
+    Some((agent, tx))
 }

@@ -2,6 +2,7 @@
 //! the [`crate::client`] library. Every command has `--help`; errors print a readable message
 //! and exit non-zero.
 
+pub mod agent;
 pub mod alloc;
 pub mod cluster;
 pub mod common;
@@ -49,13 +50,16 @@ pub enum Command {
     Release(alloc::NodeArgs),
     /// Check whether an application server is licensed: exit code 0 only when it is.
     Check(alloc::CheckArgs),
+    /// Run the agent on an application server, or ask it (`licd agent status`).
+    Agent(agent::AgentArgs),
 }
 
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output { json: cli.json };
-    let is_serve = matches!(cli.command, Command::Serve(_));
+    let is_serve = matches!(cli.command, Command::Serve(_))
+        || matches!(&cli.command, Command::Agent(a) if a.command.is_none());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
             Command::Heartbeat(args) => alloc::heartbeat(args, out).await,
             Command::Release(args) => alloc::release(args, out).await,
             Command::Check(args) => alloc::check(args, out).await,
+            Command::Agent(args) => agent::run(args, out).await,
         }
     });
     if !is_serve {

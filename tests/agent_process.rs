@@ -1,0 +1,165 @@
+//! `licd agent` as a process beside `licd dev`: it becomes licensed, `licd agent status`
+//! reports it with exit code 0, and SIGTERM releases its cores before it exits.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LICD: &str = env!("CARGO_BIN_EXE_licd");
+
+/// Kills the child on drop, so a failing test leaves nothing running.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port_block(len: u16) -> u16 {
+    // Ports 20000-29999, offset by the process id so parallel runs rarely collide.
+    let base = 20_000 + (std::process::id() % 900) as u16 * 10;
+    for start in (base..29_000).step_by(usize::from(len) + 3) {
+        let free = (start..start + len)
+            .chain([start + 79])
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return start;
+        }
+    }
+    panic!("no free port block");
+}
+
+fn terminate(child: &Child) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn poll_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not reached within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_agent_process_is_licensed_and_releases_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_port_block(3);
+    let endpoints = format!(
+        "127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
+        base,
+        base + 1,
+        base + 2
+    );
+    let mut dev = Guard(
+        Command::new(LICD)
+            .args(["dev", "--dir"])
+            .arg(dir.path().join("dev"))
+            .args(["--base-port", &base.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let dev_status = format!("127.0.0.1:{}", base + 79);
+    poll_until(Duration::from_secs(60), "licd dev's agent licensed", || {
+        Command::new(LICD)
+            .args(["agent", "status", "--addr", &dev_status])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+
+    let agent_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut agent = Guard(
+        Command::new(LICD)
+            .args(["agent", "--endpoints", &endpoints, "--node", "proc-agent"])
+            .args([
+                "--mac",
+                "02:00:00:00:00:02",
+                "--cores",
+                "2",
+                "--ttl-ms",
+                "3000",
+            ])
+            .args(["--status-addr", &agent_addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    poll_until(Duration::from_secs(30), "the agent licensed", || {
+        Command::new(LICD)
+            .args(["agent", "status", "--addr", &agent_addr])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let check = Command::new(LICD)
+        .args(["check", "--endpoints", &endpoints, "--node", "proc-agent"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    terminate(&agent.0);
+    let status = wait_exit(&mut agent.0, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "the agent exits cleanly on SIGTERM: {status:?}"
+    );
+    let check = Command::new(LICD)
+        .args([
+            "--json",
+            "check",
+            "--endpoints",
+            &endpoints,
+            "--node",
+            "proc-agent",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !check.status.success(),
+        "released: the check is no longer valid"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(body["code"], "NOT_ALLOCATED", "{body}");
+
+    // With the agent gone, its status command fails with a readable message.
+    let gone = Command::new(LICD)
+        .args(["agent", "status", "--addr", &agent_addr])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no licd agent answers"));
+
+    terminate(&dev.0);
+    let status = wait_exit(&mut dev.0, Duration::from_secs(30));
+    assert!(status.success(), "licd dev stops cleanly: {status:?}");
+}
