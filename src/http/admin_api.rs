@@ -20,10 +20,10 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use super::AppState;
 use super::error::{ApiError, AppJson, AppPath};
 use super::forward;
-use super::license_api::{node_name, propose, request_id};
+use super::license_api::{node_name, propose, release_node, request_id};
 use crate::api::{
     AddLearnerBody, DroppedBody, FORWARDED_HEADER, InitBody, InstalledBody, MemberStatus,
-    MembershipBody, ReleaseBody, RemovedBody, SnapshotBody, StatusBody, VotersBody,
+    MembershipBody, RemovedBody, SnapshotBody, StatusBody, VotersBody,
 };
 use crate::node::now;
 
@@ -375,18 +375,7 @@ async fn force_release(
 ) -> Result<Response, ApiError> {
     let node = node_name(node)?;
     let request_id = request_id(&headers, None)?;
-    let (result, log) = propose(&app, request_id.clone(), Command::Release { node }).await?;
-    match result? {
-        Outcome::Released { node, freed } => Ok(axum::Json(ReleaseBody {
-            node,
-            released: freed.is_some(),
-            freed,
-            request_id,
-            log,
-        })
-        .into_response()),
-        other => Err(ApiError::internal("releasing a node", format!("{other:?}"))),
-    }
+    release_node(&app, node, request_id).await
 }
 
 async fn snapshot(State(app): State<AppState>) -> Result<Response, ApiError> {

@@ -184,7 +184,16 @@ async fn release(
 ) -> Result<Response, ApiError> {
     let node = node_name(node)?;
     let request_id = request_id(&headers, optional_body(&body?)?)?;
-    let (result, log) = propose(&app, request_id.clone(), Command::Release { node }).await?;
+    release_node(&app, node, request_id).await
+}
+
+/// Releases a server's allocation (the license API's release and the admin force-release).
+pub async fn release_node(
+    app: &AppState,
+    node: NodeName,
+    request_id: RequestId,
+) -> Result<Response, ApiError> {
+    let (result, log) = propose(app, request_id.clone(), Command::Release { node }).await?;
     match result? {
         Outcome::Released { node, freed } => Ok(axum::Json(ReleaseBody {
             node,

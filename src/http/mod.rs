@@ -124,6 +124,28 @@ fn secret_matches(presented: &str, expected: &str) -> bool {
     presented.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
+/// Checks a presented secret: 401 when missing, 403 when wrong.
+fn check_secret(
+    presented: Option<&str>,
+    expected: &str,
+    missing: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    match presented {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            missing,
+        )),
+        Some(p) if !secret_matches(p.trim(), expected) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!("the {what} is wrong"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Admin routes need `Authorization: Bearer <admin token>`: 401 without, 403 when wrong.
 async fn admin_auth(
     State(app): State<AppState>,
@@ -135,22 +157,14 @@ async fn admin_auth(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "admin routes need an Authorization: Bearer <admin token> header",
-        )
-        .into_response(),
-        Some(token) if !secret_matches(token.trim(), &app.node.secrets().admin_token) => {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                "the admin token is wrong",
-            )
-            .into_response()
-        }
-        Some(_) => next.run(request).await,
+    match check_secret(
+        presented,
+        &app.node.secrets().admin_token,
+        "admin routes need an Authorization: Bearer <admin token> header",
+        "admin token",
+    ) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -164,21 +178,13 @@ async fn raft_auth(
         .headers()
         .get(crate::api::CLUSTER_SECRET_HEADER)
         .and_then(|v| v.to_str().ok());
-    match presented {
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "raft routes need the cluster secret header",
-        )
-        .into_response(),
-        Some(secret) if !secret_matches(secret, &app.node.secrets().cluster_secret) => {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                "the cluster secret is wrong",
-            )
-            .into_response()
-        }
-        Some(_) => next.run(request).await,
+    match check_secret(
+        presented,
+        &app.node.secrets().cluster_secret,
+        "raft routes need the cluster secret header",
+        "cluster secret",
+    ) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
     }
 }

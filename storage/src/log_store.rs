@@ -81,6 +81,18 @@ impl LogStore {
         self.read_meta(LAST_PURGED, ErrorSubject::Logs)
     }
 
+    /// Deletes the entries whose index is in `range`, in one batch (not yet flushed).
+    fn remove_entries<RB: RangeBounds<u64>>(&self, range: RB) -> StorageResult<()> {
+        let mut batch = sled::Batch::default();
+        for item in self.log.range(key_range(&range)) {
+            let (key, _) = item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            batch.remove(key);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
     fn decode_entry(bytes: &[u8]) -> StorageResult<Entry<TypeConfig>> {
         decode(bytes).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))
     }
@@ -193,14 +205,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<RaftNodeId>) -> StorageResult<()> {
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(index_key(log_id.index)..) {
-            let (key, _) = item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-            batch.remove(key);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        self.remove_entries(log_id.index..)?;
         self.flush_or(ErrorSubject::Logs).await
     }
 
@@ -208,14 +213,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Record the purge point first: a crash between the two steps leaves extra entries
         // below it, which get_log_state tolerates, never a gap above it.
         self.write_meta(LAST_PURGED, &log_id, ErrorSubject::Logs)?;
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(..=index_key(log_id.index)) {
-            let (key, _) = item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-            batch.remove(key);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        self.remove_entries(..=log_id.index)?;
         self.flush_or(ErrorSubject::Logs).await
     }
 }
