@@ -1,0 +1,313 @@
+//! The licd nodes of a run, as real `licd serve` processes inside the namespace: node `n`
+//! listens on `127.0.0.n:7000` and binds its outgoing Raft connections to `127.0.0.n`, so
+//! firewall rules can cut any pair of nodes. Nodes can be killed (SIGKILL), paused
+//! (SIGSTOP/SIGCONT), restarted from their data directory, or restarted under `faketime`
+//! with a skewed wall clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::OpenOptions;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use licd::api::InitBody;
+use licd::client::{Client, RetryPolicy, new_request_id};
+
+/// The port every node listens on (each node has its own address).
+pub const PORT: u16 = 7000;
+/// The admin token of harness clusters.
+pub const ADMIN_TOKEN: &str = "jepsen-admin-token-0123456789";
+/// The cluster secret of harness clusters.
+pub const CLUSTER_SECRET: &str = "jepsen-cluster-secret-0123456789";
+
+/// The address of node `id`.
+pub fn node_ip(id: u64) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, u8::try_from(id).unwrap_or(u8::MAX))
+}
+
+/// One node process.
+struct Proc {
+    dir: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+    skew: Option<String>,
+}
+
+/// The nodes of a run.
+pub struct Cluster {
+    bin: PathBuf,
+    run_dir: PathBuf,
+    trusted_key: String,
+    procs: BTreeMap<u64, Proc>,
+}
+
+/// Signals the child's whole process group: under `faketime` the node is a grandchild.
+fn signal(child: &Child, sig: i32) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pid, sig);
+        }
+    }
+}
+
+impl Cluster {
+    /// A cluster whose nodes run `bin` and keep their files under `run_dir`.
+    pub fn new(bin: &Path, run_dir: &Path, trusted_key: String) -> Cluster {
+        Cluster {
+            bin: bin.to_path_buf(),
+            run_dir: run_dir.to_path_buf(),
+            trusted_key,
+            procs: BTreeMap::new(),
+        }
+    }
+
+    /// Writes node `id`'s configuration (a fresh data directory) and starts it.
+    pub fn add_node(&mut self, id: u64) -> anyhow::Result<()> {
+        let dir = self.run_dir.join(format!("node-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("licd.toml");
+        let ip = node_ip(id);
+        let text = format!(
+            "node_id = {id}\nlisten = \"{ip}:{PORT}\"\nadvertise = \"{ip}:{PORT}\"\n\
+             data_dir = \"{}\"\ntrusted_keys = [\"{}\"]\nraft_bind_ip = \"{ip}\"\n\
+             default_lease_ttl_ms = 604800000\n",
+            dir.join("data").display(),
+            self.trusted_key
+        );
+        std::fs::write(&config, text)?;
+        self.procs.insert(
+            id,
+            Proc {
+                log: self.run_dir.join(format!("node-{id}.log")),
+                dir,
+                config,
+                child: None,
+                paused: false,
+                skew: None,
+            },
+        );
+        self.start(id, None)
+    }
+
+    /// Starts (or restarts) node `id`; with `skew` (a faketime offset such as `+2h` or
+    /// `-30m`) its wall clock is moved by that much.
+    pub fn start(&mut self, id: u64, skew: Option<&str>) -> anyhow::Result<()> {
+        let bin = self.bin.clone();
+        let proc = self.procs.get_mut(&id).context("no such node")?;
+        if proc.child.is_some() {
+            bail!("node {id} is already running");
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&proc.log)?;
+        let mut command = match skew {
+            Some(offset) => {
+                let mut c = Command::new("faketime");
+                c.args(["-f", offset]).arg(&bin);
+                // Timers and timeouts keep real time; only the wall clock is skewed.
+                c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+            None => Command::new(&bin),
+        };
+        // Its own process group, so that signals reach the node behind a faketime wrapper.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&proc.config)
+            .env("LICD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("LICD_CLUSTER_SECRET", CLUSTER_SECRET)
+            .env("LICD_LOG", "info,openraft=info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        proc.child = Some(child);
+        proc.paused = false;
+        proc.skew = skew.map(str::to_string);
+        Ok(())
+    }
+
+    /// SIGKILLs node `id` and reaps it.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(proc) = self.procs.get_mut(&id)
+            && let Some(mut child) = proc.child.take()
+        {
+            if proc.paused {
+                signal(&child, libc::SIGCONT);
+            }
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+            proc.paused = false;
+        }
+    }
+
+    /// SIGSTOPs node `id`.
+    pub fn pause(&mut self, id: u64) {
+        if let Some(proc) = self.procs.get_mut(&id)
+            && let Some(child) = &proc.child
+        {
+            signal(child, libc::SIGSTOP);
+            proc.paused = true;
+        }
+    }
+
+    /// SIGCONTs node `id`.
+    pub fn resume(&mut self, id: u64) {
+        if let Some(proc) = self.procs.get_mut(&id)
+            && let Some(child) = &proc.child
+        {
+            signal(child, libc::SIGCONT);
+            proc.paused = false;
+        }
+    }
+
+    /// Whether node `id`'s process is running (possibly paused).
+    pub fn is_running(&self, id: u64) -> bool {
+        self.procs.get(&id).is_some_and(|p| p.child.is_some())
+    }
+
+    /// The clock skew node `id` runs under, if any.
+    pub fn skew(&self, id: u64) -> Option<&str> {
+        self.procs.get(&id).and_then(|p| p.skew.as_deref())
+    }
+
+    /// Every node id ever added.
+    pub fn ids(&self) -> Vec<u64> {
+        self.procs.keys().copied().collect()
+    }
+
+    /// The data directory of node `id`.
+    pub fn dir(&self, id: u64) -> Option<&Path> {
+        self.procs.get(&id).map(|p| p.dir.as_path())
+    }
+
+    /// The address of every node ever added, as `host:port`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.procs
+            .keys()
+            .map(|id| format!("{}:{PORT}", node_ip(*id)))
+            .collect()
+    }
+
+    /// An admin client of every node, from the harness's own address.
+    pub fn admin(&self, deadline: Duration) -> anyhow::Result<Client> {
+        let client = Client::with_policy(
+            &self.endpoints(),
+            RetryPolicy {
+                deadline,
+                attempt_timeout: Duration::from_millis(1_500).min(deadline),
+                ..RetryPolicy::default()
+            },
+        )?
+        .with_admin_token(ADMIN_TOKEN)
+        .with_local_address(std::net::IpAddr::V4(HARNESS_IP))?;
+        Ok(client)
+    }
+
+    /// Waits until node `id` answers `/healthz` (and its process is the one answering).
+    pub async fn wait_healthy(&mut self, id: u64, within: Duration) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .no_proxy()
+            .build()?;
+        let url = format!("http://{}:{PORT}/healthz", node_ip(id));
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(proc) = self.procs.get_mut(&id)
+                && let Some(child) = proc.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                bail!(
+                    "node {id} exited during start-up ({status}); see {}",
+                    proc.log.display()
+                );
+            }
+            if http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("node {id} did not answer /healthz within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Initializes nodes `ids` as the first voters.
+    pub async fn init(&self, ids: &[u64]) -> anyhow::Result<()> {
+        let members = ids
+            .iter()
+            .map(|id| (*id, format!("{}:{PORT}", node_ip(*id))))
+            .collect();
+        let first = Client::with_policy(
+            &[format!("{}:{PORT}", node_ip(ids[0]))],
+            RetryPolicy {
+                deadline: Duration::from_secs(10),
+                ..RetryPolicy::default()
+            },
+        )?
+        .with_admin_token(ADMIN_TOKEN);
+        first.init(&InitBody { members }).await?;
+        Ok(())
+    }
+
+    /// The leader, as the first node that answers the status call knows it, with the voters.
+    pub async fn leader(&self, within: Duration) -> Option<(u64, BTreeSet<u64>)> {
+        let admin = self.admin(within).ok()?;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(status) = admin.status().await
+                && let Some(leader) = status.leader_id
+            {
+                let voters = status
+                    .members
+                    .iter()
+                    .filter(|m| m.role == "voter")
+                    .map(|m| m.id)
+                    .collect();
+                return Some((leader, voters));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Installs a license file.
+    pub async fn install_license(&self, text: &str) -> anyhow::Result<()> {
+        self.admin(Duration::from_secs(20))?
+            .install_license(text, &new_request_id())
+            .await?;
+        Ok(())
+    }
+
+    /// Resumes and kills every node.
+    pub fn stop_all(&mut self) {
+        for id in self.ids() {
+            self.kill(id);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// The harness's own address for admin calls (clients use 127.0.0.100 and up).
+pub const HARNESS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 250);

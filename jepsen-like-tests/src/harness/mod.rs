@@ -1,0 +1,11 @@
+//! The harness: real licd processes in a network namespace of their own, faults, a recorded
+//! workload, and a report per run. The checkers that judge the history live in
+//! [`crate::checker`].
+
+pub mod cluster;
+pub mod firewall;
+pub mod nemesis;
+pub mod netns;
+pub mod report;
+pub mod run;
+pub mod workload;

@@ -1,0 +1,331 @@
+//! The nemeses: the faults a run injects, on a seeded random schedule that alternates a fault
+//! and a heal.
+//!
+//! | fault | what it does | heal |
+//! |---|---|---|
+//! | `kill-leader` | SIGKILL the leader | restart it from its data directory |
+//! | `kill-random` | SIGKILL a random node | restart it |
+//! | `kill-majority` | SIGKILL two of three nodes | restart them |
+//! | `pause-leader` | SIGSTOP the leader (longer than an election timeout) | SIGCONT |
+//! | `pause-random` | SIGSTOP a random node | SIGCONT |
+//! | `partition-leader` | cut the leader from every other node | remove the rules |
+//! | `partition-halves` | cut a random node from the other two (minority / majority) | remove the rules |
+//! | `partition-bridge` | two nodes cannot talk; the third sees both | remove the rules |
+//! | `partition-clients` | cut half the clients from a random node | remove the rules |
+//! | `membership-remove` | remove a follower from the voters | add it back as learner, promote it |
+//! | `membership-replace` | add a fresh node, promote it, remove and kill an old follower | (none: the cluster is whole) |
+//! | `clock-skew` | restart a node under faketime, minutes to hours ahead or behind | restart it with the true time |
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::cluster::{Cluster, PORT, node_ip};
+use super::firewall::{self, Cuts};
+use super::workload::client_ip;
+
+/// Every fault the harness knows.
+pub const FAULTS: [&str; 12] = [
+    "kill-leader",
+    "kill-random",
+    "kill-majority",
+    "pause-leader",
+    "pause-random",
+    "partition-leader",
+    "partition-halves",
+    "partition-bridge",
+    "partition-clients",
+    "membership-remove",
+    "membership-replace",
+    "clock-skew",
+];
+
+/// Expands `--nemesis` names: a fault's name, or a group (`kill`, `pause`, `partition`,
+/// `membership`, `clock`, `all`).
+pub fn expand(names: &[String]) -> anyhow::Result<Vec<&'static str>> {
+    let mut out = Vec::new();
+    for name in names {
+        let matched: Vec<&'static str> = match name.as_str() {
+            "all" => FAULTS.to_vec(),
+            "clock" => vec!["clock-skew"],
+            group => FAULTS
+                .iter()
+                .copied()
+                .filter(|f| *f == group || f.starts_with(&format!("{group}-")))
+                .collect(),
+        };
+        if matched.is_empty() {
+            anyhow::bail!(
+                "unknown nemesis {name:?}; known: all, kill, pause, partition, membership, clock, or one of {}",
+                FAULTS.join(", ")
+            );
+        }
+        for m in matched {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What must be done to heal an active fault.
+#[derive(Debug)]
+pub enum Undo {
+    /// Restart these nodes.
+    Restart(Vec<u64>),
+    /// SIGCONT these nodes.
+    Resume(Vec<u64>),
+    /// Remove the firewall rules.
+    Heal,
+    /// Add this node back as a learner and promote it.
+    Rejoin(u64),
+    /// Restart this node with the true time.
+    Unskew(u64),
+    /// Nothing.
+    Nothing,
+}
+
+/// An injected fault.
+#[derive(Debug)]
+pub struct Active {
+    /// The fault's name.
+    pub fault: &'static str,
+    /// What was done, for the timeline.
+    pub detail: String,
+    /// How to heal it.
+    pub undo: Undo,
+}
+
+/// The state the nemesis keeps between faults.
+pub struct Nemesis {
+    rng: StdRng,
+    clients: usize,
+    next_id: u64,
+}
+
+impl Nemesis {
+    /// A nemesis with its own random stream; `clients` logical clients exist.
+    pub fn new(rng: StdRng, clients: usize, next_id: u64) -> Self {
+        Nemesis {
+            rng,
+            clients,
+            next_id,
+        }
+    }
+
+    /// Picks one of `faults`.
+    pub fn pick(&mut self, faults: &[&'static str]) -> &'static str {
+        faults[self.rng.gen_range(0..faults.len())]
+    }
+
+    /// A random duration between `lo` and `hi` milliseconds.
+    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(self.rng.gen_range(lo..=hi))
+    }
+
+    /// Injects `fault`.
+    pub async fn inject(
+        &mut self,
+        cluster: &mut Cluster,
+        fault: &'static str,
+    ) -> anyhow::Result<Active> {
+        let (leader, voters) = cluster
+            .leader(Duration::from_secs(10))
+            .await
+            .context("no leader before the fault")?;
+        let voters: Vec<u64> = voters.into_iter().collect();
+        let followers: Vec<u64> = voters.iter().copied().filter(|v| *v != leader).collect();
+        let random = *voters.choose(&mut self.rng).context("no voters")?;
+        let done = |detail: String, undo| Active {
+            fault,
+            detail,
+            undo,
+        };
+        Ok(match fault {
+            "kill-leader" => {
+                cluster.kill(leader);
+                done(
+                    format!("killed leader {leader}"),
+                    Undo::Restart(vec![leader]),
+                )
+            }
+            "kill-random" => {
+                cluster.kill(random);
+                done(format!("killed node {random}"), Undo::Restart(vec![random]))
+            }
+            "kill-majority" => {
+                let mut victims = voters.clone();
+                victims.shuffle(&mut self.rng);
+                victims.truncate(voters.len() / 2 + 1);
+                for v in &victims {
+                    cluster.kill(*v);
+                }
+                done(format!("killed nodes {victims:?}"), Undo::Restart(victims))
+            }
+            "pause-leader" => {
+                cluster.pause(leader);
+                done(
+                    format!("paused leader {leader}"),
+                    Undo::Resume(vec![leader]),
+                )
+            }
+            "pause-random" => {
+                cluster.pause(random);
+                done(format!("paused node {random}"), Undo::Resume(vec![random]))
+            }
+            "partition-leader" | "partition-halves" => {
+                let isolated = if fault == "partition-leader" {
+                    leader
+                } else {
+                    random
+                };
+                let mut cuts = Cuts::default();
+                let others: Vec<_> = cluster
+                    .ids()
+                    .into_iter()
+                    .filter(|i| *i != isolated)
+                    .map(node_ip)
+                    .collect();
+                cuts.cut_groups(&[node_ip(isolated)], &others);
+                firewall::apply(&cuts)?;
+                done(
+                    format!("isolated node {isolated}: {}", cuts.describe()),
+                    Undo::Heal,
+                )
+            }
+            "partition-bridge" => {
+                let mut shuffled = voters.clone();
+                shuffled.shuffle(&mut self.rng);
+                let mut cuts = Cuts::default();
+                if shuffled.len() >= 3 {
+                    cuts.cut(node_ip(shuffled[0]), node_ip(shuffled[1]));
+                }
+                firewall::apply(&cuts)?;
+                let bridge = shuffled.get(2).copied().unwrap_or(0);
+                done(format!("bridge {bridge}: {}", cuts.describe()), Undo::Heal)
+            }
+            "partition-clients" => {
+                let mut cuts = Cuts::default();
+                let cut_clients: Vec<_> = (0..self.clients)
+                    .filter(|i| i % 2 == 0)
+                    .map(client_ip)
+                    .collect();
+                cuts.cut_groups(&cut_clients, &[node_ip(random)]);
+                firewall::apply(&cuts)?;
+                done(
+                    format!("clients {cut_clients:?} cut from node {random}"),
+                    Undo::Heal,
+                )
+            }
+            "membership-remove" => {
+                let Some(victim) = followers.choose(&mut self.rng).copied() else {
+                    return Ok(done("no follower to remove".into(), Undo::Nothing));
+                };
+                let remaining: Vec<u64> = voters.iter().copied().filter(|v| *v != victim).collect();
+                cluster
+                    .admin(Duration::from_secs(20))?
+                    .set_voters(remaining.clone())
+                    .await
+                    .context("removing a voter")?;
+                done(
+                    format!("removed voter {victim}; voters {remaining:?}"),
+                    Undo::Rejoin(victim),
+                )
+            }
+            "membership-replace" => {
+                let Some(victim) = followers.choose(&mut self.rng).copied() else {
+                    return Ok(done("no follower to replace".into(), Undo::Nothing));
+                };
+                let fresh = self.next_id;
+                self.next_id += 1;
+                cluster.add_node(fresh)?;
+                cluster.wait_healthy(fresh, Duration::from_secs(20)).await?;
+                let admin = cluster.admin(Duration::from_secs(30))?;
+                admin
+                    .add_learner(fresh, &format!("{}:{PORT}", node_ip(fresh)))
+                    .await
+                    .context("adding the fresh node")?;
+                admin
+                    .promote(fresh)
+                    .await
+                    .context("promoting the fresh node")?;
+                admin
+                    .remove_member(victim)
+                    .await
+                    .context("removing the old node")?;
+                cluster.kill(victim);
+                done(
+                    format!("replaced node {victim} with fresh node {fresh}"),
+                    Undo::Nothing,
+                )
+            }
+            "clock-skew" => {
+                let minutes: i64 = self.rng.gen_range(5..=180);
+                let sign = if self.rng.gen_bool(0.5) { "+" } else { "-" };
+                let offset = format!("{sign}{minutes}m");
+                cluster.kill(random);
+                cluster.start(random, Some(&offset))?;
+                done(
+                    format!("restarted node {random} with its clock {offset}"),
+                    Undo::Unskew(random),
+                )
+            }
+            other => anyhow::bail!("unknown fault {other}"),
+        })
+    }
+
+    /// Heals an active fault.
+    pub async fn heal(&mut self, cluster: &mut Cluster, active: Active) -> anyhow::Result<()> {
+        match active.undo {
+            Undo::Restart(ids) => {
+                for id in ids {
+                    if !cluster.is_running(id) {
+                        cluster.start(id, None)?;
+                    }
+                }
+            }
+            Undo::Resume(ids) => {
+                for id in ids {
+                    cluster.resume(id);
+                }
+            }
+            Undo::Heal => firewall::heal()?,
+            Undo::Rejoin(id) => {
+                let admin = cluster.admin(Duration::from_secs(30))?;
+                admin
+                    .add_learner(id, &format!("{}:{PORT}", node_ip(id)))
+                    .await
+                    .context("re-adding the removed voter")?;
+                admin.promote(id).await.context("promoting it again")?;
+            }
+            Undo::Unskew(id) => {
+                cluster.kill(id);
+                cluster.start(id, None)?;
+            }
+            Undo::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Makes sure nothing is left broken: rules removed, every current voter running and
+    /// resumed.
+    pub async fn heal_all(
+        &mut self,
+        cluster: &mut Cluster,
+        members: &BTreeSet<u64>,
+    ) -> anyhow::Result<()> {
+        firewall::heal()?;
+        for id in members {
+            cluster.resume(*id);
+            if !cluster.is_running(*id) {
+                cluster.start(*id, None)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! One run: start a cluster, install the license, run the workload while the nemesis injects
+//! and heals faults, heal everything, read the final state, check the history, write the
+//! report.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use licd_raft::license::License;
+use licd_raft::license_file::{LicenseFile, encode_public_key, generate_signing_key};
+use licd_raft::types::{LicenseId, Timestamp};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+
+use super::cluster::Cluster;
+use super::nemesis::Nemesis;
+use super::report;
+use super::workload::{self, LICENSE_ID, MAX_CORES, MIN_CORES_PER_NODE, Recorder};
+use crate::checker::{self, CheckConfig};
+use crate::history::{F, History};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The run's name (its directory under `out`).
+    pub name: String,
+    /// The licd binary.
+    pub bin: PathBuf,
+    /// The faults to draw from.
+    pub faults: Vec<&'static str>,
+    /// How long faults are injected.
+    pub time: Duration,
+    /// The seed of the fault schedule and the workload.
+    pub seed: u64,
+    /// Logical clients.
+    pub concurrency: usize,
+    /// Where run directories go.
+    pub out: PathBuf,
+}
+
+/// What a run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    /// The run's name.
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The faults drawn from.
+    pub faults: Vec<String>,
+    /// The seed.
+    pub seed: u64,
+    /// Client operations recorded.
+    pub operations: usize,
+    /// Faults injected.
+    pub faults_injected: usize,
+    /// Seconds with a fault active.
+    pub fault_seconds: f64,
+    /// Every checker's verdict.
+    pub report: checker::Report,
+}
+
+/// The license of harness runs.
+fn license() -> License {
+    License {
+        id: LicenseId::new(LICENSE_ID).expect("valid id"),
+        customer: "Jepsen".into(),
+        issued_at: Timestamp(1_000),
+        expires_at: None,
+        max_cores: MAX_CORES,
+        min_cores_per_node: MIN_CORES_PER_NODE,
+        allowed_macs: workload::servers()
+            .into_iter()
+            .map(|(_, _, mac)| mac)
+            .collect(),
+        features: Default::default(),
+        serial: 1,
+    }
+}
+
+/// Runs one test end to end. Errors are setup failures; violations are in the outcome.
+pub async fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
+    let dir = spec.out.join(&spec.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let vendor = generate_signing_key(&mut rand::rngs::OsRng);
+    let license = license();
+    let license_text = LicenseFile::issue(&license, &vendor)?;
+
+    let mut cluster = Cluster::new(&spec.bin, &dir, encode_public_key(&vendor.verifying_key()));
+    for id in 1..=3 {
+        cluster.add_node(id)?;
+    }
+    for id in 1..=3 {
+        cluster.wait_healthy(id, Duration::from_secs(30)).await?;
+    }
+    cluster
+        .init(&[1, 2, 3])
+        .await
+        .context("initializing the cluster")?;
+    cluster
+        .leader(Duration::from_secs(20))
+        .await
+        .context("no leader after initialization")?;
+    cluster
+        .install_license(&license_text)
+        .await
+        .context("installing the license")?;
+
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = tokio::spawn(workload::run_clients(
+        rec.clone(),
+        cluster.endpoints(),
+        spec.concurrency,
+        spec.seed,
+        stop.clone(),
+    ));
+
+    let mut nemesis = Nemesis::new(StdRng::seed_from_u64(spec.seed), spec.concurrency, 4);
+    let mut voters: BTreeSet<u64> = [1, 2, 3].into();
+    let started = Instant::now();
+    let mut injected = 0;
+    let mut fault_time = Duration::ZERO;
+    while started.elapsed() < spec.time {
+        let pause = nemesis.millis(1_500, 3_000);
+        tokio::time::sleep(pause).await;
+        if let Some((_, v)) = cluster.leader(Duration::from_secs(2)).await {
+            voters = v;
+        }
+        let fault = nemesis.pick(&spec.faults);
+        let active = match nemesis.inject(&mut cluster, fault).await {
+            Ok(a) => a,
+            Err(e) => {
+                rec.nemesis(F::Start, fault, Some(format!("not injected: {e:#}")));
+                rec.nemesis(F::Stop, fault, None);
+                continue;
+            }
+        };
+        let began = Instant::now();
+        rec.nemesis(F::Start, active.fault, Some(active.detail.clone()));
+        injected += 1;
+        tokio::time::sleep(nemesis.millis(2_000, 5_000)).await;
+        let name = active.fault;
+        let healed = nemesis.heal(&mut cluster, active).await;
+        fault_time += began.elapsed();
+        rec.nemesis(
+            F::Stop,
+            name,
+            healed.err().map(|e| format!("heal failed: {e:#}")),
+        );
+        if let Some((_, v)) = cluster.leader(Duration::from_secs(5)).await {
+            voters = v;
+        }
+    }
+    // Heal everything, let the workload run on a healthy cluster, then read the final state.
+    // Every fault was healed as it ended; this only repairs what a failed heal left behind.
+    nemesis.heal_all(&mut cluster, &voters).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    clients.await??;
+    let read = workload::final_reads(&rec, &cluster.endpoints(), Duration::from_secs(30)).await?;
+    if !read {
+        eprintln!(
+            "licd-jepsen: {}: no final read succeeded within 30 s",
+            spec.name
+        );
+    }
+    cluster.stop_all();
+
+    let events = rec.events();
+    report::write_history(&dir.join("history.jsonl"), &events)?;
+    let history = History::from_events(events).context("the recorded history is malformed")?;
+    let config = CheckConfig::new(checker::License {
+        max_cores: u64::from(MAX_CORES),
+        min_cores_per_node: MIN_CORES_PER_NODE,
+    });
+    let report = checker::check_all(&history, &config);
+    let outcome = RunOutcome {
+        name: spec.name.clone(),
+        dir: dir.clone(),
+        faults: spec.faults.iter().map(|f| f.to_string()).collect(),
+        seed: spec.seed,
+        operations: history.ops.len(),
+        faults_injected: injected,
+        fault_seconds: fault_time.as_secs_f64(),
+        report,
+    };
+    report::write_results(&dir, &outcome, &history)?;
+    Ok(outcome)
+}
