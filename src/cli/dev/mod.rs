@@ -1,0 +1,313 @@
+//! `licd dev`: a complete three-node cluster on this machine, from nothing, in one command.
+//!
+//! It generates a throwaway vendor key and a demo license bound to this machine, writes the
+//! secrets and three node configurations into a working directory, starts three
+//! `licd serve` child processes, initializes the cluster, installs the license, allocates
+//! this machine's cores, prints what to try, and then keeps the lease alive until Ctrl-C or
+//! SIGTERM, when it stops the nodes gracefully. Whatever fails, the children are stopped: a
+//! guard kills them when it is dropped.
+
+mod children;
+mod prepare;
+mod startup;
+mod summary;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use licd_raft::types::{LeaseTtl, NodeName};
+
+use self::children::{Children, describe_status};
+use self::prepare::{Prepared, prepare};
+use self::startup::bring_up;
+use self::summary::{NodeSummary, Summary, print_summary, shell_quote};
+use super::common::default_node_name;
+use super::output::{Output, describe_client_error};
+use crate::agent::{Agent, AgentConfig};
+use crate::client::{Client, RetryPolicy};
+
+/// Options of `licd dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Working directory for keys, license, configs, data and logs. Created if needed; the
+    /// files of an earlier `licd dev` run in it are replaced.
+    #[arg(long, value_name = "DIR", default_value = "licd-dev")]
+    pub dir: PathBuf,
+    /// HTTP port of node 1; nodes 2 and 3 use the next two ports.
+    #[arg(long, value_name = "PORT", default_value_t = 7101)]
+    pub base_port: u16,
+    /// Set everything up, print it, then stop the cluster and exit (for CI).
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// The lease the dev allocation gets; `licd dev` renews it every third of it.
+const DEV_LEASE_MS: u64 = 30_000;
+/// How long the nodes get to stop after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// SIGINT and SIGTERM, registered up front so that neither kills the process mid-setup.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
+    }
+
+    /// Completes on the next SIGINT or SIGTERM, with its name.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "Ctrl-C",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
+/// Refuses ports that something already listens on.
+fn check_ports(ports: &[u16]) -> anyhow::Result<()> {
+    for &port in ports {
+        if let Err(e) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                bail!("port {port} is in use: is another licd dev running? use --base-port");
+            }
+            bail!("cannot use port {port}: {e}; use --base-port");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `licd dev`.
+pub async fn run(args: DevArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let Some(last_port) = args.base_port.checked_add(2).filter(|_| args.base_port > 0) else {
+        bail!("--base-port must be 1 to 65533");
+    };
+    let ports: Vec<u16> = (args.base_port..=last_port).collect();
+    check_ports(&ports)?;
+    let mut signals = Signals::new()?;
+    let prepared = prepare(&args)?;
+    let node = default_node_name();
+    if !out.json {
+        println!(
+            "licd dev: starting three nodes on 127.0.0.1:{}-{} in {} ...",
+            args.base_port,
+            last_port,
+            prepared.dir.display()
+        );
+    }
+
+    let mut children = Children { nodes: Vec::new() };
+    let outcome = tokio::select! {
+        r = bring_up(&prepared, &mut children, &node) => Some(r),
+        name = signals.recv() => {
+            eprintln!("licd dev: {name} during startup; stopping the nodes");
+            None
+        }
+    };
+    let (leader, grant) = match outcome {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            let logs: Vec<String> = children
+                .nodes
+                .iter()
+                .map(|n| n.log.display().to_string())
+                .collect();
+            drop(children);
+            let _ = std::fs::remove_file(prepared.dir.join("dev.pid"));
+            if logs.is_empty() {
+                return Err(e);
+            }
+            bail!(
+                "{e:#}\n(the nodes are stopped; their logs: {})",
+                logs.join(", ")
+            );
+        }
+        None => {
+            for line in children.stop(STOP_GRACE) {
+                eprintln!("licd dev: {line}");
+            }
+            let _ = std::fs::remove_file(prepared.dir.join("dev.pid"));
+            return Ok(ExitCode::from(130));
+        }
+    };
+
+    let summary = Summary {
+        dir: prepared.dir.clone(),
+        endpoints: children.nodes.iter().map(|n| n.addr.clone()).collect(),
+        nodes: children
+            .nodes
+            .iter()
+            .map(|n| NodeSummary {
+                id: n.id,
+                addr: n.addr.clone(),
+                pid: n.pid,
+                config: n.config.clone(),
+                log: n.log.clone(),
+            })
+            .collect(),
+        leader_id: Some(leader),
+        admin_token_file: prepared.admin_token_file.clone(),
+        cluster_secret_file: prepared.cluster_secret_file.clone(),
+        vendor_key_file: prepared.vendor_key_file.clone(),
+        vendor_public_key: prepared.vendor_public_key.clone(),
+        license_file: prepared.license_file.clone(),
+        license: prepared.license.clone(),
+        mac_detected: prepared.mac_detected,
+        allocation: grant,
+    };
+    out.emit(&summary, || {
+        print_summary(&summary, &prepared, args.no_wait)
+    })?;
+
+    let code = if args.no_wait {
+        ExitCode::SUCCESS
+    } else {
+        wait(&mut children, &mut signals, &summary, &prepared, node).await
+    };
+    let report = children.stop(STOP_GRACE);
+    for line in &report {
+        eprintln!("licd dev: {line}");
+    }
+    let _ = std::fs::remove_file(prepared.dir.join("dev.pid"));
+    eprintln!(
+        "licd dev: the cluster is stopped; its files stay in {}",
+        prepared.dir.display()
+    );
+    Ok(code)
+}
+
+/// The dev agent's status address: 79 above the base port (7180 by default).
+fn agent_status_addr(base_port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, base_port.saturating_add(79)))
+}
+
+/// Runs this machine's agent and watches the children until a signal, or until every node
+/// died.
+async fn wait(
+    children: &mut Children,
+    signals: &mut Signals,
+    summary: &Summary,
+    prepared: &Prepared,
+    node: NodeName,
+) -> ExitCode {
+    let status_addr = agent_status_addr(prepared.base_port);
+    let agent = start_agent(summary, prepared, node, status_addr).await;
+    let mut watch = tokio::time::interval(Duration::from_millis(300));
+    let code = loop {
+        tokio::select! {
+            name = signals.recv() => {
+                eprintln!("licd dev: {name}: stopping the cluster");
+                break ExitCode::SUCCESS;
+            }
+            _ = watch.tick() => {
+                for (id, pid, status, log) in children.newly_exited() {
+                    let config = children
+                        .nodes
+                        .iter()
+                        .find(|n| n.id == id)
+                        .map(|n| n.config.clone())
+                        .unwrap_or_default();
+                    eprintln!(
+                        "licd dev: node {id} (pid {pid}) {}; {} of 3 nodes are running (log: {})",
+                        describe_status(status),
+                        children.running(),
+                        log.display()
+                    );
+                    eprintln!(
+                        "licd dev: to bring it back (outside licd dev's control): licd serve \
+                         --config {}",
+                        shell_quote(&config)
+                    );
+                }
+                if children.running() == 0 {
+                    eprintln!("licd dev: every node has exited; giving up");
+                    break ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    if let Some((agent, stop_status)) = agent {
+        // Releases this machine's allocation while the cluster still runs.
+        agent.shutdown().await;
+        let _ = stop_status.send(());
+    }
+    code
+}
+
+/// Starts the agent for this machine, with its status endpoint on `status_addr`.
+async fn start_agent(
+    summary: &Summary,
+    prepared: &Prepared,
+    node: NodeName,
+    status_addr: SocketAddr,
+) -> Option<(Agent, tokio::sync::oneshot::Sender<()>)> {
+    let third = Duration::from_millis(DEV_LEASE_MS / 3);
+    let client = match Client::with_policy(
+        &summary.endpoints,
+        RetryPolicy {
+            deadline: third,
+            ..RetryPolicy::default()
+        },
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "licd dev: cannot start the agent: {}",
+                describe_client_error(&e)
+            );
+            return None;
+        }
+    };
+    let config = AgentConfig {
+        node,
+        license: Some(prepared.license.id.clone()),
+        mac: prepared.mac,
+        cores: prepared.cores,
+        lease_ttl: LeaseTtl::from_millis(DEV_LEASE_MS).ok()?,
+        refused_retry: Duration::from_secs(5),
+    };
+    let agent = Agent::spawn(client, config);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    match tokio::net::TcpListener::bind(status_addr).await {
+        Ok(listener) => {
+            tokio::spawn(crate::agent::status::serve(
+                listener,
+                agent.status_handle(),
+                async {
+                    let _ = rx.await;
+                },
+            ));
+        }
+        Err(e) => eprintln!(
+            "licd dev: the agent runs, but its status endpoint cannot listen on {status_addr}: {e}"
+        ),
+    }
+    Some((agent, tx))
+}
