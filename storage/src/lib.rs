@@ -12,8 +12,9 @@
 //! are plain tree ranges.
 //!
 //! **Durability.** openraft's contract is followed to the letter: [`LogStore`] signals an
-//! append's flush callback only after sled's flush has completed, and `save_vote`, `truncate`
-//! and `purge` return only after a flush. A snapshot is flushed before it is reported built or
+//! append's flush callback only after sled's flush has completed, and `save_vote`,
+//! `save_committed`, `truncate` and `purge` return only after a flush (`save_committed` must:
+//! a leader restarted within its term reads at its saved committed id). A snapshot is flushed before it is reported built or
 //! installed, because openraft purges the log behind it.
 //!
 //! **What sled's flush promises.** sled 0.34.7 flushes its log with `sync_file_range` on Linux

@@ -165,10 +165,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(VOTE, ErrorSubject::Vote)
     }
 
-    /// The committed id need not be durable (openraft recomputes it), so it is written without a
-    /// flush of its own; the next flush carries it.
+    /// Durable before it returns. openraft saves the committed id before it applies entries,
+    /// and a leader that restarts within its term resumes leading at once and serves
+    /// linearizable reads from `max(first log of its term, saved committed id)`: a saved id
+    /// older than what it had applied would let it answer reads that miss acknowledged
+    /// writes. The fault harness found that; `tests/crash.rs` is the regression test.
     async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> StorageResult<()> {
-        self.write_meta(COMMITTED, &committed, ErrorSubject::Store)
+        self.write_meta(COMMITTED, &committed, ErrorSubject::Store)?;
+        self.flush_or(ErrorSubject::Store).await
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<RaftNodeId>>> {
