@@ -45,6 +45,19 @@ pub struct Cluster {
     procs: BTreeMap<u64, Proc>,
 }
 
+/// Waits (up to 5 s) until no process of the child's group is left, so that a restart finds
+/// the node's port free: under `faketime`, reaping the wrapper does not mean the node is gone.
+fn wait_group_gone(child: &Child) {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // SAFETY: kill with signal 0 only checks for existence.
+    while unsafe { libc::kill(-pid, 0) } == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Signals the child's whole process group: under `faketime` the node is a grandchild.
 fn signal(child: &Child, sig: i32) {
     if let Ok(pid) = i32::try_from(child.id()) {
@@ -149,6 +162,7 @@ impl Cluster {
             signal(&child, libc::SIGKILL);
             let _ = child.wait();
             proc.paused = false;
+            wait_group_gone(&child);
         }
     }
 

@@ -270,6 +270,9 @@ impl Nemesis {
                 let offset = format!("{sign}{minutes}m");
                 cluster.kill(random);
                 cluster.start(random, Some(&offset))?;
+                cluster
+                    .wait_healthy(random, Duration::from_secs(20))
+                    .await?;
                 done(
                     format!("restarted node {random} with its clock {offset}"),
                     Undo::Unskew(random),
@@ -286,6 +289,7 @@ impl Nemesis {
                 for id in ids {
                     if !cluster.is_running(id) {
                         cluster.start(id, None)?;
+                        cluster.wait_healthy(id, Duration::from_secs(20)).await?;
                     }
                 }
             }
@@ -306,6 +310,7 @@ impl Nemesis {
             Undo::Unskew(id) => {
                 cluster.kill(id);
                 cluster.start(id, None)?;
+                cluster.wait_healthy(id, Duration::from_secs(20)).await?;
             }
             Undo::Nothing => {}
         }
@@ -324,6 +329,7 @@ impl Nemesis {
             cluster.resume(*id);
             if !cluster.is_running(*id) {
                 cluster.start(*id, None)?;
+                cluster.wait_healthy(*id, Duration::from_secs(20)).await?;
             }
         }
         Ok(())
