@@ -15,6 +15,8 @@ use anyhow::{Context, bail};
 use licd::api::InitBody;
 use licd::client::{Client, RetryPolicy, new_request_id};
 
+/// The most nodes a run may start (fresh nodes replace old ones under `membership-replace`).
+pub const MAX_NODES: u64 = 12;
 /// The port every node listens on (each node has its own address).
 pub const PORT: u16 = 7000;
 /// The admin token of harness clusters.
@@ -204,6 +206,13 @@ impl Cluster {
     /// The data directory of node `id`.
     pub fn dir(&self, id: u64) -> Option<&Path> {
         self.procs.get(&id).map(|p| p.dir.as_path())
+    }
+
+    /// The address of every node a run may ever have, as `host:port`, by id from 1.
+    pub fn all_endpoints() -> Vec<String> {
+        (1..=MAX_NODES)
+            .map(|id| format!("{}:{PORT}", node_ip(id)))
+            .collect()
     }
 
     /// The address of every node ever added, as `host:port`.

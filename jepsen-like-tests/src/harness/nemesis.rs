@@ -106,15 +106,19 @@ pub struct Nemesis {
     rng: StdRng,
     clients: usize,
     next_id: u64,
+    /// Nodes that pinned clients talk to: never replaced (only removed and re-added), so that
+    /// those clients keep a node to talk to.
+    pinned: BTreeSet<u64>,
 }
 
 impl Nemesis {
     /// A nemesis with its own random stream; `clients` logical clients exist.
-    pub fn new(rng: StdRng, clients: usize, next_id: u64) -> Self {
+    pub fn new(rng: StdRng, clients: usize, next_id: u64, pinned: BTreeSet<u64>) -> Self {
         Nemesis {
             rng,
             clients,
             next_id,
+            pinned,
         }
     }
 
@@ -238,7 +242,14 @@ impl Nemesis {
                 )
             }
             "membership-replace" => {
-                let Some(victim) = followers.choose(&mut self.rng).copied() else {
+                let replaceable: Vec<u64> = followers
+                    .iter()
+                    .copied()
+                    .filter(|f| !self.pinned.contains(f))
+                    .collect();
+                let victim = replaceable.choose(&mut self.rng).copied();
+                let Some(victim) = victim.filter(|_| self.next_id <= super::cluster::MAX_NODES)
+                else {
                     return Ok(done("no follower to replace".into(), Undo::Nothing));
                 };
                 let fresh = self.next_id;

@@ -114,13 +114,22 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
     let stop = Arc::new(AtomicBool::new(false));
     let clients = tokio::spawn(workload::run_clients(
         rec.clone(),
-        cluster.endpoints(),
+        Cluster::all_endpoints(),
         spec.concurrency,
         spec.seed,
         stop.clone(),
     ));
 
-    let mut nemesis = Nemesis::new(StdRng::seed_from_u64(spec.seed), spec.concurrency, 4);
+    let pinned = (0..spec.concurrency)
+        .filter(|i| i % 2 == 1)
+        .map(workload::pinned_node)
+        .collect();
+    let mut nemesis = Nemesis::new(
+        StdRng::seed_from_u64(spec.seed),
+        spec.concurrency,
+        4,
+        pinned,
+    );
     let mut voters: BTreeSet<u64> = [1, 2, 3].into();
     let started = Instant::now();
     let mut injected = 0;
@@ -162,7 +171,8 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     clients.await??;
-    let read = workload::final_reads(&rec, &cluster.endpoints(), Duration::from_secs(30)).await?;
+    let read =
+        workload::final_reads(&rec, &Cluster::all_endpoints(), Duration::from_secs(30)).await?;
     if !read {
         eprintln!(
             "licd-jepsen: {}: no final read succeeded within 30 s",

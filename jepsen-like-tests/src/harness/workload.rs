@@ -229,7 +229,13 @@ pub fn random_input(rng: &mut StdRng, reader: bool) -> Input {
     }
 }
 
-/// Runs `concurrency` clients until `stop` is set.
+/// The node an odd (pinned) client talks to: one of the three first nodes.
+pub fn pinned_node(client: usize) -> u64 {
+    (client / 2 % 3) as u64 + 1
+}
+
+/// Runs `concurrency` clients until `stop` is set. `endpoints` lists every node id a run may
+/// ever use (fresh nodes join under membership changes), in id order from node 1.
 pub async fn run_clients(
     rec: Recorder,
     endpoints: Vec<String>,
@@ -246,7 +252,7 @@ pub async fn run_clients(
         let mine = if i % 2 == 0 {
             endpoints.clone()
         } else {
-            vec![endpoints[(i / 2) % endpoints.len()].clone()]
+            vec![endpoints[pinned_node(i) as usize - 1].clone()]
         };
         let client = client(&mine, i, Duration::from_secs(2))?;
         let rec = rec.clone();
