@@ -43,15 +43,34 @@ pub use log_store::LogStore;
 pub use state_machine::{AppliedState, StateMachineStore};
 
 /// Opens (or creates) the node's sled database at `path` and returns its two stores.
+///
+/// sled holds a file lock on the database until every handle and its background flusher are
+/// gone, which happens shortly after the last handle is dropped; a database just closed in
+/// this process (a node restarted in place) is retried for up to 5 s before the lock is
+/// reported as held.
 pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
-    let db = sled::Config::new()
-        .path(path)
-        .mode(sled::Mode::HighThroughput)
-        .open()
-        .map_err(|e| OpenError::Sled {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let db = loop {
+        match sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+        {
+            Ok(db) => break db,
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(OpenError::Sled {
+                    path: path.display().to_string(),
+                    source: e,
+                });
+            }
+        }
+    };
     open_db(db)
 }
 
