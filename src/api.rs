@@ -265,6 +265,17 @@ pub struct StatusBody {
     pub warnings: Vec<String>,
 }
 
+impl StatusBody {
+    /// The ids of the voting members.
+    pub fn voters(&self) -> Vec<RaftNodeId> {
+        self.members
+            .iter()
+            .filter(|m| m.role == "voter")
+            .map(|m| m.id)
+            .collect()
+    }
+}
+
 /// Answer to a license installation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstalledBody {

@@ -279,12 +279,7 @@ async fn membership_changes_while_checks_keep_succeeding() {
     println!("membership change: {checks} checks, slowest {worst:?}");
 
     let status = admin.status().await.unwrap();
-    let voters: Vec<u64> = status
-        .members
-        .iter()
-        .filter(|m| m.role == "voter")
-        .map(|m| m.id)
-        .collect();
+    let voters: Vec<u64> = status.voters();
     assert_eq!(voters, vec![2, 3, 4]);
     cluster.shutdown().await;
 }

@@ -256,12 +256,7 @@ async fn cluster_health(State(app): State<AppState>) -> Result<Response, ApiErro
     let leader_id = status
         .leader_id
         .ok_or_else(|| ApiError::unavailable("NO_LEADER", "no leader is known yet; retry"))?;
-    let voters: Vec<u64> = status
-        .members
-        .iter()
-        .filter(|m| m.role == "voter")
-        .map(|m| m.id)
-        .collect();
+    let voters: Vec<u64> = status.voters();
     let down: Vec<u64> = status
         .members
         .iter()

@@ -297,12 +297,7 @@ impl Cluster {
             if let Ok(status) = admin.status().await
                 && let Some(leader) = status.leader_id
             {
-                let voters = status
-                    .members
-                    .iter()
-                    .filter(|m| m.role == "voter")
-                    .map(|m| m.id)
-                    .collect();
+                let voters = status.voters().into_iter().collect();
                 return Some((leader, voters));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
