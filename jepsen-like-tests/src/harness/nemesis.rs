@@ -109,6 +109,8 @@ pub struct Nemesis {
     /// Nodes that pinned clients talk to: never replaced (only removed and re-added), so that
     /// those clients keep a node to talk to.
     pinned: BTreeSet<u64>,
+    /// The largest clock skew `clock-skew` applies, in minutes.
+    pub max_skew_minutes: i64,
 }
 
 impl Nemesis {
@@ -119,6 +121,7 @@ impl Nemesis {
             clients,
             next_id,
             pinned,
+            max_skew_minutes: 180,
         }
     }
 
@@ -276,7 +279,7 @@ impl Nemesis {
                 )
             }
             "clock-skew" => {
-                let minutes: i64 = self.rng.gen_range(5..=180);
+                let minutes: i64 = self.rng.gen_range(5..=self.max_skew_minutes.max(5));
                 let sign = if self.rng.gen_bool(0.5) { "+" } else { "-" };
                 let offset = format!("{sign}{minutes}m");
                 cluster.kill(random);

@@ -40,6 +40,8 @@ pub struct RunSpec {
     pub concurrency: usize,
     /// Where run directories go.
     pub out: PathBuf,
+    /// The largest clock skew, in minutes.
+    pub max_skew_minutes: i64,
 }
 
 /// What a run found.
@@ -130,6 +132,7 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
         4,
         pinned,
     );
+    nemesis.max_skew_minutes = spec.max_skew_minutes;
     let mut voters: BTreeSet<u64> = [1, 2, 3].into();
     let started = Instant::now();
     let mut injected = 0;
