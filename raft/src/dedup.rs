@@ -1,10 +1,15 @@
 //! The table of applied request ids that makes client retries exactly-once (Raft dissertation,
 //! section 6.3): a retried request finds its first outcome here and changes nothing.
 //!
-//! The table is bounded twice, both deterministically: an entry ages out once the cluster clock
-//! is [`DEDUP_WINDOW_MS`] past the time it was applied, and when more than [`DEDUP_CAPACITY`]
-//! entries are held the oldest go first. A client must therefore finish retrying a request
-//! within the window; licd's client library gives up long before.
+//! The table is bounded deterministically. An entry ages out once the cluster clock is
+//! [`DEDUP_WINDOW_MS`] past the time it was applied *and* at least [`DEDUP_MIN_KEPT`] newer
+//! requests were applied after it; and when more than [`DEDUP_CAPACITY`] entries are held the
+//! oldest go first. Time alone is not enough: the cluster clock follows the leaders' wall
+//! clocks, and a leader whose clock runs hours ahead moves it forward at once. Ageing by time
+//! alone would then forget every id in one step, and a client still retrying a request it had
+//! sent a moment before would have it applied twice. The count does not jump: a retry is
+//! recognised as long as fewer than [`DEDUP_MIN_KEPT`] newer requests were applied, whatever
+//! the clocks do. licd's client library stops retrying after 15 seconds.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -17,6 +22,9 @@ use crate::types::{RequestId, Timestamp};
 pub const DEDUP_WINDOW_MS: u64 = 15 * 60 * 1_000;
 /// The most request ids remembered at once.
 pub const DEDUP_CAPACITY: usize = 100_000;
+/// How many of the most recently applied request ids are remembered however far the cluster
+/// clock has moved.
+pub const DEDUP_MIN_KEPT: usize = 10_000;
 
 /// One remembered request: what it asked and what it was answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +60,13 @@ impl DedupTable {
         self.evict_over_capacity();
     }
 
-    /// Forgets the requests applied [`DEDUP_WINDOW_MS`] or longer before `now`.
+    /// Forgets the requests applied [`DEDUP_WINDOW_MS`] or longer before `now`, except the
+    /// [`DEDUP_MIN_KEPT`] most recent ones.
     pub fn expire(&mut self, now: Timestamp) {
-        while let Some(oldest) = self.order.front() {
+        while self.order.len() > DEDUP_MIN_KEPT {
+            let Some(oldest) = self.order.front() else {
+                break;
+            };
             let at = self.by_id.get(oldest).map_or(Timestamp(0), |a| a.at);
             if at.plus_millis(DEDUP_WINDOW_MS) > now {
                 break;
@@ -104,17 +116,38 @@ mod tests {
     }
 
     #[test]
-    fn entries_age_out_by_cluster_time() {
+    fn entries_beyond_the_most_recent_age_out_by_cluster_time() {
         let mut table = DedupTable::default();
-        table.insert(id(1), applied(0));
-        table.insert(id(2), applied(1_000));
+        table.insert(id(0), applied(0));
+        table.insert(id(1), applied(1_000));
+        for n in 2..DEDUP_MIN_KEPT + 2 {
+            table.insert(id(n), applied(2_000));
+        }
         table.expire(Timestamp(DEDUP_WINDOW_MS - 1));
-        assert_eq!(table.len(), 2);
+        assert_eq!(table.len(), DEDUP_MIN_KEPT + 2);
         table.expire(Timestamp(DEDUP_WINDOW_MS));
-        assert!(table.get(&id(1)).is_none());
-        assert!(table.get(&id(2)).is_some());
+        assert!(table.get(&id(0)).is_none());
+        assert!(table.get(&id(1)).is_some());
         table.expire(Timestamp(DEDUP_WINDOW_MS + 1_000));
-        assert!(table.is_empty());
+        assert!(table.get(&id(1)).is_none());
+        assert_eq!(table.len(), DEDUP_MIN_KEPT);
+        // The most recent ids stay however far the clock moves.
+        table.expire(Timestamp(u64::MAX));
+        assert_eq!(table.len(), DEDUP_MIN_KEPT);
+        assert!(table.get(&id(2)).is_some());
+        assert!(table.get(&id(DEDUP_MIN_KEPT + 1)).is_some());
+    }
+
+    #[test]
+    fn a_clock_jump_keeps_the_most_recent_ids() {
+        let mut table = DedupTable::default();
+        for n in 0..5 {
+            table.insert(id(n), applied(1_000));
+        }
+        // A leader whose clock runs three hours ahead.
+        table.expire(Timestamp(1_000 + 3 * 60 * 60 * 1_000));
+        assert_eq!(table.len(), 5);
+        assert!((0..5).all(|n| table.get(&id(n)).is_some()));
     }
 
     #[test]

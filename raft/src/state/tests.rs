@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::codec::{decode, encode};
-use crate::dedup::DEDUP_WINDOW_MS;
+use crate::dedup::{DEDUP_MIN_KEPT, DEDUP_WINDOW_MS};
 use crate::license::tests::sample;
 use crate::query::{CheckResult, LicenseSummary, NodeUsage, Usage};
 use crate::types::{Cores, LeaseTtl, MacAddr, RequestId};
@@ -1061,7 +1061,7 @@ fn reusing_a_request_id_for_another_command_is_request_id_reused() {
 }
 
 #[test]
-fn a_remembered_request_id_ages_out_after_the_window() {
+fn a_remembered_request_id_ages_out_after_the_window_and_enough_newer_requests() {
     let mut sm = Sm::new();
     let start = 100_000;
     sm.apply_as("install", start, install(sample())).unwrap();
@@ -1069,13 +1069,16 @@ fn a_remembered_request_id_ages_out_after_the_window() {
     granted(first.clone());
     sm.apply_as("release-a", start + 1_000, release("a"))
         .unwrap();
-    assert_eq!(sm.state.remembered_requests(), 3);
+    for _ in 0..DEDUP_MIN_KEPT {
+        sm.apply(start + 2_000, release("b")).unwrap();
+    }
+    assert_eq!(sm.state.remembered_requests(), DEDUP_MIN_KEPT + 3);
 
     // Just inside the window the retry is still answered from memory.
     let retry = sm.apply_as("alloc-a", start + DEDUP_WINDOW_MS - 1, allocate("a", 1, 6));
     assert_eq!(retry, first);
     assert!(sm.allocation("a").is_none());
-    assert_eq!(sm.state.remembered_requests(), 3);
+    assert_eq!(sm.state.remembered_requests(), DEDUP_MIN_KEPT + 3);
 
     // At the end of the window it is forgotten and applies anew.
     let now = start + DEDUP_WINDOW_MS;
@@ -1084,7 +1087,7 @@ fn a_remembered_request_id_ages_out_after_the_window() {
     assert_eq!(fresh.allocation.lease_expires_at, Timestamp(now + TTL));
     assert_eq!(sm.allocation("a"), Some(&fresh.allocation));
     // "install" aged out with it, "release-a" is still remembered, "alloc-a" is new.
-    assert_eq!(sm.state.remembered_requests(), 2);
+    assert_eq!(sm.state.remembered_requests(), DEDUP_MIN_KEPT + 2);
     assert!(sm.state.dedup.get(&rid("install")).is_none());
     assert!(sm.state.dedup.get(&rid("release-a")).is_some());
     assert_eq!(
@@ -1100,6 +1103,42 @@ fn a_remembered_request_id_ages_out_after_the_window() {
             freed: None
         })
     );
+}
+
+#[test]
+fn within_the_most_recent_requests_an_id_is_remembered_past_the_window() {
+    let mut sm = Sm::licensed();
+    let first = sm.apply_as("alloc-a", T0, allocate("a", 1, 6));
+    granted(first.clone());
+    sm.apply(T0 + 1_000, release("a")).unwrap();
+    // Days later in cluster time, with few requests in between, the retry is still known.
+    let later = T0 + 3 * 24 * 60 * 60 * 1_000;
+    let before = sm.state.remembered_requests();
+    assert_eq!(sm.apply_as("alloc-a", later, allocate("a", 1, 6)), first);
+    assert!(sm.allocation("a").is_none());
+    assert_eq!(sm.state.remembered_requests(), before);
+}
+
+/// Regression: a leader whose wall clock ran two hours ahead moved the cluster clock past the
+/// window at once, every remembered id was forgotten, and a client's retry of a release that
+/// had already applied released the server's next allocation.
+#[test]
+fn a_retry_across_a_forward_clock_jump_returns_the_first_outcome() {
+    let mut sm = Sm::licensed();
+    granted(sm.apply_as("alloc-a-1", T0, allocate("a", 1, 6)));
+    let first = sm.apply_as("release-a", T0 + 1_000, release("a"));
+    assert!(matches!(
+        first,
+        Ok(Outcome::Released { freed: Some(_), .. })
+    ));
+    // The next leader's clock is two hours ahead; another client allocates "a" again.
+    let skewed = T0 + 2 * 60 * 60 * 1_000;
+    let again = granted(sm.apply_as("alloc-a-2", skewed, allocate("a", 1, 6)));
+    // The first client's retry of its release is answered from memory and frees nothing.
+    let before = sm.state.clone();
+    assert_eq!(sm.apply_as("release-a", skewed, release("a")), first);
+    assert_eq!(sm.allocation("a"), Some(&again.allocation));
+    assert_eq!(sm.state, before);
 }
 
 #[test]
@@ -1514,10 +1553,10 @@ fn a_restored_state_behaves_like_the_original() {
             released: vec![],
         })
     );
-    // alloc-a aged out of the exactly-once table and applied anew.
+    // Past the window, alloc-a is still among the most recent ids: its first outcome again.
     assert_eq!(
         granted(responses[9].clone()).allocation.allocated_at,
-        Timestamp(T0 + DEDUP_WINDOW_MS + 1)
+        Timestamp(T0)
     );
     for name in ["a", "b", "e", "f"] {
         assert_eq!(
