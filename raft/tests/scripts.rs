@@ -1,0 +1,194 @@
+//! The rules of `LicenseState::apply` and of the license check and usage report, written as
+//! scripts: `tests/scripts/*.txt`, one file per rule area.
+//!
+//! A script is a sequence of commands, each followed by what it printed. The runner runs the
+//! commands on a fresh `LicenseState` and compares what they print now with what the file
+//! says they printed: the file is its own expected output (its golden output). A rule that
+//! changes shows up as a diff of text; a new case is a few lines, not a new Rust function.
+//! Everything goes through the crate's public API.
+//!
+//! # Lines
+//!
+//! - `# text`: a comment. Each file opens with comments saying which rule it covers.
+//! - `## name`: starts a case: a fresh, empty state at time 10 000 with a fresh request
+//!   counter. The name is the case's intent, and a diff names the case it falls in.
+//! - `> text`: golden output, printed by the command above it. The runner writes these.
+//! - a blank line: ignored (kept as written).
+//! - anything else: a command.
+//!
+//! # Commands
+//!
+//! Each command may start with `@<time>`, the cluster time in milliseconds the leader stamps
+//! the request with (for a query, the caller's `now`). The time sticks: a command without `@`
+//! runs at the time of the one before. `req=<id>` gives the request id; without it, each
+//! request gets a fresh one (`req-1`, `req-2`, ... within the case). Numbers may group digits
+//! with `_`. A MAC address is written as a number `n`, standing for `02:00:00:00:00:<n>` (the
+//! default license allows 1, 2 and 3), or in full.
+//!
+//! Requests, applied with `LicenseState::apply`:
+//! - `install [license=lic-1] [serial=1] [issued=1000] [expires=1000000000|never] [max=16]
+//!   [min=4] [macs=1,2,3] [features=ocr] [customer="Example Corp"]`: install a license; each
+//!   option overrides a field of the default license, shown in brackets. `macs=` alone is an
+//!   empty list.
+//! - `remove <license>`: remove a license.
+//! - `allocate <node> mac=<mac> cores=<n> [ttl=60000] [license=<id>]`: allocate a server's
+//!   cores, from the only license unless `license=` names one.
+//! - `heartbeat <node>`, `release <node>`, `tick`.
+//! - `repeat <count> <request>`: the request `count` times under fresh ids; prints each
+//!   distinct response once, after `<count> times:`.
+//!
+//! Queries and checks:
+//! - `check <node> [mac=<mac>]`: the license check at the command's time.
+//! - `usage [<license>]`: the usage report of one license, or of all.
+//! - `state`: the state's digest (below), whole.
+//! - `snapshot`: encodes the state, decodes it, and checks that the copy is equal and
+//!   encodes to the same bytes. From then on every command also runs on the copy, and the
+//!   script fails unless the copy answers and becomes exactly what the original does.
+//!
+//! # Output
+//!
+//! A request prints its `Outcome` (`allocated a: ...`, `released a:
+//! freed=none`, `ticked: expired=a,b`, ...) or its `Rejection` with
+//! code, exact message and, for `CPU_LIMIT_EXHAUSTED`, the figures:
+//!
+//! ```text
+//! > rejected CPU_LIMIT_EXHAUSTED: "CPU limit exhausted. Can't allocate more CPUs." requested=5 available=4 licensed=16
+//! ```
+//!
+//! Then it prints how the state's digest changed: the digest is the clock, the earliest
+//! lease expiry and the number of remembered request ids, every license (with the cores
+//! counted against it) and every allocation. `+ alloc c: ...` appeared, `- alloc a` went,
+//! `~ license lic-1: counted=12->16` changed, `~ clock=10000->11000 remembered=4->5` for the
+//! scalars, and `= unchanged` when nothing did, which is how a script says that a refusal
+//! changed nothing.
+//!
+//! After every request the runner also checks that the state equals its own snapshot round
+//! trip, which rebuilds the derived indexes (lease order, counted cores) from the
+//! allocations: an index that drifted fails the script at that line.
+//!
+//! # Running and updating
+//!
+//! `cargo test -p licd-raft --test scripts` runs every script, one test per file. A script
+//! whose output differs fails with a diff (`-` the file, `+` the output now) whose hunks name
+//! the script, the line and the case. A line that cannot run (a misspelt command, a missing
+//! option) fails with the script and line, and is never written as output.
+//!
+//! `UPDATE_GOLDEN=1 cargo test -p licd-raft --test scripts` writes the output the commands
+//! print now into the scripts instead. Write a new case as commands alone, run this, and read
+//! the output it wrote before committing it: the golden output is only as right as that
+//! reading.
+
+mod script;
+
+/// One test per script file, named after it; [`LISTED`] names them all.
+macro_rules! scripts {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                script::run_file(stringify!($name));
+            }
+        )*
+        /// The scripts the tests above run.
+        const LISTED: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+scripts!(
+    allocation,
+    checks,
+    clock,
+    exactly_once,
+    expiry,
+    heartbeats,
+    leases,
+    license_choice,
+    mac_binding,
+    reallocation,
+    release,
+    removal,
+    replacement,
+    snapshots,
+    usage,
+);
+
+#[test]
+fn every_script_file_has_its_test() {
+    let mut files: Vec<String> = std::fs::read_dir(script::directory())
+        .expect("tests/scripts is readable")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "txt"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, LISTED, "add the new script to `scripts!` in tests/scripts.rs");
+}
+
+/// A script whose golden output is right, used by the tests of the runner itself.
+const GOOD: &str = "\
+# The cap.
+## two servers fill the license
+install
+> installed lic-1: replaced=false unchanged=false dropped=none
+> + license lic-1: serial=1 issued=1000 expires=1000000000 max=16 min=4 macs=1,2,3 features=ocr customer=\"Example Corp\" counted=0
+> ~ clock=0->10000 remembered=0->1
+allocate a mac=1 cores=12
+> allocated a: replaced=false allocated_cores=12 licensed_cores=16
+>   allocation: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 expires=70000
+> ~ license lic-1: counted=0->12
+> + alloc a: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 expires=70000
+> ~ next_expiry=none->70000 remembered=1->2
+allocate b mac=2 cores=5
+> rejected CPU_LIMIT_EXHAUSTED: \"CPU limit exhausted. Can't allocate more CPUs.\" requested=5 available=4 licensed=16
+> ~ remembered=2->3
+";
+
+#[test]
+fn the_runner_accepts_a_script_whose_golden_output_is_right() {
+    assert_eq!(script::check("good.txt", GOOD), Ok(()));
+    assert_eq!(script::run("good.txt", GOOD).as_deref(), Ok(GOOD));
+}
+
+#[test]
+fn the_runner_fails_a_wrong_golden_line_with_a_diff_naming_the_script_and_line() {
+    // The golden output claims the refusal offered 3 cores; the state machine says 4.
+    let wrong = GOOD.replace("available=4", "available=3");
+    let diff = script::check("wrong.txt", &wrong).unwrap_err();
+    assert!(
+        diff.contains("@@ wrong.txt:14 (## two servers fill the license)\n"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains(
+            "\n  allocate b mac=2 cores=5\n\
+             - > rejected CPU_LIMIT_EXHAUSTED: \"CPU limit exhausted. Can't allocate more CPUs.\" \
+             requested=5 available=3 licensed=16\n\
+             + > rejected CPU_LIMIT_EXHAUSTED: \"CPU limit exhausted. Can't allocate more CPUs.\" \
+             requested=5 available=4 licensed=16\n"
+        ),
+        "{diff}"
+    );
+    assert!(diff.starts_with("script wrong.txt does not match"), "{diff}");
+}
+
+#[test]
+fn the_runner_fails_missing_and_extra_golden_lines() {
+    // A command whose output was never recorded, and output no command prints.
+    let missing = GOOD.replace("> ~ remembered=2->3\n", "");
+    let diff = script::check("missing.txt", &missing).unwrap_err();
+    assert!(diff.contains("+ > ~ remembered=2->3\n"), "{diff}");
+    let extra = format!("{GOOD}> ticked: expired=none\n");
+    let diff = script::check("extra.txt", &extra).unwrap_err();
+    assert!(diff.contains("- > ticked: expired=none\n"), "{diff}");
+}
+
+#[test]
+fn a_line_that_cannot_run_fails_with_the_script_and_line() {
+    let typo = GOOD.replace("allocate b mac=2 cores=5", "alocate b mac=2 cores=5");
+    let error = script::check("typo.txt", &typo).unwrap_err();
+    assert!(error.starts_with("typo.txt:13: alocate b"), "{error}");
+    assert!(error.contains("unknown command `alocate`"), "{error}");
+    let missing = GOOD.replace("allocate b mac=2 cores=5", "allocate b mac=2");
+    let error = script::check("missing.txt", &missing).unwrap_err();
+    assert!(error.contains("`allocate` needs cores="), "{error}");
+}
