@@ -121,7 +121,10 @@ fn every_script_file_has_its_test() {
         .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, LISTED, "add the new script to `scripts!` in tests/scripts.rs");
+    assert_eq!(
+        files, LISTED,
+        "add the new script to `scripts!` in tests/scripts.rs"
+    );
 }
 
 /// A script whose golden output is right, used by the tests of the runner itself.
@@ -168,7 +171,10 @@ fn the_runner_fails_a_wrong_golden_line_with_a_diff_naming_the_script_and_line()
         ),
         "{diff}"
     );
-    assert!(diff.starts_with("script wrong.txt does not match"), "{diff}");
+    assert!(
+        diff.starts_with("script wrong.txt does not match"),
+        "{diff}"
+    );
 }
 
 #[test]

@@ -154,7 +154,9 @@ fn default_license() -> License {
         expires_at: Some(Timestamp(1_000_000_000)),
         max_cores: 16,
         min_cores_per_node: 4,
-        allowed_macs: [1, 2, 3].map(|n| show::parse_mac(&n.to_string()).unwrap()).into(),
+        allowed_macs: [1, 2, 3]
+            .map(|n| show::parse_mac(&n.to_string()).unwrap())
+            .into(),
         features: ["ocr".to_string()].into(),
         serial: 1,
     }
@@ -210,7 +212,9 @@ fn install(line: &mut Line) -> Result<Command, String> {
 fn allocate(line: &mut Line) -> Result<Command, String> {
     let node = node(line.one_positional("server name")?)?;
     let mac = show::parse_mac(&line.take("mac").ok_or("`allocate` needs mac=")?)?;
-    let cores = line.take_number("cores")?.ok_or("`allocate` needs cores=")?;
+    let cores = line
+        .take_number("cores")?
+        .ok_or("`allocate` needs cores=")?;
     let cores = Cores::new(small(cores, "cores")?).map_err(|e| e.to_string())?;
     let ttl = line.take_number("ttl")?.unwrap_or(DEFAULT_TTL);
     let lease_ttl = LeaseTtl::from_millis(ttl).map_err(|e| e.to_string())?;

@@ -70,7 +70,9 @@ pub fn check(name: &str, text: &str) -> Result<(), String> {
 
 /// The script text as the runner writes it: no trailing spaces, one final newline.
 fn normalized(text: &str) -> String {
-    text.lines().map(|l| l.trim_end().to_string() + "\n").collect()
+    text.lines()
+        .map(|l| l.trim_end().to_string() + "\n")
+        .collect()
 }
 
 /// Where the scripts live.

@@ -77,7 +77,10 @@ fn grant(verb: &str, g: &Grant) -> Vec<String> {
             "{verb} {}: replaced={} allocated_cores={} licensed_cores={}",
             g.node, g.replaced, g.allocated_cores, g.licensed_cores
         ),
-        format!("  allocation: {}", fields(&allocation_fields(&g.allocation))),
+        format!(
+            "  allocation: {}",
+            fields(&allocation_fields(&g.allocation))
+        ),
     ]
 }
 
@@ -161,7 +164,10 @@ pub fn check(c: &CheckResult) -> Vec<String> {
             optional(c.lease_expires_at, time),
             time(c.checked_at),
         ),
-        format!("  {}", optional(c.license.as_ref(), summary)),
+        match &c.license {
+            Some(license) => format!("  {}", summary(license)),
+            None => "  license: none".to_string(),
+        },
     ]
 }
 
@@ -257,7 +263,10 @@ impl Digest {
             }
         }
         if self.scalars != before.scalars {
-            lines.push(format!("~ {}", field_changes(&before.scalars, &self.scalars)));
+            lines.push(format!(
+                "~ {}",
+                field_changes(&before.scalars, &self.scalars)
+            ));
         }
         if lines.is_empty() {
             lines.push("= unchanged".to_string());
