@@ -47,20 +47,33 @@
 //!
 //! # Output
 //!
-//! A request prints its `Outcome` (`allocated a: ...`, `released a:
-//! freed=none`, `ticked: expired=a,b`, ...) or its `Rejection` with
-//! code, exact message and, for `CPU_LIMIT_EXHAUSTED`, the figures:
+//! A request prints its `Outcome` (`allocated a: ...`, `released a: freed=none`, `ticked:
+//! expired=a,b`, ...) or its `Rejection` with code, exact message and, for
+//! `CPU_LIMIT_EXHAUSTED`, the figures. Then it prints how the state's digest changed. The
+//! digest is the clock, the earliest lease expiry and the number of remembered request ids,
+//! every license (with the cores counted against it) and every allocation: `+ alloc c: ...`
+//! appeared, `- alloc a` went, `~ license lic-1: counted=12->16` changed (only the fields
+//! that did), one `~` line for the scalars, and `= unchanged` when nothing changed at all.
+//! A refusal therefore shows that it changed nothing but the exactly-once table:
 //!
 //! ```text
+//! ## two servers fill the license
+//! install
+//! > installed lic-1: replaced=false unchanged=false dropped=none
+//! > + license lic-1: serial=1 issued=1000 expires=1000000000 max=16 min=4 macs=1,2,3 features=ocr customer="Example Corp" counted=0
+//! > ~ clock=0->10000 remembered=0->1
+//! allocate a mac=1 cores=12
+//! > allocated a: replaced=false allocated_cores=12 licensed_cores=16
+//! >   allocation: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 expires=70000
+//! > ~ license lic-1: counted=0->12
+//! > + alloc a: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 expires=70000
+//! > ~ next_expiry=none->70000 remembered=1->2
+//! allocate b mac=2 cores=5
 //! > rejected CPU_LIMIT_EXHAUSTED: "CPU limit exhausted. Can't allocate more CPUs." requested=5 available=4 licensed=16
+//! > ~ remembered=2->3
 //! ```
 //!
-//! Then it prints how the state's digest changed: the digest is the clock, the earliest
-//! lease expiry and the number of remembered request ids, every license (with the cores
-//! counted against it) and every allocation. `+ alloc c: ...` appeared, `- alloc a` went,
-//! `~ license lic-1: counted=12->16` changed, `~ clock=10000->11000 remembered=4->5` for the
-//! scalars, and `= unchanged` when nothing did, which is how a script says that a refusal
-//! changed nothing.
+//! A query prints its whole answer: every field of a `CheckResult` or a `Usage`.
 //!
 //! After every request the runner also checks that the state equals its own snapshot round
 //! trip, which rebuilds the derived indexes (lease order, counted cores) from the

@@ -81,9 +81,10 @@ impl Line {
     }
 
     fn no_positional(&self) -> Result<(), String> {
-        match self.positional.is_empty() {
-            true => Ok(()),
-            false => Err(format!("`{}` takes no positional argument", self.verb)),
+        if self.positional.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("`{}` takes no positional argument", self.verb))
         }
     }
 
@@ -299,9 +300,10 @@ impl Machine {
                     _ => return Err("`usage` takes at most one license id".into()),
                 };
                 self.same_in_restored(|s| s.usage_all(now), &self.state.usage_all(now))?;
-                match usages.is_empty() {
-                    true => Ok(vec!["usage: none".into()]),
-                    false => Ok(usages.iter().flat_map(show::usage).collect()),
+                if usages.is_empty() {
+                    Ok(vec!["usage: none".into()])
+                } else {
+                    Ok(usages.iter().flat_map(show::usage).collect())
                 }
             }
             "state" => {
@@ -328,29 +330,25 @@ impl Machine {
                     positional: positional.to_vec(),
                     options: std::mem::take(&mut line.options),
                 };
+                if count == 0 {
+                    return Err("`repeat 0` does nothing".into());
+                }
                 let command = command(&mut inner)?;
-                self.apply_repeated(count, &command)
+                let mut lines = self.apply(count, None, &command)?;
+                lines.insert(0, format!("{count} times:"));
+                Ok(lines)
             }
             _ => {
                 let request_id = line.request_id.take();
                 let command = command(&mut line)?;
-                self.apply_repeated_with(1, request_id, &command)
+                self.apply(1, request_id, &command)
             }
         }
     }
 
-    fn apply_repeated(&mut self, count: u64, command: &Command) -> Result<Vec<String>, String> {
-        if count == 0 {
-            return Err("`repeat 0` does nothing".into());
-        }
-        let mut lines = self.apply_repeated_with(count, None, command)?;
-        lines.insert(0, format!("{count} times:"));
-        Ok(lines)
-    }
-
     /// Applies `command` `count` times at the script time; prints the responses (each
     /// distinct one once, in order) and the change of the state over all of them.
-    fn apply_repeated_with(
+    fn apply(
         &mut self,
         count: u64,
         request_id: Option<String>,
