@@ -211,3 +211,20 @@ fn a_line_that_cannot_run_fails_with_the_script_and_line() {
     let error = script::check("missing.txt", &missing).unwrap_err();
     assert!(error.contains("`allocate` needs cores="), "{error}");
 }
+
+#[test]
+fn changes_far_apart_make_hunks_of_their_own() {
+    let wrong = GOOD
+        .replace("remembered=0->1", "remembered=0->2")
+        .replace("available=4", "available=3");
+    let diff = script::check("two.txt", &wrong).unwrap_err();
+    let headers: Vec<&str> = diff.lines().filter(|l| l.starts_with("@@")).collect();
+    assert_eq!(
+        headers,
+        [
+            "@@ two.txt:6 (## two servers fill the license)",
+            "@@ two.txt:14 (## two servers fill the license)",
+        ],
+        "{diff}"
+    );
+}
