@@ -81,7 +81,7 @@ async fn allocations_follow_the_license_rules_with_the_field_messages() {
         panic!("expected an API error, got {err}");
     };
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body.code, "CPU_LIMIT_EXHAUSTED");
+    assert_eq!(body.code.as_str(), "CPU_LIMIT_EXHAUSTED");
     assert_eq!(
         body.message,
         "CPU limit exhausted. Can't allocate more CPUs."
@@ -107,7 +107,7 @@ async fn allocations_follow_the_license_rules_with_the_field_messages() {
         panic!("expected an API error, got {err}");
     };
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body.code, "INVALID_MULTI_SERVER_LICENSE");
+    assert_eq!(body.code.as_str(), "INVALID_MULTI_SERVER_LICENSE");
     assert_eq!(
         body.message,
         "Invalid license for multi-server environment setup."
@@ -124,9 +124,9 @@ async fn allocations_follow_the_license_rules_with_the_field_messages() {
     let check = client.check(&node("app-a"), Some(mac(1))).await.unwrap();
     assert!(check.check.valid, "{check:?}");
     let check = client.check(&node("app-a"), Some(mac(2))).await.unwrap();
-    assert_eq!(check.check.code, Code::InvalidMultiServerLicense);
+    assert_eq!(check.check.code, Code::InvalidMultiServerLicense.into());
     let check = client.check(&node("nobody"), None).await.unwrap();
-    assert_eq!(check.check.code, Code::NotAllocated);
+    assert_eq!(check.check.code, Code::NotAllocated.into());
 
     // Any node serves any request: ask a follower directly.
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
@@ -243,8 +243,8 @@ async fn a_restarted_node_catches_up_from_the_log_and_from_a_snapshot() {
         cluster.node(down).metrics().snapshot.is_some(),
         "it installed a snapshot"
     );
-    let theirs = cluster.node(down).read_state(|s| s.licenses.clone());
-    let ours = cluster.node(leader).read_state(|s| s.licenses.clone());
+    let theirs = cluster.node(down).read_local(|s| s.licenses.clone());
+    let ours = cluster.node(leader).read_local(|s| s.licenses.clone());
     assert_eq!(theirs.allocations(), ours.allocations());
     assert_eq!(theirs.allocations().len(), 65);
     cluster.shutdown().await;
@@ -312,7 +312,7 @@ async fn expired_leases_free_their_cores_and_retries_apply_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let check = client.check(&node("short-lived"), None).await.unwrap();
-    assert_eq!(check.check.code, Code::NotAllocated);
+    assert_eq!(check.check.code, Code::NotAllocated.into());
     allocate(&client, "waiting", 2, 8).await.unwrap();
 
     // The same request id twice: one application, the same answer.

@@ -44,8 +44,8 @@ async fn a_snapshot_of_100k_allocations_reaches_a_returning_follower() {
                     lease_ttl: LeaseTtl::from_millis(LeaseTtl::MAX_MS).unwrap(),
                 });
                 let id = RequestId::new(format!("bulk-{i}")).unwrap();
-                let response = node.write(id, command).await.expect("write");
-                assert!(matches!(response.data, Ok(Outcome::Allocated(_))));
+                let proposed = node.propose(id, command).await.expect("write");
+                assert!(matches!(proposed.result, Ok(Outcome::Allocated(_))));
             }
         }));
     }
@@ -80,12 +80,12 @@ async fn a_snapshot_of_100k_allocations_reaches_a_returning_follower() {
     );
     let theirs = cluster
         .node(away)
-        .read_state(|s| s.licenses.allocations().len());
+        .read_local(|s| s.licenses.allocations().len());
     assert_eq!(theirs, ALLOCATIONS);
-    let equal = cluster.node(away).read_state(|a| {
+    let equal = cluster.node(away).read_local(|a| {
         cluster
             .node(leader)
-            .read_state(|b| a.licenses == b.licenses)
+            .read_local(|b| a.licenses == b.licenses)
     });
     assert!(equal, "the follower's state equals the leader's");
     cluster.shutdown().await;

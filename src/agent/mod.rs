@@ -284,7 +284,7 @@ impl Loop {
                 };
                 tracing::warn!(code = %body.code, message = %body.message, "license refused");
                 self.held = None;
-                let (code, message) = (body.code.clone(), body.message.clone());
+                let (code, message) = (body.code.to_string(), body.message.clone());
                 self.set(|s| {
                     s.licensed = false;
                     s.code = code;

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use licd_raft::Code;
 use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId};
 
 use super::common::{ClientOpts, default_node_name, mac_or_default, parse_cores};
@@ -166,7 +165,7 @@ pub async fn check(a: CheckArgs, out: Output) -> anyhow::Result<ExitCode> {
             body.leader_id, body.term
         );
     })?;
-    if c.valid && c.code == Code::Valid {
+    if c.valid && c.code == crate::api::ErrorCode::Valid {
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::FAILURE)

@@ -112,12 +112,8 @@ pub async fn run(args: ClusterArgs, out: Output) -> anyhow::Result<ExitCode> {
                     bail!("member {id} is given twice");
                 }
             }
-            // Only the first endpoint is asked: failing over to another node would initialize
-            // a different cluster than the one meant.
-            let mut opts = a.client.clone();
-            opts.endpoints.retain(|e| !e.trim().is_empty());
-            opts.endpoints.truncate(1);
-            let client = opts.admin_client()?;
+            // The client asks the first endpoint only: `init` never fails over.
+            let client = a.client.admin_client()?;
             let body = client.init(&InitBody { members }).await?;
             print_membership(out, "cluster initialized", &body)?;
         }
@@ -209,7 +205,7 @@ pub fn print_status(status: &StatusBody) {
             let role = if Some(m.id) == status.leader_id {
                 format!("{} (leader)", m.role)
             } else {
-                m.role.clone()
+                m.role.to_string()
             };
             vec![
                 m.id.to_string(),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use licd_raft::types::Timestamp;
 use serde::Serialize;
 
-use crate::api::ErrorBody;
+use crate::api::{ErrorBody, ErrorCode};
 use crate::client::ClientError;
 
 /// Where a command writes its answer.
@@ -107,13 +107,17 @@ pub fn error_body(e: &anyhow::Error) -> ErrorBody {
         return match ce {
             ClientError::Api { body, .. } => body.clone(),
             ClientError::Unavailable { .. } => {
-                ErrorBody::new("UNAVAILABLE", describe_client_error(ce))
+                ErrorBody::new(ErrorCode::Unavailable, describe_client_error(ce))
             }
-            ClientError::Config(_) => ErrorBody::new("CLIENT_CONFIG", describe_client_error(ce)),
-            ClientError::Protocol { .. } => ErrorBody::new("PROTOCOL", describe_client_error(ce)),
+            ClientError::Config(_) => {
+                ErrorBody::new(ErrorCode::ClientConfig, describe_client_error(ce))
+            }
+            ClientError::Protocol { .. } => {
+                ErrorBody::new(ErrorCode::Protocol, describe_client_error(ce))
+            }
         };
     }
-    ErrorBody::new("ERROR", describe_error(e))
+    ErrorBody::new(ErrorCode::Error, describe_error(e))
 }
 
 /// One readable line for any error of a command.
@@ -247,7 +251,7 @@ mod tests {
     #[test]
     fn api_errors_show_code_message_and_figures() {
         let mut body = ErrorBody::new(
-            "CPU_LIMIT_EXHAUSTED",
+            ErrorCode::CpuLimitExhausted,
             "CPU limit exhausted. Can't allocate more CPUs.",
         );
         body.requested = Some(8);

@@ -2,30 +2,30 @@
 //!
 //! `/admin/init` and `/admin/status` are served by the node asked (a cluster that is not yet
 //! initialized has no leader to forward to); every other admin route goes to the leader.
+//! Like the license API's, each handler reads its input, calls the node, and renders the
+//! answer; the rules live in [`crate::node`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use axum::Router;
-use axum::extract::rejection::StringRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, StringRejection};
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use licd_raft::license_file::LicenseFile;
-use licd_raft::types::{LicenseId, RequestId};
-use licd_raft::{Code, Command, Outcome, RaftNodeId, Rejection};
-use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ServerState};
+use licd_raft::{Outcome, RaftNodeId};
 
 use super::AppState;
 use super::error::{ApiError, AppJson, AppPath};
 use super::forward;
-use super::license_api::{node_name, propose, release_node, request_id};
+use super::license_api::release_node;
+use super::request::{license_id, node_name, request_id, unexpected};
 use crate::api::{
-    AddLearnerBody, DroppedBody, FORWARDED_HEADER, InitBody, InstalledBody, MemberStatus,
+    AddLearnerBody, DroppedBody, FORWARDED_HEADER, InitBody, InstalledBody, LogPosition,
     MembershipBody, RemovedBody, SnapshotBody, StatusBody, VotersBody,
 };
-use crate::node::now;
+use crate::node::membership::Membership;
 
 pub fn routes<L>(to_leader: L) -> Router<AppState>
 where
@@ -53,35 +53,17 @@ where
         .merge(led)
 }
 
-/// How long a membership change may take, a learner's catch-up included.
-const MEMBERSHIP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Bounds a membership change in time; past the deadline the change may still complete.
-async fn bounded<T>(change: impl Future<Output = T>) -> Result<T, ApiError> {
-    tokio::time::timeout(MEMBERSHIP_DEADLINE, change)
-        .await
-        .map_err(|_| {
-            ApiError::unavailable(
-                "TIMEOUT",
-                "the membership change did not complete within 60 s (a learner may still be \
-                 catching up); see `licd cluster status`",
-            )
-        })
-}
-
-fn membership_body(app: &AppState) -> MembershipBody {
-    let m = app.node.metrics();
-    let membership = m.membership_config.membership();
-    MembershipBody {
-        voters: membership.voter_ids().collect(),
-        learners: membership.learner_ids().collect(),
-        nodes: app.node.members(),
-    }
+fn membership_body(m: Membership) -> axum::Json<MembershipBody> {
+    axum::Json(MembershipBody {
+        voters: m.voters,
+        learners: m.learners,
+        nodes: m.nodes,
+    })
 }
 
 async fn init(
     State(app): State<AppState>,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
     let init: InitBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -90,60 +72,17 @@ async fn init(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?
     };
-    let mut members: BTreeMap<RaftNodeId, BasicNode> = init
-        .members
-        .into_iter()
-        .map(|(id, addr)| (id, BasicNode::new(addr)))
-        .collect();
-    if members.is_empty() {
-        members.insert(app.node.id(), BasicNode::new(app.node.advertise_addr()));
-    }
-    if !members.contains_key(&app.node.id()) {
-        return Err(ApiError::bad_request(format!(
-            "the initial members must include this node ({})",
-            app.node.id()
-        )));
-    }
-    match app.node.raft().initialize(members).await {
-        Ok(()) => {
-            // The metrics show the new membership shortly after initialize returns.
-            let mut watch = app.node.metrics_watch();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                watch.wait_for(|m| m.membership_config.membership().voter_ids().count() > 0),
-            )
-            .await;
-            Ok((StatusCode::OK, axum::Json(membership_body(&app))).into_response())
-        }
-        Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ALREADY_INITIALIZED",
-            format!("the cluster is already initialized: {e}"),
-        )),
-        Err(RaftError::APIError(InitializeError::NotInMembers(e))) => {
-            Err(ApiError::bad_request(e.to_string()))
-        }
-        Err(RaftError::Fatal(f)) => Err(ApiError::unavailable("UNAVAILABLE", f.to_string())),
-    }
+    let membership = app.node.initialize(init.members).await?;
+    Ok((StatusCode::OK, membership_body(membership)).into_response())
 }
 
 async fn add_learner(
     State(app): State<AppState>,
     AppJson(body): AppJson<AddLearnerBody>,
 ) -> Result<Response, ApiError> {
-    if body.node_id == 0 || body.addr.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "node_id must be 1 or more and addr must be host:port",
-        ));
-    }
     // Blocking: answers once the learner has caught up with the leader's log.
-    bounded(
-        app.node
-            .raft()
-            .add_learner(body.node_id, BasicNode::new(body.addr), true),
-    )
-    .await??;
-    Ok(axum::Json(membership_body(&app)).into_response())
+    let membership = app.node.add_learner(body.node_id, body.addr).await?;
+    Ok(membership_body(membership).into_response())
 }
 
 async fn set_voters(
@@ -151,45 +90,22 @@ async fn set_voters(
     AppJson(body): AppJson<VotersBody>,
 ) -> Result<Response, ApiError> {
     let voters: BTreeSet<RaftNodeId> = body.voters.into_iter().collect();
-    if voters.is_empty() {
-        return Err(ApiError::bad_request("a cluster needs at least one voter"));
-    }
-    // Voters that leave stay as learners only if asked to; here they leave the cluster.
-    bounded(app.node.raft().change_membership(voters, false)).await??;
-    Ok(axum::Json(membership_body(&app)).into_response())
+    let membership = app.node.set_voters(voters).await?;
+    Ok(membership_body(membership).into_response())
 }
 
 async fn promote(
     State(app): State<AppState>,
     AppPath(id): AppPath<RaftNodeId>,
 ) -> Result<Response, ApiError> {
-    bounded(
-        app.node
-            .raft()
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true),
-    )
-    .await??;
-    Ok(axum::Json(membership_body(&app)).into_response())
+    Ok(membership_body(app.node.promote(id).await?).into_response())
 }
 
 async fn remove_member(
     State(app): State<AppState>,
     AppPath(id): AppPath<RaftNodeId>,
 ) -> Result<Response, ApiError> {
-    let body = membership_body(&app);
-    let change = if body.voters.contains(&id) {
-        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-    } else if body.learners.contains(&id) {
-        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-    } else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "MEMBER_NOT_FOUND",
-            format!("node {id} is not a member"),
-        ));
-    };
-    bounded(app.node.raft().change_membership(change, false)).await??;
-    Ok(axum::Json(membership_body(&app)).into_response())
+    Ok(membership_body(app.node.remove_member(id).await?).into_response())
 }
 
 async fn status(State(app): State<AppState>, request: Request) -> Response {
@@ -204,174 +120,76 @@ async fn status(State(app): State<AppState>, request: Request) -> Response {
             return answer;
         }
     }
-    axum::Json(local_status(&app)).into_response()
-}
-
-/// This node's view of the cluster; with replication progress and warnings when it leads.
-pub fn local_status(app: &AppState) -> StatusBody {
-    let m = app.node.metrics();
-    let membership = m.membership_config.membership();
-    let voters: BTreeSet<RaftNodeId> = membership.voter_ids().collect();
-    let leading = m.state == ServerState::Leader;
-    let limit = app.node.election_timeout_max();
-    let mut members = Vec::new();
-    for (id, node) in membership.nodes() {
-        let (matched, lag, contact, healthy) = if leading {
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned().flatten())
-                .map(|l| l.index);
-            let lag = m
-                .last_log_index
-                .map(|last| last.saturating_sub(matched.unwrap_or(0)));
-            let contact = if *id == app.node.id() {
-                m.millis_since_quorum_ack
-            } else {
-                app.node
-                    .contacts()
-                    .since(*id)
-                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            };
-            let healthy = *id == app.node.id()
-                || contact.is_some_and(|ms| u128::from(ms) <= limit.as_millis());
-            (matched, lag, contact, Some(healthy))
-        } else {
-            (None, None, None, None)
-        };
-        members.push(MemberStatus {
-            id: *id,
-            addr: node.addr.clone(),
-            role: if voters.contains(id) {
-                "voter"
-            } else {
-                "learner"
-            }
-            .into(),
-            matched_index: matched,
-            lag,
-            last_contact_ms: contact,
-            healthy,
-        });
-    }
-    let mut warnings = Vec::new();
-    if leading {
-        let down: Vec<RaftNodeId> = members
-            .iter()
-            .filter(|s| voters.contains(&s.id) && s.healthy == Some(false))
-            .map(|s| s.id)
-            .collect();
-        let up = voters.len() - down.len();
-        let quorum = voters.len() / 2 + 1;
-        if up < quorum + 1 {
-            let names: Vec<String> = down.iter().map(ToString::to_string).collect();
-            warnings.push(format!(
-                "redundancy lost: {up} of {} license servers are up; one more failure stops licensing{}",
-                voters.len(),
-                if names.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (down: {})", names.join(", "))
-                }
-            ));
-        }
-    } else if m.current_leader.is_none() {
-        warnings.push("no leader is known: licensing is unavailable".into());
-    }
-    StatusBody {
-        node_id: app.node.id(),
-        state: format!("{:?}", m.state),
-        leader_id: m.current_leader,
-        term: m.current_term,
-        last_log_index: m.last_log_index,
-        last_applied_index: m.last_applied.map(|l| l.index),
-        snapshot_index: m.snapshot.map(|l| l.index),
-        members,
-        warnings,
-    }
+    axum::Json(StatusBody::from(&app.node.status())).into_response()
 }
 
 async fn install_license(
     State(app): State<AppState>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     body: Result<String, StringRejection>,
 ) -> Result<Response, ApiError> {
     let text = body?;
-    let license = LicenseFile::parse_and_verify(&text, app.node.trusted_keys()).map_err(|e| {
-        let code = match e {
-            licd_raft::license_file::LicenseFileError::UntrustedKey(_)
-            | licd_raft::license_file::LicenseFileError::BadSignature => "LICENSE_NOT_TRUSTED",
-            _ => "INVALID_LICENSE_FILE",
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
-    })?;
-    // Refuse an expired license before proposing it; the state machine checks again against
-    // the cluster clock.
-    if license.is_expired_at(now()) {
-        return Err(Rejection::new(Code::LicenseExpired).into());
-    }
     let request_id = request_id(&headers, None)?;
-    let (result, log) = propose(&app, request_id, Command::InstallLicense(license)).await?;
-    match result? {
-        Outcome::LicenseInstalled {
+    let proposed = app.node.install_license(&text, request_id).await?;
+    let log = LogPosition::from(proposed.log_id);
+    match &proposed.result {
+        Ok(Outcome::LicenseInstalled {
             license,
             replaced,
             unchanged,
             dropped,
-        } => {
-            let status = if replaced || unchanged {
+        }) => {
+            let status = if *replaced || *unchanged {
                 StatusCode::OK
             } else {
                 StatusCode::CREATED
             };
             let body = InstalledBody {
-                license,
-                replaced,
-                unchanged,
+                license: license.clone(),
+                replaced: *replaced,
+                unchanged: *unchanged,
                 dropped: dropped
-                    .into_iter()
+                    .iter()
                     .map(|d| DroppedBody {
-                        node: d.node,
-                        code: d.code,
+                        node: d.node.clone(),
+                        code: d.code.into(),
                     })
                     .collect(),
                 log,
             };
             Ok((status, axum::Json(body)).into_response())
         }
-        other => Err(ApiError::internal(
-            "installing a license",
-            format!("{other:?}"),
-        )),
+        Err(rejection) => Err(rejection.clone().into()),
+        Ok(_) => Err(unexpected("installing a license", &proposed)),
     }
 }
 
 async fn remove_license(
     State(app): State<AppState>,
     AppPath(id): AppPath<String>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = LicenseId::new(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let request_id: RequestId = request_id(&headers, None)?;
-    let (result, log) = propose(&app, request_id, Command::RemoveLicense { license: id }).await?;
-    match result? {
-        Outcome::LicenseRemoved { license, released } => Ok(axum::Json(RemovedBody {
-            license,
-            released,
+    let license = license_id(id)?;
+    let request_id = request_id(&headers, None)?;
+    let command = licd_raft::Command::RemoveLicense { license };
+    let proposed = app.node.propose(request_id, command).await?;
+    let log = LogPosition::from(proposed.log_id);
+    match &proposed.result {
+        Ok(Outcome::LicenseRemoved { license, released }) => Ok(axum::Json(RemovedBody {
+            license: license.clone(),
+            released: released.clone(),
             log,
         })
         .into_response()),
-        other => Err(ApiError::internal(
-            "removing a license",
-            format!("{other:?}"),
-        )),
+        Err(rejection) => Err(rejection.clone().into()),
+        Ok(_) => Err(unexpected("removing a license", &proposed)),
     }
 }
 
 async fn force_release(
     State(app): State<AppState>,
     AppPath(node): AppPath<String>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let node = node_name(node)?;
     let request_id = request_id(&headers, None)?;
@@ -379,30 +197,6 @@ async fn force_release(
 }
 
 async fn snapshot(State(app): State<AppState>) -> Result<Response, ApiError> {
-    app.node
-        .raft()
-        .trigger()
-        .snapshot()
-        .await
-        .map_err(|f| ApiError::unavailable("UNAVAILABLE", f.to_string()))?;
-    // Wait (briefly) for the snapshot to be built so the answer can name it.
-    let target = app.node.metrics().last_applied.map(|l| l.index);
-    let mut watch = app.node.metrics_watch();
-    let built = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            let snap = watch.borrow().snapshot.map(|l| l.index);
-            if snap >= target {
-                return snap;
-            }
-            if watch.changed().await.is_err() {
-                return snap;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| app.node.metrics().snapshot.map(|l| l.index));
-    Ok(axum::Json(SnapshotBody {
-        snapshot_index: built,
-    })
-    .into_response())
+    let snapshot_index = app.node.snapshot().await?;
+    Ok(axum::Json(SnapshotBody { snapshot_index }).into_response())
 }

@@ -1,88 +1,201 @@
-//! [`ApiError`]: the one error type of every route, rendered as `{code, message, ...}` JSON,
-//! and the extractors that turn malformed input into it instead of axum's plain-text
-//! rejections.
+//! [`ApiError`]: the one error type of every route, mapped to a status and a
+//! `{code, message, ...}` JSON body in one place ([`IntoResponse`]), and the extractors that
+//! turn malformed input into it instead of axum's plain-text rejections.
 //!
-//! Internal failures are logged with their detail and answered with a generic message; input
-//! errors are answered with what is wrong. Bad input is never a 500.
+//! Building an error logs nothing. Internal failures are logged once, when the answer is
+//! rendered, under a fresh correlation id that the body carries, so an operator can find the
+//! detail the caller was not shown. Input errors are answered with what is wrong. Bad input is
+//! never a 500.
 
 use axum::Json;
 use axum::extract::FromRequest;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{
+    BytesRejection, JsonRejection, PathRejection, QueryRejection, StringRejection,
+};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use licd_raft::command::Rejection;
+use licd_raft::license_file::LicenseFileError;
 use licd_raft::{Code, RaftNodeId};
-use openraft::BasicNode;
-use openraft::error::{
-    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
-};
 
-use crate::api::ErrorBody;
+use crate::api::{ErrorBody, ErrorCode};
+use crate::node::{Deadline, NodeError};
 
 /// How long a client should wait before retrying a 503, in milliseconds.
 pub const RETRY_AFTER_MS: u64 = 500;
 
-/// An error answer: a status and the JSON body.
+/// Every way a request can fail, as the HTTP layer answers it.
 #[derive(Debug)]
-pub struct ApiError {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The JSON body.
-    pub body: ErrorBody,
+pub enum ApiError {
+    /// 400: the input is unusable; the message says why.
+    BadRequest(String),
+    /// 413: the body is larger than the route accepts.
+    PayloadTooLarge(String),
+    /// 415: the body's content type is wrong.
+    UnsupportedMediaType(String),
+    /// 404: no such route.
+    NoRoute,
+    /// 401: a credential is missing; the message says which.
+    Unauthorized(&'static str),
+    /// 403: a credential is wrong; names what was wrong.
+    Forbidden(&'static str),
+    /// A license rule refused the request (status by [`rejection_status`]).
+    Refused(Rejection),
+    /// 400: a license file that cannot be installed.
+    LicenseFile(LicenseFileError),
+    /// 409: the node already belongs to a cluster.
+    AlreadyInitialized(String),
+    /// 404: the member named is not in the cluster.
+    MemberNotFound(String),
+    /// 409: another membership change has not completed.
+    MembershipChangeInProgress(String),
+    /// 503: this node does not lead; the leader it knows, if any.
+    NotLeader(Option<(RaftNodeId, String)>),
+    /// 503: a forwarded request reached a node that does not lead.
+    ForwardedToFollower,
+    /// 503: no leader is known.
+    NoLeader,
+    /// 503: the leader cannot reach a majority.
+    NoQuorum(String),
+    /// 503: the leader could not be reached from this node.
+    LeaderUnreachable,
+    /// 503: the request did not complete within the server's deadline.
+    Timeout(Deadline),
+    /// 503: this node's Raft is stopping.
+    Stopped,
+    /// 500: a failure that is not the caller's; logged with its detail when answered.
+    Internal {
+        /// What the server was doing.
+        context: &'static str,
+        /// What went wrong (logged, not shown).
+        detail: String,
+    },
 }
 
 impl ApiError {
-    /// An error with a status, a code and a message.
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            body: ErrorBody::new(code, message),
+    /// 400 for input that is not what the route documents.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest(message.into())
+    }
+
+    /// 500 for a failure that is not the caller's.
+    pub fn internal(context: &'static str, detail: impl std::fmt::Display) -> Self {
+        ApiError::Internal {
+            context,
+            detail: detail.to_string(),
         }
     }
 
-    /// 400 with code `BAD_REQUEST`.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
-    }
-
-    /// 503: no leader can serve the request now; the client should retry.
-    pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
-        e.body.retry_after_ms = Some(RETRY_AFTER_MS);
-        e
-    }
-
-    /// 500 for a failure that is not the caller's: logged in full, answered in general terms.
-    pub fn internal(context: &str, detail: impl std::fmt::Display) -> Self {
-        tracing::error!(context, error = %detail, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            format!("internal error while {context}; see the server log"),
-        )
-    }
-
-    /// 503 when leadership moved while the request was in flight.
-    fn not_leader(forward: &ForwardToLeader<RaftNodeId, BasicNode>) -> Self {
-        let message = match (&forward.leader_id, &forward.leader_node) {
-            (Some(id), Some(node)) => {
-                format!("this node is not the leader; node {id} at {} is", node.addr)
-            }
-            _ => "this node is not the leader and no leader is known yet".to_string(),
+    /// The status and the body of the answer.
+    fn parts(&self) -> (StatusCode, ErrorBody) {
+        use ErrorCode as C;
+        let unavailable = |code: ErrorCode, message: String| {
+            let mut body = ErrorBody::new(code, message);
+            body.retry_after_ms = Some(RETRY_AFTER_MS);
+            (StatusCode::SERVICE_UNAVAILABLE, body)
         };
-        Self::unavailable("NOT_LEADER", message)
-    }
-
-    fn fatal(e: &openraft::error::Fatal<RaftNodeId>) -> Self {
-        tracing::error!(error = %e, "raft is not running");
-        Self::unavailable("UNAVAILABLE", "this node's Raft is shutting down")
+        let plain = |status: StatusCode, code: ErrorCode, message: &str| {
+            (status, ErrorBody::new(code, message))
+        };
+        match self {
+            ApiError::BadRequest(m) => plain(StatusCode::BAD_REQUEST, C::BadRequest, m),
+            ApiError::PayloadTooLarge(m) => {
+                plain(StatusCode::PAYLOAD_TOO_LARGE, C::PayloadTooLarge, m)
+            }
+            ApiError::UnsupportedMediaType(m) => plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                C::UnsupportedMediaType,
+                m,
+            ),
+            ApiError::NoRoute => plain(StatusCode::NOT_FOUND, C::NotFound, "no such route"),
+            ApiError::Unauthorized(m) => plain(StatusCode::UNAUTHORIZED, C::Unauthorized, m),
+            ApiError::Forbidden(what) => plain(
+                StatusCode::FORBIDDEN,
+                C::Forbidden,
+                &format!("the {what} is wrong"),
+            ),
+            ApiError::Refused(r) => (
+                rejection_status(r.code),
+                ErrorBody::new(r.code.into(), r.message.clone()).with_figures(r.figures),
+            ),
+            ApiError::LicenseFile(e) => {
+                let code = match e {
+                    LicenseFileError::UntrustedKey(_) | LicenseFileError::BadSignature => {
+                        C::LicenseNotTrusted
+                    }
+                    _ => C::InvalidLicenseFile,
+                };
+                plain(StatusCode::BAD_REQUEST, code, &e.to_string())
+            }
+            ApiError::AlreadyInitialized(m) => plain(
+                StatusCode::CONFLICT,
+                C::AlreadyInitialized,
+                &format!("the cluster is already initialized: {m}"),
+            ),
+            ApiError::MemberNotFound(m) => plain(StatusCode::NOT_FOUND, C::MemberNotFound, m),
+            ApiError::MembershipChangeInProgress(m) => {
+                plain(StatusCode::CONFLICT, C::MembershipChangeInProgress, m)
+            }
+            ApiError::NotLeader(Some((id, addr))) => unavailable(
+                C::NotLeader,
+                format!("this node is not the leader; node {id} at {addr} is"),
+            ),
+            ApiError::NotLeader(None) => unavailable(
+                C::NotLeader,
+                "this node is not the leader and no leader is known yet".into(),
+            ),
+            ApiError::ForwardedToFollower => unavailable(
+                C::NotLeader,
+                "this node received a forwarded request but does not lead; retry".into(),
+            ),
+            ApiError::NoLeader => {
+                unavailable(C::NoLeader, "no leader is known yet; retry shortly".into())
+            }
+            ApiError::NoQuorum(q) => unavailable(
+                C::NoQuorum,
+                format!("the leader cannot reach a majority of the cluster: {q}"),
+            ),
+            ApiError::LeaderUnreachable => unavailable(
+                C::LeaderUnreachable,
+                "the leader could not be reached from this node; retry".into(),
+            ),
+            ApiError::Timeout(what) => unavailable(
+                C::Timeout,
+                match what {
+                    Deadline::Write => {
+                        "the write was not committed in time; its outcome is \
+                                        unknown: retry with the same request id"
+                    }
+                    Deadline::Read => "leadership could not be confirmed in time; retry",
+                    Deadline::Membership => {
+                        "the membership change did not complete within 60 s (a learner may \
+                         still be catching up); see `licd cluster status`"
+                    }
+                }
+                .into(),
+            ),
+            ApiError::Stopped => {
+                unavailable(C::Unavailable, "this node's Raft is shutting down".into())
+            }
+            ApiError::Internal { context, .. } => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                C::Internal,
+                &format!("internal error while {context}; see the server log"),
+            ),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry = self.body.retry_after_ms;
-        let mut response = (self.status, Json(self.body)).into_response();
+        let (status, mut body) = self.parts();
+        if let ApiError::Internal { context, detail } = &self {
+            let id = format!("{:016x}", rand::random::<u64>());
+            tracing::error!(correlation_id = %id, context, error = %detail, "internal error");
+            body.correlation_id = Some(id);
+        }
+        let retry = body.retry_after_ms;
+        let mut response = (status, Json(body)).into_response();
         if let Some(ms) = retry {
             let secs = ms.div_ceil(1000).max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -111,103 +224,68 @@ pub fn rejection_status(code: Code) -> StatusCode {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        ApiError {
-            status: rejection_status(r.code),
-            body: ErrorBody::new(r.code.as_str(), r.message).with_figures(r.figures),
+        ApiError::Refused(r)
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::NotLeader { leader } => ApiError::NotLeader(leader),
+            NodeError::NoQuorum(q) => ApiError::NoQuorum(q),
+            NodeError::Timeout(what) => ApiError::Timeout(what),
+            NodeError::Stopped(_) => ApiError::Stopped,
+            NodeError::Refused(r) => ApiError::Refused(r),
+            NodeError::LicenseFile(f) => ApiError::LicenseFile(f),
+            NodeError::Invalid(m) => ApiError::BadRequest(m),
+            NodeError::AlreadyInitialized(m) => ApiError::AlreadyInitialized(m),
+            NodeError::MemberNotFound(m) => ApiError::MemberNotFound(m),
+            NodeError::MembershipChangeInProgress(m) => ApiError::MembershipChangeInProgress(m),
         }
     }
 }
 
-impl From<RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicNode>>> for ApiError {
-    fn from(e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicNode>>) -> Self {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Self::not_leader(&f),
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
-                ChangeMembershipError::InProgress(p) => Self::new(
-                    StatusCode::CONFLICT,
-                    "MEMBERSHIP_CHANGE_IN_PROGRESS",
-                    p.to_string(),
-                ),
-                ChangeMembershipError::EmptyMembership(m) => {
-                    Self::bad_request(format!("{m}: a cluster needs at least one voter"))
-                }
-                ChangeMembershipError::LearnerNotFound(l) => Self::new(
-                    StatusCode::NOT_FOUND,
-                    "MEMBER_NOT_FOUND",
-                    format!("{l}: add the node as a learner first"),
-                ),
-            },
-            RaftError::Fatal(f) => Self::fatal(&f),
-        }
-    }
-}
-
-impl From<RaftError<RaftNodeId, CheckIsLeaderError<RaftNodeId, BasicNode>>> for ApiError {
-    fn from(e: RaftError<RaftNodeId, CheckIsLeaderError<RaftNodeId, BasicNode>>) -> Self {
-        match e {
-            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => Self::not_leader(&f),
-            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => Self::unavailable(
-                "NO_QUORUM",
-                format!("the leader cannot reach a majority of the cluster: {q}"),
-            ),
-            RaftError::Fatal(f) => Self::fatal(&f),
-        }
+/// The error for a body that could not be read: too large, or broken off.
+fn body_error(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(text)
+    } else {
+        ApiError::BadRequest(text)
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self::new(status, "PAYLOAD_TOO_LARGE", r.body_text());
-        }
-        let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-            "UNSUPPORTED_MEDIA_TYPE"
-        } else {
-            "BAD_REQUEST"
-        };
         // Axum answers a body that parses but does not fit the type with 422; to clients it
         // is bad input like any other, so it is a 400.
-        let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
-            StatusCode::BAD_REQUEST
-        } else {
-            status
-        };
-        Self::new(status, code, r.body_text())
+        match r.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(r.body_text()),
+            status => body_error(status, r.body_text()),
+        }
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        Self::bad_request(r.body_text())
+        ApiError::BadRequest(r.body_text())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::bad_request(r.body_text())
+        ApiError::BadRequest(r.body_text())
     }
 }
 
-impl From<axum::extract::rejection::BytesRejection> for ApiError {
-    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(status, "PAYLOAD_TOO_LARGE", r.body_text())
-        } else {
-            Self::bad_request(r.body_text())
-        }
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        body_error(r.status(), r.body_text())
     }
 }
 
-impl From<axum::extract::rejection::StringRejection> for ApiError {
-    fn from(r: axum::extract::rejection::StringRejection) -> Self {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(status, "PAYLOAD_TOO_LARGE", r.body_text())
-        } else {
-            Self::bad_request(r.body_text())
-        }
+impl From<StringRejection> for ApiError {
+    fn from(r: StringRejection) -> Self {
+        body_error(r.status(), r.body_text())
     }
 }
 

@@ -7,7 +7,7 @@
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -25,16 +25,11 @@ pub async fn to_leader(State(app): State<AppState>, request: Request, next: Next
         return next.run(request).await;
     }
     if request.headers().contains_key(FORWARDED_HEADER) {
-        return ApiError::unavailable(
-            "NOT_LEADER",
-            "this node received a forwarded request but does not lead; retry",
-        )
-        .into_response();
+        return ApiError::ForwardedToFollower.into_response();
     }
     match app.node.leader() {
         Some((id, addr)) if id != app.node.id() => forward(&app, &addr, request).await,
-        _ => ApiError::unavailable("NO_LEADER", "no leader is known yet; retry shortly")
-            .into_response(),
+        _ => ApiError::NoLeader.into_response(),
     }
 }
 
@@ -44,11 +39,9 @@ pub async fn forward(app: &AppState, addr: &str, request: Request) -> Response {
     let bytes = match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                format!("request body exceeds {MAX_FORWARD_BODY} bytes"),
-            )
+            return ApiError::PayloadTooLarge(format!(
+                "request body exceeds {MAX_FORWARD_BODY} bytes"
+            ))
             .into_response();
         }
     };
@@ -95,11 +88,7 @@ pub async fn forward(app: &AppState, addr: &str, request: Request) -> Response {
 
 fn leader_unreachable(e: &reqwest::Error) -> Response {
     tracing::debug!(error = %e, "forwarding to the leader failed");
-    ApiError::unavailable(
-        "LEADER_UNREACHABLE",
-        "the leader could not be reached from this node; retry",
-    )
-    .into_response()
+    ApiError::LeaderUnreachable.into_response()
 }
 
 fn is_hop_header(name: &HeaderName) -> bool {

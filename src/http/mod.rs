@@ -10,6 +10,7 @@ pub mod error;
 mod forward;
 mod license_api;
 mod raft_api;
+mod request;
 
 use std::future::Future;
 use std::time::Duration;
@@ -85,7 +86,7 @@ pub async fn run(
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+    ApiError::NoRoute
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -128,20 +129,12 @@ fn secret_matches(presented: &str, expected: &str) -> bool {
 fn check_secret(
     presented: Option<&str>,
     expected: &str,
-    missing: &str,
-    what: &str,
+    missing: &'static str,
+    what: &'static str,
 ) -> Result<(), ApiError> {
     match presented {
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            missing,
-        )),
-        Some(p) if !secret_matches(p.trim(), expected) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            format!("the {what} is wrong"),
-        )),
+        None => Err(ApiError::Unauthorized(missing)),
+        Some(p) if !secret_matches(p.trim(), expected) => Err(ApiError::Forbidden(what)),
         Some(_) => Ok(()),
     }
 }

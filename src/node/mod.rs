@@ -3,10 +3,25 @@
 //!
 //! [`Node::start`] opens the sled database, starts openraft, and returns a handle that the
 //! HTTP layer ([`crate::http`]) shares between requests. [`Node::shutdown`] stops Raft and
-//! flushes the database.
+//! flushes the database; dropping the last handle stops the background tasks too.
+//!
+//! This is the API the handlers call, and the only way they reach Raft:
+//! - [`Node::propose`] writes a command through the log within [`REQUEST_DEADLINE`] and
+//!   returns the state machine's outcome with the log position that decided it;
+//! - [`Node::read`] confirms leadership (a shared heartbeat round) before it lets the caller
+//!   look at the applied state: a client's read cannot skip the confirmation;
+//! - [`Node::status`] is the node's [`status::ClusterStatus`];
+//! - the membership operations live in [`membership`].
+//!
+//! Failures are [`NodeError`]s, which say what the caller can do (retry elsewhere, later,
+//! or fix the input); the HTTP layer maps them to answers in one place.
 
+mod error;
+pub mod membership;
 pub mod network;
 mod reads;
+pub mod status;
+mod tasks;
 mod ticker;
 
 use std::collections::BTreeMap;
@@ -14,19 +29,25 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::VerifyingKey;
+use licd_raft::command::Rejection;
+use licd_raft::license_file::LicenseFile;
 use licd_raft::types::{LeaseTtl, RequestId, Timestamp};
-use licd_raft::{Command, RaftNodeId, Request, TypeConfig};
+use licd_raft::{Code, Command, Outcome, RaftNodeId, Request, TypeConfig};
 use licd_storage::{AppliedState, LogStore, StateMachineStore};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::raft::ClientWriteResponse;
-use openraft::{BasicNode, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, LogId, Raft, RaftMetrics, SnapshotPolicy};
 use tokio::sync::watch;
 
 use crate::config::{ConfigError, NodeConfig, Secrets};
+pub use error::{Deadline, NodeError};
 pub use reads::ReadBatcher;
+use status::ClusterStatus;
+pub use tasks::TaskGuard;
 
 /// The openraft handle of a licd node.
 pub type LicdRaft = Raft<TypeConfig>;
+
+/// How long a write or a read may wait for Raft before it fails with [`NodeError::Timeout`].
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +61,15 @@ pub enum StartError {
     /// openraft refused to start.
     #[error("cannot start Raft: {0}")]
     Raft(String),
+}
+
+/// A command applied through the log: the state machine's answer and where it was decided.
+#[derive(Debug, Clone)]
+pub struct Proposed {
+    /// The outcome, or the rule that refused the command.
+    pub result: Result<Outcome, Rejection>,
+    /// The log entry that decided it.
+    pub log_id: LogId<RaftNodeId>,
 }
 
 /// A started node. Cheap to clone.
@@ -59,7 +89,8 @@ struct Inner {
     secrets: Secrets,
     election_timeout_max: Duration,
     reads: ReadBatcher,
-    ticker: tokio::task::JoinHandle<()>,
+    /// The read rounds and the lease ticker; dropped (and so stopped) with the node.
+    tasks: Vec<TaskGuard>,
     contacts: Arc<network::Contacts>,
 }
 
@@ -97,13 +128,16 @@ impl Node {
         let raft = Raft::new(config.node_id, raft_config, network, log_store.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let reads = ReadBatcher::spawn(raft.clone());
-        let ticker = tokio::spawn(ticker::run(
-            raft.clone(),
-            state.clone(),
-            config.node_id,
-            Duration::from_millis(t.tick_ms),
-        ));
+        let (reads, read_rounds) = ReadBatcher::spawn(raft.clone());
+        let ticker = TaskGuard::spawn(
+            "lease ticker",
+            ticker::run(
+                raft.clone(),
+                state.clone(),
+                config.node_id,
+                Duration::from_millis(t.tick_ms),
+            ),
+        );
         Ok(Node {
             inner: Arc::new(Inner {
                 id: config.node_id,
@@ -116,7 +150,7 @@ impl Node {
                 secrets,
                 election_timeout_max: Duration::from_millis(t.election_timeout_max_ms),
                 reads,
-                ticker,
+                tasks: vec![read_rounds, ticker],
                 contacts,
             }),
         })
@@ -132,7 +166,7 @@ impl Node {
         &self.inner.advertise
     }
 
-    /// The openraft handle.
+    /// The openraft handle, for the Raft transport.
     pub fn raft(&self) -> &LicdRaft {
         &self.inner.raft
     }
@@ -142,24 +176,9 @@ impl Node {
         &self.inner.secrets
     }
 
-    /// The trusted vendor keys.
-    pub fn trusted_keys(&self) -> &[VerifyingKey] {
-        &self.inner.trusted_keys
-    }
-
     /// The lease duration used when an allocation names none.
     pub fn default_lease_ttl(&self) -> LeaseTtl {
         self.inner.default_lease_ttl
-    }
-
-    /// The configured maximum election timeout: a peer silent for longer is considered down.
-    pub fn election_timeout_max(&self) -> Duration {
-        self.inner.election_timeout_max
-    }
-
-    /// When each peer last answered this node's Raft RPCs.
-    pub fn contacts(&self) -> &network::Contacts {
-        &self.inner.contacts
     }
 
     /// The latest Raft metrics.
@@ -170,6 +189,11 @@ impl Node {
     /// A receiver of Raft metrics changes.
     pub fn metrics_watch(&self) -> watch::Receiver<RaftMetrics<RaftNodeId, BasicNode>> {
         self.inner.raft.metrics()
+    }
+
+    /// This node's current term.
+    pub fn term(&self) -> u64 {
+        self.inner.raft.metrics().borrow().current_term
     }
 
     /// The leader this node knows, with its advertised address.
@@ -185,46 +209,20 @@ impl Node {
         Some((id, addr))
     }
 
-    /// Whether this node currently believes it leads.
+    /// Whether this node currently believes it leads ([`status::leads`]).
     pub fn is_leader(&self) -> bool {
-        let metrics = self.inner.raft.metrics();
-        let m = metrics.borrow();
-        m.state == ServerState::Leader && m.current_leader == Some(self.inner.id)
+        status::leads(&self.inner.raft.metrics().borrow(), self.inner.id)
     }
 
-    /// Runs `f` on the applied state. Callers on the license read path must first confirm
-    /// leadership with [`Node::linearizable_read`].
-    pub fn read_state<T>(&self, f: impl FnOnce(&AppliedState) -> T) -> T {
-        let guard = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
-    }
-
-    /// Confirms that this node leads and that its state machine has applied everything
-    /// committed before the call: a read after this returns is linearizable. Concurrent
-    /// callers share heartbeat rounds.
-    pub async fn linearizable_read(
-        &self,
-    ) -> Result<(), RaftError<RaftNodeId, CheckIsLeaderError<RaftNodeId, BasicNode>>> {
-        self.inner.reads.confirm().await
-    }
-
-    /// Proposes a command stamped with this node's wall-clock time and the request id.
-    pub async fn write(
-        &self,
-        request_id: RequestId,
-        command: Command,
-    ) -> Result<
-        ClientWriteResponse<TypeConfig>,
-        RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicNode>>,
-    > {
-        self.inner
-            .raft
-            .client_write(Request {
-                time: now(),
-                request_id,
-                command,
-            })
-            .await
+    /// This node's view of the cluster: roles, members, health and warnings.
+    pub fn status(&self) -> ClusterStatus {
+        let contacts = &self.inner.contacts;
+        ClusterStatus::observe(
+            &self.metrics(),
+            self.inner.id,
+            |peer| contacts.since(peer),
+            self.inner.election_timeout_max,
+        )
     }
 
     /// The members of the cluster by id and address.
@@ -237,9 +235,77 @@ impl Node {
             .collect()
     }
 
+    /// Confirms that this node leads and has applied everything committed before the call,
+    /// then runs `f` on the applied state: the read is linearizable. Concurrent callers share
+    /// heartbeat rounds. Fails with [`NodeError::Timeout`] past [`REQUEST_DEADLINE`].
+    ///
+    /// With the `bug-stale-reads` feature (fault-injection builds only) it confirms nothing,
+    /// so a deposed leader answers from its stale state: the fault harness must catch that.
+    pub async fn read<T>(&self, f: impl FnOnce(&AppliedState) -> T) -> Result<T, NodeError> {
+        if !cfg!(feature = "bug-stale-reads") {
+            match tokio::time::timeout(REQUEST_DEADLINE, self.inner.reads.confirm()).await {
+                Ok(confirmed) => confirmed?,
+                Err(_) => return Err(NodeError::Timeout(Deadline::Read)),
+            }
+        }
+        let guard = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&guard))
+    }
+
+    /// Runs `f` on this node's applied state *without* confirming leadership: not
+    /// linearizable, so never an answer to a client. For comparing replicas (tests,
+    /// diagnostics); clients' reads go through [`Node::read`].
+    pub fn read_local<T>(&self, f: impl FnOnce(&AppliedState) -> T) -> T {
+        let guard = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+
+    /// Proposes `command` under `request_id`, stamped with this node's wall-clock time, and
+    /// waits for it to be applied. Fails with [`NodeError::Timeout`] past
+    /// [`REQUEST_DEADLINE`]; the outcome is then unknown until retried with the same id.
+    pub async fn propose(
+        &self,
+        request_id: RequestId,
+        command: Command,
+    ) -> Result<Proposed, NodeError> {
+        let write = self.inner.raft.client_write(Request {
+            time: now(),
+            request_id,
+            command,
+        });
+        match tokio::time::timeout(REQUEST_DEADLINE, write).await {
+            Ok(response) => {
+                let response = response?;
+                Ok(Proposed {
+                    result: response.data,
+                    log_id: response.log_id,
+                })
+            }
+            Err(_) => Err(NodeError::Timeout(Deadline::Write)),
+        }
+    }
+
+    /// Verifies a signed license file against the trusted vendor keys and proposes it. An
+    /// unreadable, untrusted or already expired license never reaches the log (the state
+    /// machine checks the expiry again against the cluster clock).
+    pub async fn install_license(
+        &self,
+        text: &str,
+        request_id: RequestId,
+    ) -> Result<Proposed, NodeError> {
+        let license = LicenseFile::parse_and_verify(text, &self.inner.trusted_keys)?;
+        if license.is_expired_at(now()) {
+            return Err(Rejection::new(Code::LicenseExpired).into());
+        }
+        self.propose(request_id, Command::InstallLicense(license))
+            .await
+    }
+
     /// Stops Raft and the background tasks and flushes the database.
     pub async fn shutdown(&self) {
-        self.inner.ticker.abort();
+        for task in &self.inner.tasks {
+            task.stop();
+        }
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }

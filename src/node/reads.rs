@@ -6,6 +6,8 @@
 //! while a round is running wait for the *next* round, which starts after they arrived, so
 //! each check is still covered by a confirmation that began after its arrival. A round serves
 //! everyone who queued before it started.
+//!
+//! The rounds run in one task owned by a [`TaskGuard`]: it ends with the node.
 
 use licd_raft::RaftNodeId;
 use openraft::BasicNode;
@@ -13,6 +15,7 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::LicdRaft;
+use super::tasks::TaskGuard;
 
 type ReadResult = Result<(), RaftError<RaftNodeId, CheckIsLeaderError<RaftNodeId, BasicNode>>>;
 
@@ -23,11 +26,11 @@ pub struct ReadBatcher {
 }
 
 impl ReadBatcher {
-    /// Starts the task that runs the rounds.
-    pub fn spawn(raft: LicdRaft) -> Self {
+    /// Starts the task that runs the rounds; it stops when the guard is dropped.
+    pub fn spawn(raft: LicdRaft) -> (Self, TaskGuard) {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        ReadBatcher { tx }
+        let guard = TaskGuard::spawn("read rounds", run(raft, rx));
+        (ReadBatcher { tx }, guard)
     }
 
     /// Waits for a round that started after this call, and returns its outcome.

@@ -2,6 +2,8 @@
 //! by its wall clock, so that expired leases free their cores even when nobody writes.
 //!
 //! It proposes nothing while no lease has expired, so an idle cluster does not grow its log.
+//! Whether this node leads is decided by [`super::status::leads`], the rule every part of the
+//! node uses; the task is owned by the node's [`super::tasks::TaskGuard`] and ends with it.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -26,7 +28,7 @@ pub(super) async fn run(
         let (leading, term) = {
             let m = raft.metrics();
             let m = m.borrow();
-            (m.current_leader == Some(id), m.current_term)
+            (super::status::leads(&m, id), m.current_term)
         };
         if !leading {
             continue;

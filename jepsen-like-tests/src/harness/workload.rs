@@ -123,7 +123,7 @@ pub fn client(endpoints: &[String], i: usize, deadline: Duration) -> anyhow::Res
 fn describe(e: &ClientError) -> ErrorValue {
     ErrorValue {
         error: e.to_string(),
-        code: e.code().map(str::to_string),
+        code: e.code().map(|c| c.as_str().to_string()),
     }
 }
 

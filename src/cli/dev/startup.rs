@@ -79,7 +79,7 @@ async fn wait_leader(children: &mut Children, admin: &Client) -> anyhow::Result<
     loop {
         ensure_running(children, "the leader election")?;
         match admin.status().await {
-            Ok(s) if s.state == "Leader" && s.members.len() == 3 => {
+            Ok(s) if s.state == crate::node::status::Role::Leader && s.members.len() == 3 => {
                 if let Some(leader) = s.leader_id {
                     return Ok(leader);
                 }
@@ -117,8 +117,8 @@ pub(super) async fn bring_up(
         .iter()
         .map(|n| (n.id, n.addr.clone()))
         .collect();
-    // Only node 1 is asked to initialize (a failover retry must not initialize another).
-    let first = client(&endpoints[..1], &p.admin_token, Duration::from_secs(10))
+    // Node 1 is asked to initialize (`init` never fails over to another node).
+    let first = client(&endpoints, &p.admin_token, Duration::from_secs(10))
         .map_err(|e| step_error("client", &e))?;
     first
         .init(&InitBody { members })

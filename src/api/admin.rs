@@ -1,0 +1,175 @@
+//! The wire types of `/admin`: membership, status, license installation and maintenance.
+//!
+//! Like the license API's types they are licd's own, converted explicitly from the node's
+//! and the state machine's types.
+
+use std::collections::BTreeMap;
+
+use licd_raft::RaftNodeId;
+use licd_raft::types::{LicenseId, NodeName};
+use serde::{Deserialize, Serialize};
+
+use super::{ErrorCode, LogPosition};
+use crate::node::status::{ClusterStatus, MemberKind, Role};
+
+/// `POST /admin/init`: the initial voters by id and HTTP address; empty means this node alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitBody {
+    /// Voter id to `host:port`.
+    #[serde(default)]
+    pub members: BTreeMap<RaftNodeId, String>,
+}
+
+/// `POST /admin/learners`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddLearnerBody {
+    /// The new member's id.
+    pub node_id: RaftNodeId,
+    /// Its HTTP address, `host:port`.
+    pub addr: String,
+}
+
+/// `PUT /admin/voters`: the complete new voter set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VotersBody {
+    /// The voters after the change.
+    pub voters: Vec<RaftNodeId>,
+}
+
+/// Answer to membership changes: the membership after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipBody {
+    /// Voter ids.
+    pub voters: Vec<RaftNodeId>,
+    /// Learner ids.
+    pub learners: Vec<RaftNodeId>,
+    /// Every member's HTTP address.
+    pub nodes: BTreeMap<RaftNodeId, String>,
+}
+
+/// One member in the cluster status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Its id.
+    pub id: RaftNodeId,
+    /// Its HTTP address.
+    pub addr: String,
+    /// `voter` or `learner`.
+    pub role: MemberKind,
+    /// Highest log index known replicated to it (leader's view; `None` when unknown).
+    pub matched_index: Option<u64>,
+    /// How far behind the leader's last log it is, in entries (leader's view).
+    pub lag: Option<u64>,
+    /// Milliseconds since the leader last heard from it (leader's view; for the leader,
+    /// since a quorum last acknowledged it).
+    pub last_contact_ms: Option<u64>,
+    /// Whether the leader considers it reachable (heard within the election timeout).
+    pub healthy: Option<bool>,
+}
+
+/// Answer to `GET /admin/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusBody {
+    /// The node that answered.
+    pub node_id: RaftNodeId,
+    /// Its Raft role: `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
+    pub state: Role,
+    /// The leader it knows.
+    pub leader_id: Option<RaftNodeId>,
+    /// Its current term.
+    pub term: u64,
+    /// Its last log index.
+    pub last_log_index: Option<u64>,
+    /// Its last applied index.
+    pub last_applied_index: Option<u64>,
+    /// Its last snapshot's index.
+    pub snapshot_index: Option<u64>,
+    /// Every member with its replication progress.
+    pub members: Vec<MemberStatus>,
+    /// Warnings, such as a lost redundancy.
+    pub warnings: Vec<String>,
+}
+
+impl StatusBody {
+    /// The ids of the voting members.
+    pub fn voters(&self) -> Vec<RaftNodeId> {
+        self.members
+            .iter()
+            .filter(|m| m.role == MemberKind::Voter)
+            .map(|m| m.id)
+            .collect()
+    }
+}
+
+impl From<&ClusterStatus> for StatusBody {
+    fn from(s: &ClusterStatus) -> Self {
+        StatusBody {
+            node_id: s.node_id,
+            state: s.role,
+            leader_id: s.leader_id,
+            term: s.term,
+            last_log_index: s.last_log_index,
+            last_applied_index: s.last_applied_index,
+            snapshot_index: s.snapshot_index,
+            members: s
+                .members
+                .iter()
+                .map(|m| MemberStatus {
+                    id: m.id,
+                    addr: m.addr.clone(),
+                    role: m.kind,
+                    matched_index: m.progress.as_ref().and_then(|p| p.matched_index),
+                    lag: m.progress.as_ref().and_then(|p| p.lag),
+                    last_contact_ms: m.progress.as_ref().and_then(|p| p.last_contact_ms),
+                    healthy: m.progress.as_ref().map(|p| p.healthy),
+                })
+                .collect(),
+            warnings: s.warnings(),
+        }
+    }
+}
+
+/// Answer to a license installation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledBody {
+    /// The license id.
+    pub license: LicenseId,
+    /// True when an older issue was replaced.
+    pub replaced: bool,
+    /// True when the same license was already installed.
+    pub unchanged: bool,
+    /// Allocations released because the new issue no longer allows them.
+    pub dropped: Vec<DroppedBody>,
+    /// The log entry that decided it.
+    pub log: LogPosition,
+}
+
+/// One allocation a replacing license released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedBody {
+    /// The server.
+    pub node: NodeName,
+    /// Why.
+    pub code: ErrorCode,
+}
+
+/// Answer to a license removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedBody {
+    /// The license id.
+    pub license: LicenseId,
+    /// The servers whose allocations were released with it.
+    pub released: Vec<NodeName>,
+    /// The log entry that decided it.
+    pub log: LogPosition,
+}
+
+/// Answer to `POST /admin/snapshot`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotBody {
+    /// The index the snapshot covers, once built.
+    pub snapshot_index: Option<u64>,
+}

@@ -1,0 +1,33 @@
+//! The JSON shapes of licd's HTTP API, shared by the server and the client library so that
+//! the two cannot drift apart. docs/api.md describes every endpoint that uses them.
+//!
+//! The wire is licd's own: [`license`] holds the `/v1` bodies, [`admin`] the `/admin` ones,
+//! [`error`] the one error shape and its [`ErrorCode`]s. None of them is a `licd-raft` type
+//! (only the validated scalars such as [`licd_raft::types::NodeName`] are shared), so the
+//! Raft log and snapshot formats can change without changing the API, and the other way
+//! round; every conversion is an explicit `From` next to the wire type.
+
+pub mod admin;
+pub mod error;
+pub mod license;
+
+pub use admin::*;
+pub use error::{ErrorBody, ErrorCode};
+pub use license::*;
+
+/// Header carrying a client's request id (the body's `request_id` field also works).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Response header: the id of the Raft member this node believes leads.
+pub const LEADER_ID_HEADER: &str = "x-licd-leader-id";
+/// Response header: the HTTP address of that leader.
+pub const LEADER_ADDR_HEADER: &str = "x-licd-leader-addr";
+/// Response header: the id of the node that answered.
+pub const NODE_ID_HEADER: &str = "x-licd-node-id";
+/// Request header a follower sets when it forwards a request to the leader; a node that is
+/// not the leader answers a forwarded request with 503 instead of forwarding it again.
+pub const FORWARDED_HEADER: &str = "x-licd-forwarded";
+/// Request header carrying the cluster secret on `/raft` routes.
+pub const CLUSTER_SECRET_HEADER: &str = "x-licd-cluster-secret";
+
+#[cfg(test)]
+mod tests;

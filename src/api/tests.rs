@@ -1,0 +1,88 @@
+//! The wire format pinned as text: a change to a `licd-raft` struct (the log and snapshot
+//! format) must not change these answers, and a change to the API must be made here on
+//! purpose.
+
+use licd_raft::Code;
+use licd_raft::command::{Allocation, Grant};
+use licd_raft::query::{CheckResult, LicenseSummary};
+use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp};
+
+use super::*;
+
+fn allocation() -> Allocation {
+    Allocation {
+        license: LicenseId::new("acme-2026").unwrap(),
+        mac: MacAddr::from_bytes([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x01]),
+        cores: Cores::new(8).unwrap(),
+        counted_cores: 8,
+        lease_ttl: LeaseTtl::from_millis(30_000).unwrap(),
+        allocated_at: Timestamp(1_795_835_505_292),
+        lease_expires_at: Timestamp(1_795_835_535_292),
+    }
+}
+
+#[test]
+fn a_grant_answer_keeps_its_documented_shape() {
+    let grant = Grant {
+        node: NodeName::new("app-1").unwrap(),
+        allocation: allocation(),
+        replaced: false,
+        allocated_cores: 14,
+        licensed_cores: 16,
+    };
+    let body = GrantBody::new(
+        &grant,
+        RequestId::new("c-1").unwrap(),
+        LogPosition {
+            term: 3,
+            index: 118,
+        },
+    );
+    assert_eq!(
+        serde_json::to_string(&body).unwrap(),
+        r#"{"node":"app-1","allocation":{"license":"acme-2026","mac":"aa:bb:cc:dd:ee:01","cores":8,"counted_cores":8,"lease_ttl":30000,"allocated_at":1795835505292,"lease_expires_at":1795835535292},"replaced":false,"allocated_cores":14,"licensed_cores":16,"request_id":"c-1","log":{"term":3,"index":118}}"#
+    );
+}
+
+#[test]
+fn a_check_answer_is_flat_with_the_leader_and_term() {
+    let result = CheckResult {
+        node: NodeName::new("app-1").unwrap(),
+        valid: true,
+        code: Code::Valid,
+        message: Code::Valid.default_message().into(),
+        license: Some(LicenseSummary {
+            id: LicenseId::new("acme-2026").unwrap(),
+            customer: "Acme".into(),
+            serial: 2,
+            issued_at: Timestamp(1_000),
+            expires_at: None,
+            max_cores: 16,
+            min_cores_per_node: 4,
+            features: vec!["ocr".into()],
+        }),
+        counted_cores: Some(8),
+        allocated_cores: Some(14),
+        licensed_cores: Some(16),
+        lease_expires_at: Some(Timestamp(5_000)),
+        checked_at: Timestamp(4_000),
+    };
+    let body = CheckBody {
+        check: CheckAnswer::from(&result),
+        leader_id: 2,
+        term: 7,
+    };
+    assert_eq!(
+        serde_json::to_string(&body).unwrap(),
+        r#"{"node":"app-1","valid":true,"code":"VALID","message":"The server is licensed.","license":{"id":"acme-2026","customer":"Acme","serial":2,"issued_at":1000,"expires_at":null,"max_cores":16,"min_cores_per_node":4,"features":["ocr"]},"counted_cores":8,"allocated_cores":14,"licensed_cores":16,"lease_expires_at":5000,"checked_at":4000,"leader_id":2,"term":7}"#
+    );
+}
+
+#[test]
+fn an_error_body_omits_absent_figures() {
+    let body = ErrorBody::new(ErrorCode::NotLeader, "this node is not the leader");
+    assert_eq!(
+        serde_json::to_string(&body).unwrap(),
+        r#"{"code":"NOT_LEADER","message":"this node is not the leader"}"#
+    );
+}

@@ -1,0 +1,415 @@
+//! The failover client library: the CLI and the agent talk to a licd cluster through it.
+//!
+//! A [`Client`] knows every endpoint of the cluster. It sends each call to the leader it last
+//! learned of (from the `x-licd-leader-*` headers every node sets), and when a node cannot be
+//! reached, does not answer in time, or answers 503 (no leader, leadership moving), it retries
+//! the *same* request, with the *same* request id, on the next endpoint, with exponential
+//! backoff, until the caller's deadline. The state machine applies a request id once, so a
+//! retried write cannot be applied twice: a leader crash costs the caller latency, not an
+//! error.
+//!
+//! Every endpoint is one `Call` (method, path, body, request id, attempt length) sent
+//! through one path, [`Client::send`]. The exception is [`Client::init`]: initializing a
+//! cluster is addressed to one node and is never retried on another, since a second node
+//! initialized on its own would be a second cluster.
+
+mod call;
+mod error;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use licd_raft::RaftNodeId;
+use licd_raft::types::{LicenseId, MacAddr, NodeName, RequestId};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    AddLearnerBody, AllocateBody, CheckBody, ClusterHealthBody, GrantBody, InitBody, InstalledBody,
+    LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER, ReleaseBody, RemovedBody,
+    SnapshotBody, StatusBody, UsageBody, VotersBody,
+};
+use call::{Attempt, Body, Call, Tried, decode, http_client};
+pub use error::{ClientError, RetryPolicy};
+
+/// A client of a licd cluster. Share it: it keeps a connection pool and the leader it learned.
+#[derive(Debug)]
+pub struct Client {
+    endpoints: Vec<String>,
+    http: reqwest::Client,
+    leader: Mutex<Option<String>>,
+    /// Nodes that recently could not be reached, until when they are avoided.
+    suspects: Mutex<HashMap<String, Instant>>,
+    admin_token: Option<String>,
+    policy: RetryPolicy,
+}
+
+/// How long a node that could not be reached is tried only when every other node has failed
+/// too, and its name in a leader hint (a follower's stale view) is not followed.
+const SUSPECT_FOR: Duration = Duration::from_secs(1);
+
+/// A fresh random request id for one logical call.
+pub fn new_request_id() -> RequestId {
+    let n: u128 = rand::random();
+    RequestId::new(format!("c-{n:032x}")).expect("c- and 32 hex digits form a valid id")
+}
+
+fn normalize(endpoint: &str) -> Result<String, ClientError> {
+    let e = endpoint.trim().trim_end_matches('/');
+    let e = e.strip_prefix("http://").unwrap_or(e);
+    if e.is_empty() || e.contains('/') || e.starts_with("https:") {
+        return Err(ClientError::Config(format!(
+            "endpoint {endpoint:?} must be host:port (plain HTTP)"
+        )));
+    }
+    Ok(e.to_string())
+}
+
+impl Client {
+    /// A client of the cluster reachable at `endpoints` (`host:port`), with the default policy.
+    pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Result<Self, ClientError> {
+        Self::with_policy(endpoints, RetryPolicy::default())
+    }
+
+    /// A client with a retry policy of its own.
+    pub fn with_policy<S: AsRef<str>>(
+        endpoints: &[S],
+        policy: RetryPolicy,
+    ) -> Result<Self, ClientError> {
+        let endpoints = endpoints
+            .iter()
+            .map(|e| normalize(e.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.is_empty() {
+            return Err(ClientError::Config("no endpoints given".into()));
+        }
+        Ok(Client {
+            endpoints,
+            http: http_client(&policy, None)?,
+            leader: Mutex::new(None),
+            suspects: Mutex::new(HashMap::new()),
+            admin_token: None,
+            policy,
+        })
+    }
+
+    /// Binds the client's outgoing connections to a local address (a test harness gives each
+    /// logical client its own address so network faults can single it out).
+    pub fn with_local_address(mut self, ip: std::net::IpAddr) -> Result<Self, ClientError> {
+        self.http = http_client(&self.policy, Some(ip))?;
+        Ok(self)
+    }
+
+    /// Sets the admin token sent as a bearer token on `/admin` calls.
+    pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    /// The endpoints this client knows.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The leader address the client last learned, if any.
+    pub fn known_leader(&self) -> Option<String> {
+        self.leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_leader(&self, addr: Option<String>) {
+        let addr = addr.filter(|a| !self.is_suspect(a));
+        *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = addr;
+    }
+
+    fn is_suspect(&self, endpoint: &str) -> bool {
+        let suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        suspects
+            .get(endpoint)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+
+    fn suspect(&self, endpoint: &str, yes: bool) {
+        let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        if yes {
+            suspects.insert(endpoint.to_string(), Instant::now() + SUSPECT_FOR);
+        } else {
+            suspects.remove(endpoint);
+        }
+    }
+
+    /// The node to try on attempt `n`: the known leader, else the endpoints in turn, passing
+    /// over those that recently could not be reached unless all of them could not.
+    fn target(&self, attempt: u32) -> String {
+        if let Some(leader) = self.known_leader() {
+            return leader;
+        }
+        let n = self.endpoints.len();
+        let start = attempt as usize % n;
+        (0..n)
+            .map(|i| &self.endpoints[(start + i) % n])
+            .find(|e| !self.is_suspect(e))
+            .unwrap_or(&self.endpoints[start])
+            .clone()
+    }
+
+    /// One attempt of `call` at `endpoint`, given at most `timeout`.
+    async fn try_once(&self, endpoint: &str, call: &Call<'_>, timeout: Duration) -> Tried {
+        let mut request = self
+            .http
+            .request(
+                call.method.clone(),
+                format!("http://{endpoint}{}", call.path),
+            )
+            .timeout(timeout);
+        if let Some(id) = call.request_id {
+            request = request.header(REQUEST_ID_HEADER, id.as_str());
+        }
+        if call.path.starts_with("/admin")
+            && let Some(token) = &self.admin_token
+        {
+            request = request.bearer_auth(token);
+        }
+        request = match &call.body {
+            Body::None => request,
+            Body::Json(v) => request.json(v),
+            Body::Text(t) => request
+                .header(reqwest::header::CONTENT_TYPE, "text/plain")
+                .body(t.to_string()),
+        };
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Tried::Unreachable(format!("{endpoint}: {e}")),
+        };
+        let status = response.status();
+        let leader_hint = response
+            .headers()
+            .get(LEADER_ADDR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let text = response.text().await.unwrap_or_default();
+            return Tried::Unavailable {
+                message: format!("{endpoint} answered 503: {text}"),
+                leader_hint,
+            };
+        }
+        match response.bytes().await {
+            Ok(bytes) => Tried::Answered {
+                status,
+                bytes: bytes.to_vec(),
+                leader_hint,
+            },
+            Err(e) => Tried::Unreachable(format!("{endpoint}: {e}")),
+        }
+    }
+
+    /// Sends one logical call, retrying as the module documentation describes; when `pinned`
+    /// is given every attempt goes to that endpoint and no other.
+    async fn send_with<T: DeserializeOwned>(
+        &self,
+        call: Call<'_>,
+        pinned: Option<&str>,
+    ) -> Result<T, ClientError> {
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        let mut backoff = self.policy.initial_backoff;
+        loop {
+            let endpoint = pinned.map_or_else(|| self.target(attempt), str::to_string);
+            attempt += 1;
+            let left = self.policy.deadline.saturating_sub(started.elapsed());
+            let timeout = match call.attempt {
+                Attempt::Short => self.policy.attempt_timeout.min(left),
+                Attempt::Long => left,
+            };
+            let last_error = match self.try_once(&endpoint, &call, timeout).await {
+                Tried::Answered {
+                    status,
+                    bytes,
+                    leader_hint,
+                } => {
+                    self.suspect(&endpoint, false);
+                    if leader_hint.is_some() {
+                        self.set_leader(leader_hint);
+                    }
+                    return decode(&endpoint, status, &bytes);
+                }
+                Tried::Unavailable {
+                    message,
+                    leader_hint,
+                } => {
+                    self.suspect(&endpoint, false);
+                    // Follow a fresh hint, or forget the leader and go round the nodes.
+                    self.set_leader(leader_hint.filter(|h| *h != endpoint));
+                    message
+                }
+                Tried::Unreachable(message) => {
+                    // Unreachable or too slow: forget it as leader, try the next node.
+                    self.suspect(&endpoint, true);
+                    if self.known_leader().as_deref() == Some(endpoint.as_str()) {
+                        self.set_leader(None);
+                    }
+                    message
+                }
+            };
+            if started.elapsed() + backoff >= self.policy.deadline {
+                return Err(ClientError::Unavailable {
+                    deadline: self.policy.deadline,
+                    attempts: attempt,
+                    last_error,
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.policy.max_backoff);
+        }
+    }
+
+    /// Sends one logical call to the cluster, failing over between its nodes.
+    async fn send<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, ClientError> {
+        self.send_with(call, None).await
+    }
+
+    /// Allocates (or re-allocates) a server's cores. Pass the same request id to retry.
+    pub async fn allocate(
+        &self,
+        node: &NodeName,
+        body: &AllocateBody,
+        request_id: &RequestId,
+    ) -> Result<GrantBody, ClientError> {
+        let call = Call::new(Method::PUT, format!("/v1/nodes/{node}/allocation"));
+        self.send(call.json(body).id(request_id)).await
+    }
+
+    /// Renews a server's lease.
+    pub async fn heartbeat(
+        &self,
+        node: &NodeName,
+        request_id: &RequestId,
+    ) -> Result<GrantBody, ClientError> {
+        let call = Call::new(Method::POST, format!("/v1/nodes/{node}/heartbeat"));
+        self.send(call.id(request_id)).await
+    }
+
+    /// Releases a server's cores (idempotent).
+    pub async fn release(
+        &self,
+        node: &NodeName,
+        request_id: &RequestId,
+    ) -> Result<ReleaseBody, ClientError> {
+        let call = Call::new(Method::DELETE, format!("/v1/nodes/{node}/allocation"));
+        self.send(call.id(request_id)).await
+    }
+
+    /// Asks whether a server is licensed (a linearizable read on the leader).
+    pub async fn check(
+        &self,
+        node: &NodeName,
+        mac: Option<MacAddr>,
+    ) -> Result<CheckBody, ClientError> {
+        let path = match mac {
+            Some(mac) => format!("/v1/nodes/{node}/check?mac={mac}"),
+            None => format!("/v1/nodes/{node}/check"),
+        };
+        self.send(Call::get(path)).await
+    }
+
+    /// Every installed license with its usage.
+    pub async fn licenses(&self) -> Result<LicensesBody, ClientError> {
+        self.send(Call::get("/v1/licenses")).await
+    }
+
+    /// One license's usage.
+    pub async fn license(&self, id: &LicenseId) -> Result<UsageBody, ClientError> {
+        self.send(Call::get(format!("/v1/licenses/{id}"))).await
+    }
+
+    /// The leader's view of the cluster's health (no admin token needed).
+    pub async fn cluster_health(&self) -> Result<ClusterHealthBody, ClientError> {
+        self.send(Call::get("/v1/cluster")).await
+    }
+
+    /// Initializes the cluster with its first voters (empty: the node asked, alone).
+    ///
+    /// Only the first endpoint is asked, and retried while it cannot answer; the call never
+    /// fails over, since another node initialized on its own would be another cluster.
+    pub async fn init(&self, body: &InitBody) -> Result<MembershipBody, ClientError> {
+        let call = Call::new(Method::POST, "/admin/init").json(body).long();
+        self.send_with(call, Some(&self.endpoints[0])).await
+    }
+
+    /// Adds a learner and waits until it has caught up.
+    pub async fn add_learner(
+        &self,
+        node_id: RaftNodeId,
+        addr: &str,
+    ) -> Result<MembershipBody, ClientError> {
+        let body = AddLearnerBody {
+            node_id,
+            addr: addr.to_string(),
+        };
+        let call = Call::new(Method::POST, "/admin/learners").json(&body);
+        self.send(call.long()).await
+    }
+
+    /// Promotes a learner to voter.
+    pub async fn promote(&self, node_id: RaftNodeId) -> Result<MembershipBody, ClientError> {
+        let call = Call::new(Method::POST, format!("/admin/voters/{node_id}"));
+        self.send(call.long()).await
+    }
+
+    /// Sets the complete voter set.
+    pub async fn set_voters(&self, voters: Vec<RaftNodeId>) -> Result<MembershipBody, ClientError> {
+        let call = Call::new(Method::PUT, "/admin/voters").json(&VotersBody { voters });
+        self.send(call.long()).await
+    }
+
+    /// Removes a member, voter or learner.
+    pub async fn remove_member(&self, node_id: RaftNodeId) -> Result<MembershipBody, ClientError> {
+        let call = Call::new(Method::DELETE, format!("/admin/members/{node_id}"));
+        self.send(call.long()).await
+    }
+
+    /// The cluster status, from the leader when one is known.
+    pub async fn status(&self) -> Result<StatusBody, ClientError> {
+        self.send(Call::get("/admin/status")).await
+    }
+
+    /// Installs a signed license file (its text).
+    pub async fn install_license(
+        &self,
+        text: &str,
+        request_id: &RequestId,
+    ) -> Result<InstalledBody, ClientError> {
+        let call = Call::new(Method::POST, "/admin/licenses").text(text);
+        self.send(call.id(request_id)).await
+    }
+
+    /// Removes a license and its allocations.
+    pub async fn remove_license(
+        &self,
+        id: &LicenseId,
+        request_id: &RequestId,
+    ) -> Result<RemovedBody, ClientError> {
+        let call = Call::new(Method::DELETE, format!("/admin/licenses/{id}"));
+        self.send(call.id(request_id)).await
+    }
+
+    /// Releases a server's allocation as an administrator.
+    pub async fn force_release(
+        &self,
+        node: &NodeName,
+        request_id: &RequestId,
+    ) -> Result<ReleaseBody, ClientError> {
+        let call = Call::new(Method::DELETE, format!("/admin/nodes/{node}/allocation"));
+        self.send(call.id(request_id)).await
+    }
+
+    /// Asks the leader to build a snapshot now.
+    pub async fn snapshot(&self) -> Result<SnapshotBody, ClientError> {
+        self.send(Call::new(Method::POST, "/admin/snapshot").long())
+            .await
+    }
+}
