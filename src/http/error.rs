@@ -303,3 +303,67 @@ pub struct AppPath<T>(pub T);
 #[derive(axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct AppQuery<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// The detail of an internal failure stays in the log; the body names what the server
+    /// was doing and the id to find the detail under.
+    #[tokio::test]
+    async fn an_internal_error_hides_its_detail_and_carries_a_correlation_id() {
+        let (status, body) = body_of(ApiError::internal("allocating", "secret detail")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["code"], "INTERNAL");
+        assert_eq!(
+            body["message"],
+            "internal error while allocating; see the server log"
+        );
+        assert!(!body.to_string().contains("secret detail"));
+        let id = body["correlation_id"].as_str().unwrap();
+        assert_eq!(id.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn unavailable_answers_carry_a_retry_hint_and_others_do_not() {
+        let response = ApiError::NoLeader.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let (_, body) = body_of(ApiError::Timeout(Deadline::Write)).await;
+        assert_eq!(body["code"], "TIMEOUT");
+        assert_eq!(body["retry_after_ms"], RETRY_AFTER_MS);
+        let (status, body) = body_of(ApiError::bad_request("no")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.get("retry_after_ms").is_none());
+        assert!(body.get("correlation_id").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_rejection_keeps_its_code_message_and_figures() {
+        let mut r = Rejection::new(Code::CpuLimitExhausted);
+        r.figures = Some(licd_raft::command::CoreFigures {
+            requested: 8,
+            available: 4,
+            licensed: 16,
+        });
+        let (status, body) = body_of(r.into()).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["code"], "CPU_LIMIT_EXHAUSTED");
+        assert_eq!(
+            body["message"],
+            "CPU limit exhausted. Can't allocate more CPUs."
+        );
+        assert_eq!(body["requested"], 8);
+        assert_eq!(body["available"], 4);
+        assert_eq!(body["licensed"], 16);
+    }
+}

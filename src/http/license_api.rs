@@ -25,7 +25,7 @@ use crate::api::{
     AllocateBody, CheckAnswer, CheckBody, ClusterHealthBody, GrantBody, LicensesBody, LogPosition,
     ReleaseBody, UsageBody,
 };
-use crate::node::now;
+use crate::node::{Proposed, now};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -57,19 +57,7 @@ async fn allocate(
         lease_ttl,
     });
     let proposed = app.node.propose(request_id.clone(), command).await?;
-    let log = LogPosition::from(proposed.log_id);
-    match &proposed.result {
-        Ok(Outcome::Allocated(grant)) => {
-            let status = if grant.replaced {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            Ok((status, axum::Json(GrantBody::new(grant, request_id, log))).into_response())
-        }
-        Err(rejection) => Err(rejection.clone().into()),
-        Ok(_) => Err(unexpected("allocating", &proposed)),
-    }
+    grant_answer(&proposed, request_id, "allocating")
 }
 
 async fn heartbeat(
@@ -84,14 +72,24 @@ async fn heartbeat(
         .node
         .propose(request_id.clone(), Command::Heartbeat { node })
         .await?;
+    grant_answer(&proposed, request_id, "renewing a lease")
+}
+
+/// The answer to an allocation (201, or 200 when it replaced one) or a renewal (200).
+fn grant_answer(
+    proposed: &Proposed,
+    request_id: RequestId,
+    what: &'static str,
+) -> Result<Response, ApiError> {
     let log = LogPosition::from(proposed.log_id);
-    match &proposed.result {
-        Ok(Outcome::Renewed(grant)) => {
-            Ok(axum::Json(GrantBody::new(grant, request_id, log)).into_response())
-        }
-        Err(rejection) => Err(rejection.clone().into()),
-        Ok(_) => Err(unexpected("renewing a lease", &proposed)),
-    }
+    let (grant, status) = match &proposed.result {
+        Ok(Outcome::Allocated(grant)) if grant.replaced => (grant, StatusCode::OK),
+        Ok(Outcome::Allocated(grant)) => (grant, StatusCode::CREATED),
+        Ok(Outcome::Renewed(grant)) => (grant, StatusCode::OK),
+        Err(rejection) => return Err(rejection.clone().into()),
+        Ok(_) => return Err(unexpected(what, proposed)),
+    };
+    Ok((status, axum::Json(GrantBody::new(grant, request_id, log))).into_response())
 }
 
 async fn release(
