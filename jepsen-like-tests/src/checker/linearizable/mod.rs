@@ -51,10 +51,10 @@
 //! the operations pending at that point with why each one does not fit, the last few
 //! linearized operations and the model state after them.
 //!
-//! The code follows those steps: [`problem`] prepares the history (which operations are
-//! checked, their list positions, the model step each must fit), [`entries`] is the list,
-//! [`state`] the compact model state, [`fingerprint`] and [`memo`] the memoization,
-//! [`search`] one pass, and [`explanation`] turns the deepest point into the
+//! The code follows those steps: `problem` prepares the history (which operations are
+//! checked, their list positions, the model step each must fit), `entries` is the list,
+//! `state` the compact model state, `fingerprint` and `memo` the memoization,
+//! `search` one pass, and `explanation` turns the deepest point into the
 //! [`Counterexample`].
 
 use std::time::Instant;
