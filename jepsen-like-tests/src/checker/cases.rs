@@ -1,10 +1,10 @@
 //! The checkers against the histories in `testdata/`, each with its expected verdict.
 //!
 //! `testdata/<checker>/<case>.jsonl` is a history in the harness's own format (it can be
-//! checked by hand with `licd-jepsen check`); `<case>.expect` beside it says what the
-//! checker must conclude. The checker follows from the folder: `linearizable`, `cap`,
-//! `durability`, `recovery`, or `all` for [`check_all`]'s report. `testdata/README.md`
-//! describes the `.expect` language; in short:
+//! checked by hand with `licd-jepsen check --max-cores 16`); `<case>.expect` beside it says
+//! what the checker must conclude. The checker follows from the folder: `linearizable`,
+//! `cap`, `durability`, `recovery`, or `all` for [`check_all`]'s report.
+//! `testdata/README.md` describes the `.expect` language; in short:
 //!
 //! ```text
 //! # A comment.
@@ -59,35 +59,52 @@ enum Expected {
 struct Run {
     /// The `.expect` line, for messages.
     line: usize,
+    /// The verdict the run must reach.
     expected: Expected,
+    /// The base configuration with the run's `with` settings.
     config: CheckConfig,
+    /// The facts its verdict must show.
     facts: Vec<Fact>,
 }
 
 /// One fact: `selector op value`.
 #[derive(Debug)]
 struct Fact {
+    /// The `.expect` line, for messages.
     line: usize,
+    /// The fact as written, for messages.
     text: String,
-    /// Alternatives joined by `|`, each a dotted path.
+    /// The paths joined by `|`, each split at its dots.
     paths: Vec<Vec<String>>,
+    /// How the selected value compares with `value`.
     op: Op,
+    /// The value to compare with.
     value: Json,
 }
 
+/// The operator of a fact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
+    /// `=`: JSON equality, numbers by value.
     Eq,
+    /// `!=`: the negation of `=`.
     Ne,
+    /// `>=` on numbers.
     Ge,
+    /// `<=` on numbers.
     Le,
+    /// `>` on numbers.
     Gt,
+    /// `<` on numbers.
     Lt,
+    /// `includes`: an array has an element equal to the value.
     Includes,
+    /// `contains`: a string contains the value.
     Contains,
 }
 
 impl Op {
+    /// The operator a token spells, if any.
     fn parse(token: &str) -> Option<Op> {
         Some(match token {
             "=" => Op::Eq,

@@ -97,7 +97,8 @@ pub struct Event {
     pub index: u64,
     /// A monotonic timestamp in nanoseconds (any origin); non-decreasing over the history.
     pub time_ns: u64,
-    /// `"c0"`, `"c1"`, ... for clients, [`FINAL`](super::FINAL) for the final reads, [`NEMESIS`] for faults.
+    /// `"c0"`, `"c1"`, ... for clients, [`FINAL`](super::FINAL) for the final reads,
+    /// [`NEMESIS`] for faults.
     pub process: String,
     /// The event's `type`.
     pub kind: EventKind,
