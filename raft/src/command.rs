@@ -1,8 +1,13 @@
 //! What the Raft log carries ([`Request`]) and what applying it answers ([`Response`]).
 //!
-//! A request is stamped by the leader when it is proposed: the leader's wall-clock time and the
-//! client's request id travel inside the entry, so that every replica applies exactly the same
-//! input and never consults a clock or a random source of its own.
+//! A request is stamped by the leader when it is proposed: the cluster's agreed calendar time
+//! (when the voters' clocks agree) and the client's request id travel inside the entry, so
+//! that every replica applies exactly the same input and never consults a clock or a random
+//! source of its own.
+//!
+//! No entry carries a lease's expiry instant. Leases are elapsed time measured by the leader
+//! on its monotonic clock; the log records what the leader decided: grants (with their ttl),
+//! releases, checkpoints of the remaining time of each lease, and expirations.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +23,10 @@ pub const INVALID_MULTI_SERVER_MESSAGE: &str =
 /// One entry of application data in the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    /// The leader's wall-clock time when it proposed the entry.
-    pub time: Timestamp,
+    /// The cluster's calendar time when the leader proposed the entry: the voters' agreed
+    /// wall-clock time, or `None` when they did not agree (the cluster clock then stays
+    /// where it is). Only license dates are decided by it, never a lease.
+    pub time: Option<Timestamp>,
     /// The client's id for this logical request; retries carry the same id.
     pub request_id: RequestId,
     /// What to do.
@@ -38,19 +45,44 @@ pub enum Command {
     },
     /// Allocate (or re-allocate) an application server's cores.
     Allocate(Allocate),
-    /// Renew a server's live lease.
-    Heartbeat {
-        /// The server whose lease to renew.
-        node: NodeName,
-    },
     /// Give a server's cores back. Releasing a server that holds nothing succeeds.
     Release {
         /// The server to release.
         node: NodeName,
     },
-    /// Advance the cluster clock so that expired leases free their cores even when nobody
-    /// writes. Proposed periodically by the leader.
-    Tick,
+    /// Record the remaining time of live leases as the leader measured it, so that a new
+    /// leader never gives a lease more than that (plus the election bound). Proposed
+    /// periodically by the leader; entries naming a grant that is gone are ignored.
+    Checkpoint {
+        /// The leases and their remaining time.
+        leases: Vec<LeaseCheckpoint>,
+    },
+    /// End leases the leader measured as over, freeing their cores. Entries naming a grant
+    /// that is gone (released or re-allocated since) are ignored.
+    Expire {
+        /// The leases to end.
+        leases: Vec<LeaseRef>,
+    },
+}
+
+/// One grant of one server, as [`Command::Expire`] names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRef {
+    /// The server.
+    pub node: NodeName,
+    /// Its grant, [`Allocation::grant`].
+    pub grant: u64,
+}
+
+/// A lease's remaining time, as [`Command::Checkpoint`] records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseCheckpoint {
+    /// The server.
+    pub node: NodeName,
+    /// Its grant, [`Allocation::grant`].
+    pub grant: u64,
+    /// Lease time left when the leader proposed the checkpoint, in milliseconds.
+    pub remaining_ms: u64,
 }
 
 /// The arguments of [`Command::Allocate`].
@@ -97,8 +129,6 @@ pub enum Outcome {
     },
     /// Cores were allocated.
     Allocated(Grant),
-    /// A lease was renewed.
-    Renewed(Grant),
     /// A server's allocation was released.
     Released {
         /// The server.
@@ -106,9 +136,14 @@ pub enum Outcome {
         /// What it held, if anything.
         freed: Option<Allocation>,
     },
-    /// The clock advanced.
-    Ticked {
-        /// The servers whose leases expired at this entry.
+    /// Remaining lease times were recorded.
+    Checkpointed {
+        /// How many leases were updated.
+        updated: usize,
+    },
+    /// Leases ended.
+    Expired {
+        /// The servers whose leases ended and whose cores were freed.
         expired: Vec<NodeName>,
     },
 }
@@ -126,13 +161,16 @@ pub struct Allocation {
     pub counted_cores: u32,
     /// The lease duration a heartbeat renews.
     pub lease_ttl: LeaseTtl,
-    /// Cluster time of the allocation.
+    /// Cluster calendar time of the allocation (informational; leases never use it).
     pub allocated_at: Timestamp,
-    /// Cluster time at which the lease ends unless renewed.
-    pub lease_expires_at: Timestamp,
+    /// This grant's number: unique in the state, increasing with each allocation, so that a
+    /// checkpoint or an expiration proposed for one grant cannot touch a later one.
+    pub grant: u64,
+    /// Lease time left, in milliseconds, as of the latest checkpoint (the ttl when granted).
+    pub remaining_ms: u64,
 }
 
-/// The answer to an allocation or a heartbeat.
+/// The answer to an allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     /// The server.

@@ -1,12 +1,14 @@
 //! The read side of [`LicenseState`]: the license check and the usage report.
 //!
 //! Queries never change the state. The node answers them only after confirming it still leads
-//! (a linearizable read); what they compute is a pure function of the state and of `now`, the
-//! caller's time, which is never allowed to be earlier than the cluster clock.
+//! (a linearizable read); what they compute is a pure function of the state, of `now`, the
+//! cluster's calendar time as the leader knows it (never earlier than the cluster clock), and
+//! of the lease times the leader measured, which the caller passes in: the state itself knows
+//! only each lease's checkpointed remaining time.
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::Code;
+use crate::command::{Allocation, Code, Rejection};
 use crate::license::License;
 use crate::state::LicenseState;
 use crate::types::{Cores, LicenseId, MacAddr, NodeName, Timestamp};
@@ -31,9 +33,9 @@ pub struct CheckResult {
     pub allocated_cores: Option<u64>,
     /// The license's `max_cores`.
     pub licensed_cores: Option<u32>,
-    /// When the server's lease ends unless renewed.
-    pub lease_expires_at: Option<Timestamp>,
-    /// The time the check was evaluated at.
+    /// Lease time left, in milliseconds, as the leader measures it (0 once it is over).
+    pub lease_remaining_ms: Option<u64>,
+    /// The calendar time the check was evaluated at.
     pub checked_at: Timestamp,
 }
 
@@ -101,17 +103,24 @@ pub struct NodeUsage {
     pub cores: Cores,
     /// What it counts.
     pub counted_cores: u32,
-    /// When its lease ends unless renewed.
-    pub lease_expires_at: Timestamp,
+    /// Lease time left, in milliseconds, as the leader measures it.
+    pub lease_remaining_ms: u64,
 }
 
 impl LicenseState {
     /// Is `node` licensed at `now`? When `mac` is given, it must be the MAC the server was
-    /// allocated with and one the license allows.
+    /// allocated with and one the license allows. `remaining` gives the lease time left of an
+    /// allocation (the leader's measure); a lease with none left is `LEASE_EXPIRED`.
     ///
-    /// `now` is raised to the cluster clock if it is earlier, so a leader whose wall clock is
-    /// behind never sees a lease as live that the cluster already ended.
-    pub fn check(&self, node: &NodeName, mac: Option<MacAddr>, now: Timestamp) -> CheckResult {
+    /// `now` is raised to the cluster clock if it is earlier, so a calendar behind the cluster's
+    /// never revives an expired license.
+    pub fn check(
+        &self,
+        node: &NodeName,
+        mac: Option<MacAddr>,
+        now: Timestamp,
+        remaining: impl FnOnce(&NodeName, &Allocation) -> u64,
+    ) -> CheckResult {
         let now = now.max(self.clock);
         let mut result = CheckResult {
             node: node.clone(),
@@ -122,7 +131,7 @@ impl LicenseState {
             counted_cores: None,
             allocated_cores: None,
             licensed_cores: None,
-            lease_expires_at: None,
+            lease_remaining_ms: None,
             checked_at: now,
         };
         let allocated = self
@@ -148,14 +157,15 @@ impl LicenseState {
                 result.counted_cores = Some(allocation.counted_cores);
                 result.allocated_cores = Some(self.counted_cores(&license.id));
                 result.licensed_cores = Some(license.max_cores);
-                result.lease_expires_at = Some(allocation.lease_expires_at);
+                let left = remaining(node, allocation);
+                result.lease_remaining_ms = Some(left);
                 if mac.is_some_and(|mac| {
                     mac != allocation.mac || !license.allowed_macs.contains(&mac)
                 }) {
                     Code::InvalidMultiServerLicense
                 } else if license.is_expired_at(now) {
                     Code::LicenseExpired
-                } else if allocation.lease_expires_at <= now {
+                } else if left == 0 {
                     Code::LeaseExpired
                 } else {
                     Code::Valid
@@ -167,8 +177,14 @@ impl LicenseState {
         result
     }
 
-    /// The consumption of one license at `now`, or `None` if no such license is installed.
-    pub fn usage(&self, id: &LicenseId, now: Timestamp) -> Option<Usage> {
+    /// The consumption of one license at `now`, or `None` if no such license is installed;
+    /// `remaining` gives each allocation's lease time left.
+    pub fn usage(
+        &self,
+        id: &LicenseId,
+        now: Timestamp,
+        remaining: impl Fn(&NodeName, &Allocation) -> u64,
+    ) -> Option<Usage> {
         let license = self.licenses.get(id)?;
         let allocated_cores = self.counted_cores(id);
         let nodes = self
@@ -180,7 +196,7 @@ impl LicenseState {
                 mac: a.mac,
                 cores: a.cores,
                 counted_cores: a.counted_cores,
-                lease_expires_at: a.lease_expires_at,
+                lease_remaining_ms: remaining(node, a),
             })
             .collect();
         Some(Usage {
@@ -194,10 +210,35 @@ impl LicenseState {
     }
 
     /// The consumption of every installed license at `now`, by license id.
-    pub fn usage_all(&self, now: Timestamp) -> Vec<Usage> {
+    pub fn usage_all(
+        &self,
+        now: Timestamp,
+        remaining: impl Fn(&NodeName, &Allocation) -> u64,
+    ) -> Vec<Usage> {
         self.licenses
             .keys()
-            .filter_map(|id| self.usage(id, now))
+            .filter_map(|id| self.usage(id, now, &remaining))
             .collect()
+    }
+
+    /// Whether `node`'s lease may be renewed at `now`: it holds an allocation under a
+    /// license that has not expired. Returns the allocation and its license's `max_cores`.
+    pub fn renewable(
+        &self,
+        node: &NodeName,
+        now: Timestamp,
+    ) -> Result<(&Allocation, u32), Rejection> {
+        let allocation = self
+            .allocations
+            .get(node)
+            .ok_or_else(|| Rejection::new(Code::NotAllocated))?;
+        let license = self
+            .licenses
+            .get(&allocation.license)
+            .ok_or_else(|| Rejection::new(Code::LicenseNotFound))?;
+        if license.is_expired_at(now.max(self.clock)) {
+            return Err(Rejection::new(Code::LicenseExpired));
+        }
+        Ok((allocation, license.max_cores))
     }
 }

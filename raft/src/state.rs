@@ -2,24 +2,28 @@
 //! [`LicenseState::apply`].
 //!
 //! `apply` is deterministic: its only inputs are the state and the request, which carries the
-//! leader's time. It reads no clock, does no I/O and draws no random number, so every replica
+//! cluster's agreed calendar time when the voters' clocks agreed. It reads no clock, does no I/O and draws no random number, so every replica
 //! that applies the same log computes the same state, and a refused command is refused the
 //! same way everywhere. It never fails: a refusal is a [`Rejection`] value in the response.
 //!
 //! The rules, in the order `apply` follows them:
-//! 1. The cluster clock becomes `max(clock, request.time)`: it never goes back, whatever the
-//!    leader's wall clock does.
-//! 2. Leases whose expiry is at or before the clock end and free their cores.
-//! 3. A request id already applied returns its first response and changes nothing.
-//! 4. The command runs (see the table in docs/architecture.md).
+//! 1. The cluster clock becomes `max(clock, request.time)` when the request carries a time: it
+//!    never goes back. It decides license dates only.
+//! 2. A request id already applied returns its first response and changes nothing.
+//! 3. The command runs (see the table in docs/architecture.md).
+//!
+//! Leases are not measured here: no clock in the state decides one. An allocation records
+//! its ttl and the remaining time of its latest checkpoint; the leader measures leases on
+//! its monotonic clock and proposes [`Command::Checkpoint`] and [`Command::Expire`] entries,
+//! which apply records without comparing any time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
-    Allocate, Allocation, Code, Command, CoreFigures, DroppedAllocation, Grant, Outcome, Rejection,
-    Request, Response,
+    Allocate, Allocation, Code, Command, CoreFigures, DroppedAllocation, Grant, LeaseCheckpoint,
+    LeaseRef, Outcome, Rejection, Request, Response,
 };
 use crate::dedup::{Applied, DedupTable};
 use crate::license::License;
@@ -27,18 +31,20 @@ use crate::types::{LicenseId, NodeName, Timestamp};
 
 /// The licenses, the allocations and the cluster clock, as every replica holds them.
 ///
-/// Two indexes are derived from the allocations and kept in step with them: the lease expiry
-/// order, so that expiring leases costs only the leases that expire, and each license's counted
-/// total, so that a check or an allocation does not sum every allocation. They are not part of
-/// snapshots: deserializing rebuilds them.
+/// One index is derived from the allocations and kept in step with them: each license's
+/// counted total, so that a check or an allocation does not sum every allocation. It is not
+/// part of snapshots: deserializing rebuilds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LicenseState {
     pub(crate) clock: Timestamp,
     pub(crate) licenses: BTreeMap<LicenseId, License>,
     pub(crate) allocations: BTreeMap<NodeName, Allocation>,
     pub(crate) dedup: DedupTable,
-    /// Derived: `(lease_expires_at, node)` of every allocation.
-    lease_order: BTreeSet<(Timestamp, NodeName)>,
+    /// The number the next grant gets.
+    pub(crate) next_grant: u64,
+    /// How many times an allocation was added or removed: equal counts mean equal
+    /// allocations, so the leader's lease table knows when to look again.
+    pub(crate) allocation_changes: u64,
     /// Derived: the counted cores of each license's allocations (licenses with none are absent).
     counted: BTreeMap<LicenseId, u64>,
 }
@@ -49,7 +55,7 @@ impl LicenseState {
         Self::default()
     }
 
-    /// The cluster clock: the latest time carried by an applied entry.
+    /// The cluster clock: the latest agreed calendar time carried by an applied entry.
     pub fn clock(&self) -> Timestamp {
         self.clock
     }
@@ -74,15 +80,17 @@ impl LicenseState {
         self.dedup.len()
     }
 
-    /// The earliest lease expiry of any allocation: when the next `Tick` would free cores.
-    pub fn next_lease_expiry(&self) -> Option<Timestamp> {
-        self.lease_order.first().map(|(at, _)| *at)
+    /// How many times an allocation was added or removed since the state began. Two states
+    /// of one log with the same count hold the same allocations.
+    pub fn allocation_changes(&self) -> u64 {
+        self.allocation_changes
     }
 
     /// Applies one request and returns its response. See the module documentation.
     pub fn apply(&mut self, request: &Request) -> Response {
-        self.clock = self.clock.max(request.time);
-        let expired = self.expire_leases();
+        if let Some(time) = request.time {
+            self.clock = self.clock.max(time);
+        }
         self.dedup.expire(self.clock);
 
         if let Some(earlier) = self.dedup.get(&request.request_id) {
@@ -97,13 +105,14 @@ impl LicenseState {
             Command::InstallLicense(license) => self.install_license(license),
             Command::RemoveLicense { license } => self.remove_license(license),
             Command::Allocate(allocate) => self.allocate(allocate),
-            Command::Heartbeat { node } => self.heartbeat(node),
             Command::Release { node } => Ok(Outcome::Released {
                 node: node.clone(),
                 freed: self.remove_allocation(node),
             }),
-            // A tick is idempotent by nature, so it is not remembered.
-            Command::Tick => return Ok(Outcome::Ticked { expired }),
+            // Checkpoints and expirations are idempotent by nature (they name grants), so
+            // they are not remembered.
+            Command::Checkpoint { leases } => return Ok(self.checkpoint(leases)),
+            Command::Expire { leases } => return Ok(self.expire(leases)),
         };
         self.dedup.insert(
             request.request_id.clone(),
@@ -116,17 +125,34 @@ impl LicenseState {
         response
     }
 
-    /// Ends every lease whose expiry is at or before the clock; returns the servers.
-    fn expire_leases(&mut self) -> Vec<NodeName> {
-        let mut expired = Vec::new();
-        while let Some((at, node)) = self.lease_order.first().cloned() {
-            if at > self.clock {
-                break;
+    /// Records the remaining time of the named grants that still exist.
+    fn checkpoint(&mut self, leases: &[LeaseCheckpoint]) -> Outcome {
+        let mut updated = 0;
+        for c in leases {
+            if let Some(a) = self.allocations.get_mut(&c.node)
+                && a.grant == c.grant
+            {
+                a.remaining_ms = c.remaining_ms.min(a.lease_ttl.as_millis());
+                updated += 1;
             }
-            self.remove_allocation(&node);
-            expired.push(node);
         }
-        expired
+        Outcome::Checkpointed { updated }
+    }
+
+    /// Ends the named grants that still exist.
+    fn expire(&mut self, leases: &[LeaseRef]) -> Outcome {
+        let mut expired = Vec::new();
+        for l in leases {
+            if self
+                .allocations
+                .get(&l.node)
+                .is_some_and(|a| a.grant == l.grant)
+            {
+                self.remove_allocation(&l.node);
+                expired.push(l.node.clone());
+            }
+        }
+        Outcome::Expired { expired }
     }
 
     fn install_license(&mut self, license: &License) -> Response {
@@ -171,11 +197,11 @@ impl LicenseState {
     /// After a license was replaced, keeps its allocations that the new issue still allows,
     /// oldest first (by allocation time, then server name), and releases the others.
     fn refit_allocations(&mut self, license: &License) -> Vec<DroppedAllocation> {
-        let mut held: Vec<(Timestamp, NodeName)> = self
+        let mut held: Vec<(u64, NodeName)> = self
             .allocations
             .iter()
             .filter(|(_, a)| a.license == license.id)
-            .map(|(node, a)| (a.allocated_at, node.clone()))
+            .map(|(node, a)| (a.grant, node.clone()))
             .collect();
         held.sort();
         // Take them all out first, so that each one is measured against the kept ones only.
@@ -278,8 +304,10 @@ impl LicenseState {
             counted_cores: counted,
             lease_ttl: req.lease_ttl,
             allocated_at: self.clock,
-            lease_expires_at: self.clock.plus_millis(req.lease_ttl.as_millis()),
+            grant: self.next_grant,
+            remaining_ms: req.lease_ttl.as_millis(),
         };
+        self.next_grant += 1;
         self.insert_allocation(req.node.clone(), allocation.clone());
         Ok(Outcome::Allocated(Grant {
             node: req.node.clone(),
@@ -290,37 +318,9 @@ impl LicenseState {
         }))
     }
 
-    fn heartbeat(&mut self, node: &NodeName) -> Response {
-        let Some(allocation) = self.allocations.get(node) else {
-            return Err(Rejection::new(Code::NotAllocated));
-        };
-        let license = self
-            .licenses
-            .get(&allocation.license)
-            .ok_or_else(|| Rejection::new(Code::LicenseNotFound))?;
-        if license.is_expired_at(self.clock) {
-            return Err(Rejection::new(Code::LicenseExpired));
-        }
-        let licensed_cores = license.max_cores;
-        let Some(mut allocation) = self.remove_allocation(node) else {
-            return Err(Rejection::new(Code::NotAllocated));
-        };
-        allocation.lease_expires_at = self.clock.plus_millis(allocation.lease_ttl.as_millis());
-        let license_id = allocation.license.clone();
-        self.insert_allocation(node.clone(), allocation.clone());
-        Ok(Outcome::Renewed(Grant {
-            node: node.clone(),
-            allocation,
-            replaced: false,
-            allocated_cores: self.counted_cores(&license_id),
-            licensed_cores,
-        }))
-    }
-
     /// Adds an allocation and its index entries. The server must hold none.
     fn insert_allocation(&mut self, node: NodeName, allocation: Allocation) {
-        self.lease_order
-            .insert((allocation.lease_expires_at, node.clone()));
+        self.allocation_changes += 1;
         *self.counted.entry(allocation.license.clone()).or_default() +=
             u64::from(allocation.counted_cores);
         self.allocations.insert(node, allocation);
@@ -329,8 +329,7 @@ impl LicenseState {
     /// Removes a server's allocation and its index entries; returns what it held.
     fn remove_allocation(&mut self, node: &NodeName) -> Option<Allocation> {
         let allocation = self.allocations.remove(node)?;
-        self.lease_order
-            .remove(&(allocation.lease_expires_at, node.clone()));
+        self.allocation_changes += 1;
         if let Some(total) = self.counted.get_mut(&allocation.license) {
             *total -= u64::from(allocation.counted_cores);
             if *total == 0 {
@@ -342,10 +341,8 @@ impl LicenseState {
 
     /// Rebuilds the derived indexes from the allocations.
     fn rebuild_indexes(&mut self) {
-        self.lease_order.clear();
         self.counted.clear();
-        for (node, a) in &self.allocations {
-            self.lease_order.insert((a.lease_expires_at, node.clone()));
+        for a in self.allocations.values() {
             *self.counted.entry(a.license.clone()).or_default() += u64::from(a.counted_cores);
         }
     }
@@ -358,6 +355,8 @@ struct StateRef<'a> {
     licenses: &'a BTreeMap<LicenseId, License>,
     allocations: &'a BTreeMap<NodeName, Allocation>,
     dedup: &'a DedupTable,
+    next_grant: u64,
+    allocation_changes: u64,
 }
 
 /// The deserialized form of [`LicenseState`]; the field order matches [`StateRef`].
@@ -367,6 +366,8 @@ struct StateOwned {
     licenses: BTreeMap<LicenseId, License>,
     allocations: BTreeMap<NodeName, Allocation>,
     dedup: DedupTable,
+    next_grant: u64,
+    allocation_changes: u64,
 }
 
 impl Serialize for LicenseState {
@@ -376,6 +377,8 @@ impl Serialize for LicenseState {
             licenses: &self.licenses,
             allocations: &self.allocations,
             dedup: &self.dedup,
+            next_grant: self.next_grant,
+            allocation_changes: self.allocation_changes,
         }
         .serialize(s)
     }
@@ -389,7 +392,8 @@ impl<'de> Deserialize<'de> for LicenseState {
             licenses: owned.licenses,
             allocations: owned.allocations,
             dedup: owned.dedup,
-            lease_order: BTreeSet::new(),
+            next_grant: owned.next_grant,
+            allocation_changes: owned.allocation_changes,
             counted: BTreeMap::new(),
         };
         state.rebuild_indexes();

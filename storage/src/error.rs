@@ -22,6 +22,9 @@ pub enum OpenError {
     /// The stored snapshot is unreadable.
     #[error("the stored snapshot is unreadable: {0}")]
     Snapshot(#[from] CodecError),
+    /// The database or its snapshot is in another stored format.
+    #[error("{0}")]
+    Format(#[from] crate::format::FormatError),
     /// The stored snapshot's data disagrees with its metadata.
     #[error("the stored snapshot is inconsistent: {0}")]
     Inconsistent(String),

@@ -5,8 +5,11 @@
 //! | tree       | key                          | value                                      |
 //! |------------|------------------------------|--------------------------------------------|
 //! | `log`      | log index, big-endian `u64`  | the entry, [`licd_raft::codec`]-encoded    |
-//! | `meta`     | `vote`, `committed`, `last_purged` | the value, codec-encoded             |
+//! | `meta`     | `format`, `vote`, `committed`, `last_purged` | the value, codec-encoded   |
 //! | `snapshot` | `current`                    | the latest snapshot: its meta and its data |
+//!
+//! **Format.** The database and every snapshot carry the stored format version
+//! ([`format::FORMAT_VERSION`]); a licd refuses another version with a message naming it.
 //!
 //! Big-endian keys make sled's byte order the log's index order, so ranges and "the last entry"
 //! are plain tree ranges.
@@ -33,6 +36,7 @@
 #![allow(clippy::result_large_err)]
 
 mod error;
+pub mod format;
 mod log_store;
 mod state_machine;
 
@@ -76,6 +80,7 @@ pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
 
 /// Builds the stores over an already opened sled database.
 pub fn open_db(db: sled::Db) -> Result<(LogStore, StateMachineStore), OpenError> {
+    format::check_database(&db)?;
     let log = LogStore::new(&db)?;
     let sm = StateMachineStore::new(&db)?;
     Ok((log, sm))

@@ -18,6 +18,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OpenError, StorageResult, io_error};
+use crate::format::{decode_versioned, encode_versioned};
 
 const CURRENT: &[u8] = b"current";
 
@@ -55,7 +56,7 @@ impl StateMachineStore {
             None => AppliedState::default(),
             Some(bytes) => {
                 let stored: StoredSnapshot = decode(&bytes)?;
-                let state: AppliedState = decode(&stored.data)?;
+                let state: AppliedState = decode_versioned(&stored.data)?;
                 if state.last_applied != stored.meta.last_log_id {
                     return Err(OpenError::Inconsistent(format!(
                         "snapshot meta says {:?}, its data {:?}",
@@ -121,7 +122,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let (meta, data) = {
             let state = self.read();
-            let data = encode(&*state)
+            let data = encode_versioned(&*state)
                 .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
             let meta = SnapshotMeta {
                 last_log_id: state.last_applied,
@@ -190,7 +191,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> StorageResult<()> {
         let data = snapshot.into_inner();
         let signature = Some(meta.signature());
-        let new_state: AppliedState = decode(&data).map_err(|e| {
+        let new_state: AppliedState = decode_versioned(&data).map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(signature.clone(), &e))
         })?;
         if new_state.last_applied != meta.last_log_id
