@@ -244,8 +244,8 @@ impl Supervised {
     /// Waits for it to exit while reading its piped standard output and error to the end.
     pub fn into_output(mut self) -> io::Result<Output> {
         drop(self.child.stdin.take());
-        let stdout = self.child.stdout.take().map(|pipe| read_in_thread(pipe));
-        let stderr = self.child.stderr.take().map(|pipe| read_in_thread(pipe));
+        let stdout = self.child.stdout.take().map(read_in_thread);
+        let stderr = self.child.stderr.take().map(read_in_thread);
         let status = self.wait()?;
         Ok(Output {
             status,
