@@ -19,12 +19,15 @@
 //!
 //! Every exit status is remembered once reaped, so asking again never waits on a pid the
 //! system may have given to another process. Signals go to the child's group when it has one
-//! of its own (the group outlives a reaped wrapper while its members live), otherwise to the
-//! child alone, and never to a child that was already reaped.
+//! of its own, even after the child was reaped (a group id is not reused while any member
+//! lives, and under a wrapper the member that matters may be a grandchild); otherwise to the
+//! child alone, and only until it is reaped.
 //!
-//! What it leaves out: it does not restart anything, read the child's output, or watch
-//! grandchildren outside the child's group. On systems without Unix signals, stopping a child
-//! kills it at once and pausing is not available.
+//! What it leaves out: it does not restart anything, interpret the child's output, or watch
+//! processes outside the child's group. The parent-death signal is tied to the spawning
+//! thread, not the process: spawn from a thread that lives as long as the child should. On
+//! systems without Unix signals, stopping a child kills it at once and pausing is not
+//! available.
 
 use std::io::{self, Read};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output};
