@@ -8,7 +8,9 @@
 //! - [`http`]: the license API, the admin API, the Raft transport and the probes;
 //! - [`api`]: the JSON shapes of the HTTP API, shared with the client;
 //! - [`client`]: the failover client library used by the CLI and the agent;
-//! - [`cli`]: the `licd` command line.
+//! - [`cli`]: the `licd` command line;
+//! - [`process`]: child processes started in their own group and stopped for sure (`licd dev`,
+//!   the fault harness and the tests).
 
 #[cfg(all(feature = "bug-stale-reads", not(debug_assertions)))]
 compile_error!(
@@ -23,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod node;
+pub mod process;
 
 pub use licd_raft as raft;
 pub use licd_storage as storage;

@@ -1,19 +1,16 @@
 //! `licd agent` as a process beside `licd dev`: it becomes licensed, `licd agent status`
 //! reports it with exit code 0, and SIGTERM releases its cores before it exits.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use licd::process::{SpawnOptions, Supervised};
 
 const LICD: &str = env!("CARGO_BIN_EXE_licd");
 
-/// Kills the child on drop, so a failing test leaves nothing running.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Spawns `command`; dropping the child kills it, so a failing test leaves nothing running.
+fn spawn(command: &mut Command) -> Supervised {
+    Supervised::spawn(command, SpawnOptions::default()).unwrap()
 }
 
 fn free_port_block(len: u16) -> u16 {
@@ -30,25 +27,13 @@ fn free_port_block(len: u16) -> u16 {
     panic!("no free port block");
 }
 
-fn terminate(child: &Child) {
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Sends SIGTERM and waits for the exit, failing after `within`.
+fn terminate_and_wait(child: &mut Supervised, within: Duration) -> std::process::ExitStatus {
+    child.signal(libc::SIGTERM).unwrap();
+    child
+        .wait_timeout(within)
+        .unwrap()
+        .unwrap_or_else(|| panic!("process did not exit within {within:?}"))
 }
 
 fn poll_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
@@ -72,15 +57,13 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
         base + 1,
         base + 2
     );
-    let mut dev = Guard(
+    let mut dev = spawn(
         Command::new(LICD)
             .args(["dev", "--dir"])
             .arg(dir.path().join("dev"))
             .args(["--base-port", &base.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     let dev_status = format!("127.0.0.1:{}", base + 79);
     poll_until(Duration::from_secs(60), "licd dev's agent licensed", || {
@@ -94,7 +77,7 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let mut agent = Guard(
+    let mut agent = spawn(
         Command::new(LICD)
             .args(["agent", "--endpoints", &endpoints, "--node", "proc-agent"])
             .args([
@@ -107,9 +90,7 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
             ])
             .args(["--status-addr", &agent_addr])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     poll_until(Duration::from_secs(30), "the agent licensed", || {
         Command::new(LICD)
@@ -127,8 +108,7 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    terminate(&agent.0);
-    let status = wait_exit(&mut agent.0, Duration::from_secs(15));
+    let status = terminate_and_wait(&mut agent, Duration::from_secs(15));
     assert!(
         status.success(),
         "the agent exits cleanly on SIGTERM: {status:?}"
@@ -159,7 +139,6 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
     assert!(!gone.status.success());
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no licd agent answers"));
 
-    terminate(&dev.0);
-    let status = wait_exit(&mut dev.0, Duration::from_secs(30));
+    let status = terminate_and_wait(&mut dev, Duration::from_secs(30));
     assert!(status.success(), "licd dev stops cleanly: {status:?}");
 }

@@ -6,9 +6,11 @@
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use licd::process::{SpawnOptions, Supervised};
 
 const LICD: &str = env!("CARGO_BIN_EXE_licd");
 
@@ -27,23 +29,17 @@ fn licd() -> Command {
 /// Runs a command to completion, killing it (and failing) after `limit`.
 fn run_for(mut cmd: Command, limit: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn licd");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "{cmd:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let mut child = Supervised::spawn(&mut cmd, SpawnOptions::default()).expect("spawn licd");
+    if child.wait_timeout(limit).expect("try_wait").is_some() {
+        return child.into_output().expect("output");
     }
+    let _ = child.kill();
+    let out = child.into_output().expect("output");
+    panic!(
+        "{cmd:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn run(args: &[&str]) -> Output {
@@ -422,11 +418,16 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         .arg(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut dev: Child = cmd.spawn().expect("spawn licd dev");
-    let guard = KillOnDrop(dev.id());
+    // Dropped if the test fails half-way: SIGTERM, so that licd dev stops its nodes (they
+    // would get SIGTERM anyway when it dies), then SIGKILL if it does not exit.
+    let options = SpawnOptions {
+        drop_grace: Duration::from_secs(30),
+        ..SpawnOptions::default()
+    };
+    let mut dev = Supervised::spawn(&mut cmd, options).expect("spawn licd dev");
 
     // Read its output until it is ready.
-    let stdout = dev.stdout.take().unwrap();
+    let stdout = dev.take_stdout().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -448,7 +449,7 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let out = dev.wait_with_output().unwrap();
+                let out = dev.into_output().unwrap();
                 panic!("licd dev exited early:\n{printed}\n{}", text(&out.stderr));
             }
         }
@@ -565,38 +566,11 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
     );
 
     // SIGTERM: licd dev stops the nodes and exits 0.
-    // SAFETY: kill has no memory effects; the pid is our child, not yet reaped.
-    unsafe {
-        libc::kill(libc::pid_t::try_from(dev.id()).unwrap(), libc::SIGTERM);
-    }
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = dev.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "licd dev did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::mem::forget(guard);
+    dev.signal(libc::SIGTERM).unwrap();
+    let status = dev
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap()
+        .expect("licd dev did not stop on SIGTERM");
     assert!(status.success(), "licd dev exited with {status}");
     assert_nothing_left(&dir.canonicalize().unwrap(), &pids);
-}
-
-/// Kills `licd dev` if the test fails half-way (its nodes follow it: they get SIGTERM when it
-/// dies).
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Ok(pid) = libc::pid_t::try_from(self.0) {
-            // SAFETY: kill has no memory effects.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-    }
 }

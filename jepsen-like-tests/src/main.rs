@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use licd_jepsen::checker::{self, CheckConfig};
-use licd_jepsen::harness::nemesis;
+use licd_jepsen::harness::fault::{self, Fault, FaultGroup, Selection};
 use licd_jepsen::harness::netns::{Namespace, preflight};
+use licd_jepsen::harness::outcome::RunOutcome;
 use licd_jepsen::harness::report;
-use licd_jepsen::harness::run::{RunOutcome, RunSpec, run};
+use licd_jepsen::harness::run::{RunSpec, run};
 use licd_jepsen::history::History;
 
 const SETUP_FAILED: u8 = 2;
@@ -33,7 +34,7 @@ struct Args {
     /// Faults to draw from: fault names or groups (kill, pause, partition, membership, clock,
     /// all), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "all")]
-    nemesis: Vec<String>,
+    nemesis: Vec<Selection>,
     /// Seed of the fault schedule and the workload (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
@@ -256,20 +257,30 @@ async fn suite(args: &Args) -> ExitCode {
             );
             return ExitCode::from(SETUP_FAILED);
         };
-        let plan: [(&str, &str, u64); 6] = [
-            ("quick-kill", "kill", 15),
-            ("quick-pause", "pause", 15),
-            ("quick-partition", "partition", 20),
-            ("quick-membership", "membership", 20),
-            ("quick-clock", "clock", 15),
-            ("quick-bug-stale-reads", "partition-leader", 30),
+        let plan: [(&str, Selection, u64); 6] = [
+            ("quick-kill", Selection::Group(FaultGroup::Kill), 15),
+            ("quick-pause", Selection::Group(FaultGroup::Pause), 15),
+            (
+                "quick-partition",
+                Selection::Group(FaultGroup::Partition),
+                20,
+            ),
+            (
+                "quick-membership",
+                Selection::Group(FaultGroup::Membership),
+                20,
+            ),
+            ("quick-clock", Selection::Group(FaultGroup::Clock), 15),
+            (
+                "quick-bug-stale-reads",
+                Selection::Fault(Fault::PartitionLeader),
+                30,
+            ),
         ];
         let mut specs = Vec::new();
-        for (i, (name, faults, secs)) in plan.iter().enumerate() {
+        for (i, (name, selection, secs)) in plan.iter().enumerate() {
             let bug = name.contains("bug");
-            let Ok(faults) = nemesis::expand(&[faults.to_string()]) else {
-                return ExitCode::from(SETUP_FAILED);
-            };
+            let faults = selection.faults();
             specs.push((
                 RunSpec {
                     name: name.to_string(),
@@ -290,13 +301,7 @@ async fn suite(args: &Args) -> ExitCode {
         }
         specs
     } else {
-        let faults = match nemesis::expand(&args.nemesis) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("licd-jepsen: {e:#}");
-                return ExitCode::from(SETUP_FAILED);
-            }
-        };
+        let faults = fault::expand(&args.nemesis);
         vec![(
             RunSpec {
                 name: format!("run-{seed}"),
@@ -318,7 +323,7 @@ async fn suite(args: &Args) -> ExitCode {
         eprintln!(
             "licd-jepsen: {} ({:?}, {} s, seed {})",
             spec.name,
-            spec.faults,
+            fault::names(&spec.faults),
             spec.time.as_secs(),
             spec.seed
         );

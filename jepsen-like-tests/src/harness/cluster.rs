@@ -8,12 +8,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use licd::api::InitBody;
 use licd::client::{Client, RetryPolicy, new_request_id};
+use licd::config::{NodeConfig, RaftTiming};
+use licd::process::{SpawnOptions, Supervised};
 
 /// The most nodes a run may start (fresh nodes replace old ones under `membership-replace`).
 pub const MAX_NODES: u64 = 12;
@@ -34,8 +36,7 @@ struct Proc {
     dir: PathBuf,
     config: PathBuf,
     log: PathBuf,
-    child: Option<Child>,
-    paused: bool,
+    child: Option<Supervised>,
     skew: Option<String>,
 }
 
@@ -45,29 +46,6 @@ pub struct Cluster {
     run_dir: PathBuf,
     trusted_key: String,
     procs: BTreeMap<u64, Proc>,
-}
-
-/// Waits (up to 5 s) until no process of the child's group is left, so that a restart finds
-/// the node's port free: under `faketime`, reaping the wrapper does not mean the node is gone.
-fn wait_group_gone(child: &Child) {
-    let Ok(pid) = i32::try_from(child.id()) else {
-        return;
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    // SAFETY: kill with signal 0 only checks for existence.
-    while unsafe { libc::kill(-pid, 0) } == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Signals the child's whole process group: under `faketime` the node is a grandchild.
-fn signal(child: &Child, sig: i32) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(-pid, sig);
-        }
-    }
 }
 
 impl Cluster {
@@ -86,15 +64,7 @@ impl Cluster {
         let dir = self.run_dir.join(format!("node-{id}"));
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("licd.toml");
-        let ip = node_ip(id);
-        let text = format!(
-            "node_id = {id}\nlisten = \"{ip}:{PORT}\"\nadvertise = \"{ip}:{PORT}\"\n\
-             data_dir = \"{}\"\ntrusted_keys = [\"{}\"]\nraft_bind_ip = \"{ip}\"\n\
-             default_lease_ttl_ms = 604800000\n",
-            dir.join("data").display(),
-            self.trusted_key
-        );
-        std::fs::write(&config, text)?;
+        std::fs::write(&config, node_config_toml(id, &dir, &self.trusted_key)?)?;
         self.procs.insert(
             id,
             Proc {
@@ -102,7 +72,6 @@ impl Cluster {
                 dir,
                 config,
                 child: None,
-                paused: false,
                 skew: None,
             },
         );
@@ -131,8 +100,6 @@ impl Cluster {
             }
             None => Command::new(&bin),
         };
-        // Its own process group, so that signals reach the node behind a faketime wrapper.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
             .arg("serve")
             .arg("--config")
@@ -144,47 +111,46 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let child = command
-            .spawn()
+        // Its own process group, so that signals reach the node behind a faketime wrapper.
+        let options = SpawnOptions {
+            own_group: true,
+            ..SpawnOptions::default()
+        };
+        let child = Supervised::spawn(&mut command, options)
             .with_context(|| format!("cannot start {}", bin.display()))?;
         proc.child = Some(child);
-        proc.paused = false;
         proc.skew = skew.map(str::to_string);
         Ok(())
     }
 
-    /// SIGKILLs node `id` and reaps it.
+    /// SIGKILLs node `id` (its whole process group, after a SIGCONT if it is paused), reaps
+    /// it, and waits (up to 5 s) until no process of its group is left, so that a restart
+    /// finds the node's port free: under `faketime`, reaping the wrapper does not mean the
+    /// node is gone.
     pub fn kill(&mut self, id: u64) {
         if let Some(proc) = self.procs.get_mut(&id)
             && let Some(mut child) = proc.child.take()
         {
-            if proc.paused {
-                signal(&child, libc::SIGCONT);
-            }
-            signal(&child, libc::SIGKILL);
-            let _ = child.wait();
-            proc.paused = false;
-            wait_group_gone(&child);
+            let _ = child.kill();
         }
     }
 
-    /// SIGSTOPs node `id`.
+    /// SIGSTOPs node `id` (its whole process group: under `faketime` the node is a
+    /// grandchild).
     pub fn pause(&mut self, id: u64) {
         if let Some(proc) = self.procs.get_mut(&id)
-            && let Some(child) = &proc.child
+            && let Some(child) = &mut proc.child
         {
-            signal(child, libc::SIGSTOP);
-            proc.paused = true;
+            let _ = child.pause();
         }
     }
 
     /// SIGCONTs node `id`.
     pub fn resume(&mut self, id: u64) {
         if let Some(proc) = self.procs.get_mut(&id)
-            && let Some(child) = &proc.child
+            && let Some(child) = &mut proc.child
         {
-            signal(child, libc::SIGCONT);
-            proc.paused = false;
+            let _ = child.resume();
         }
     }
 
@@ -249,7 +215,7 @@ impl Cluster {
         loop {
             if let Some(proc) = self.procs.get_mut(&id)
                 && let Some(child) = proc.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
+                && let Ok(Some(status)) = child.try_exit()
             {
                 bail!(
                     "node {id} exited during start-up ({status}); see {}",
@@ -329,3 +295,51 @@ impl Drop for Cluster {
 
 /// The harness's own address for admin calls (clients use 127.0.0.100 and up).
 pub const HARNESS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 250);
+
+/// The configuration file of node `id`, whose files live under `dir`: built as the node's own
+/// configuration type, so that a renamed key breaks the build rather than the harness.
+fn node_config_toml(id: u64, dir: &Path, trusted_key: &str) -> anyhow::Result<String> {
+    let ip = node_ip(id);
+    let config = NodeConfig {
+        node_id: id,
+        listen: (ip, PORT).into(),
+        advertise: Some(format!("{ip}:{PORT}")),
+        data_dir: dir.join("data"),
+        trusted_keys: vec![trusted_key.to_string()],
+        // A week: leases of the workload outlive any run.
+        default_lease_ttl_ms: 604_800_000,
+        raft_bind_ip: Some(ip.into()),
+        admin_token_file: None,
+        cluster_secret_file: None,
+        raft: RaftTiming::default(),
+    };
+    toml::to_string_pretty(&config).context("cannot write a node configuration")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file parses back as the node would read it, with the values of the harness.
+    #[test]
+    fn node_config_round_trips() {
+        let dir = Path::new("/tmp/run/node-2");
+        let text = node_config_toml(2, dir, "a-key").unwrap();
+        let parsed: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(parsed.node_id, 2);
+        assert_eq!(parsed.listen.to_string(), "127.0.0.2:7000");
+        assert_eq!(parsed.advertise.as_deref(), Some("127.0.0.2:7000"));
+        assert_eq!(parsed.data_dir, dir.join("data"));
+        assert_eq!(parsed.trusted_keys, ["a-key"]);
+        assert_eq!(parsed.default_lease_ttl_ms, 604_800_000);
+        assert_eq!(parsed.raft_bind_ip, Some(node_ip(2).into()));
+        assert_eq!(parsed.admin_token_file, None);
+        assert_eq!(parsed.cluster_secret_file, None);
+        let defaults = RaftTiming::default();
+        assert_eq!(parsed.raft.heartbeat_ms, defaults.heartbeat_ms);
+        assert_eq!(
+            parsed.raft.election_timeout_min_ms,
+            defaults.election_timeout_min_ms
+        );
+    }
+}

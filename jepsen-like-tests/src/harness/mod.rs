@@ -3,9 +3,11 @@
 //! [`crate::checker`].
 
 pub mod cluster;
+pub mod fault;
 pub mod firewall;
 pub mod nemesis;
 pub mod netns;
+pub mod outcome;
 pub mod report;
 pub mod run;
 pub mod workload;

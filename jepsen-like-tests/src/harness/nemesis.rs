@@ -1,5 +1,6 @@
 //! The nemeses: the faults a run injects, on a seeded random schedule that alternates a fault
-//! and a heal.
+//! and a heal. The faults and their names are [`Fault`]s; `--nemesis` selects them by name or
+//! by group ([`super::fault`]).
 //!
 //! | fault | what it does | heal |
 //! |---|---|---|
@@ -25,53 +26,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::cluster::{Cluster, PORT, node_ip};
+use super::fault::Fault;
 use super::firewall::{self, Cuts};
 use super::workload::client_ip;
-
-/// Every fault the harness knows.
-pub const FAULTS: [&str; 12] = [
-    "kill-leader",
-    "kill-random",
-    "kill-majority",
-    "pause-leader",
-    "pause-random",
-    "partition-leader",
-    "partition-halves",
-    "partition-bridge",
-    "partition-clients",
-    "membership-remove",
-    "membership-replace",
-    "clock-skew",
-];
-
-/// Expands `--nemesis` names: a fault's name, or a group (`kill`, `pause`, `partition`,
-/// `membership`, `clock`, `all`).
-pub fn expand(names: &[String]) -> anyhow::Result<Vec<&'static str>> {
-    let mut out = Vec::new();
-    for name in names {
-        let matched: Vec<&'static str> = match name.as_str() {
-            "all" => FAULTS.to_vec(),
-            "clock" => vec!["clock-skew"],
-            group => FAULTS
-                .iter()
-                .copied()
-                .filter(|f| *f == group || f.starts_with(&format!("{group}-")))
-                .collect(),
-        };
-        if matched.is_empty() {
-            anyhow::bail!(
-                "unknown nemesis {name:?}; known: all, kill, pause, partition, membership, clock, or one of {}",
-                FAULTS.join(", ")
-            );
-        }
-        for m in matched {
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-    }
-    Ok(out)
-}
 
 /// What must be done to heal an active fault.
 #[derive(Debug)]
@@ -93,8 +50,8 @@ pub enum Undo {
 /// An injected fault.
 #[derive(Debug)]
 pub struct Active {
-    /// The fault's name.
-    pub fault: &'static str,
+    /// The fault.
+    pub fault: Fault,
     /// What was done, for the timeline.
     pub detail: String,
     /// How to heal it.
@@ -126,7 +83,7 @@ impl Nemesis {
     }
 
     /// Picks one of `faults`.
-    pub fn pick(&mut self, faults: &[&'static str]) -> &'static str {
+    pub fn pick(&mut self, faults: &[Fault]) -> Fault {
         faults[self.rng.gen_range(0..faults.len())]
     }
 
@@ -136,11 +93,7 @@ impl Nemesis {
     }
 
     /// Injects `fault`.
-    pub async fn inject(
-        &mut self,
-        cluster: &mut Cluster,
-        fault: &'static str,
-    ) -> anyhow::Result<Active> {
+    pub async fn inject(&mut self, cluster: &mut Cluster, fault: Fault) -> anyhow::Result<Active> {
         let (leader, voters) = cluster
             .leader(Duration::from_secs(10))
             .await
@@ -154,18 +107,18 @@ impl Nemesis {
             undo,
         };
         Ok(match fault {
-            "kill-leader" => {
+            Fault::KillLeader => {
                 cluster.kill(leader);
                 done(
                     format!("killed leader {leader}"),
                     Undo::Restart(vec![leader]),
                 )
             }
-            "kill-random" => {
+            Fault::KillRandom => {
                 cluster.kill(random);
                 done(format!("killed node {random}"), Undo::Restart(vec![random]))
             }
-            "kill-majority" => {
+            Fault::KillMajority => {
                 let mut victims = voters.clone();
                 victims.shuffle(&mut self.rng);
                 victims.truncate(voters.len() / 2 + 1);
@@ -174,19 +127,19 @@ impl Nemesis {
                 }
                 done(format!("killed nodes {victims:?}"), Undo::Restart(victims))
             }
-            "pause-leader" => {
+            Fault::PauseLeader => {
                 cluster.pause(leader);
                 done(
                     format!("paused leader {leader}"),
                     Undo::Resume(vec![leader]),
                 )
             }
-            "pause-random" => {
+            Fault::PauseRandom => {
                 cluster.pause(random);
                 done(format!("paused node {random}"), Undo::Resume(vec![random]))
             }
-            "partition-leader" | "partition-halves" => {
-                let isolated = if fault == "partition-leader" {
+            Fault::PartitionLeader | Fault::PartitionHalves => {
+                let isolated = if fault == Fault::PartitionLeader {
                     leader
                 } else {
                     random
@@ -205,7 +158,7 @@ impl Nemesis {
                     Undo::Heal,
                 )
             }
-            "partition-bridge" => {
+            Fault::PartitionBridge => {
                 let mut shuffled = voters.clone();
                 shuffled.shuffle(&mut self.rng);
                 let mut cuts = Cuts::default();
@@ -216,7 +169,7 @@ impl Nemesis {
                 let bridge = shuffled.get(2).copied().unwrap_or(0);
                 done(format!("bridge {bridge}: {}", cuts.describe()), Undo::Heal)
             }
-            "partition-clients" => {
+            Fault::PartitionClients => {
                 let mut cuts = Cuts::default();
                 let cut_clients: Vec<_> = (0..self.clients)
                     .filter(|i| i % 2 == 0)
@@ -229,7 +182,7 @@ impl Nemesis {
                     Undo::Heal,
                 )
             }
-            "membership-remove" => {
+            Fault::MembershipRemove => {
                 let Some(victim) = followers.choose(&mut self.rng).copied() else {
                     return Ok(done("no follower to remove".into(), Undo::Nothing));
                 };
@@ -244,7 +197,7 @@ impl Nemesis {
                     Undo::Rejoin(victim),
                 )
             }
-            "membership-replace" => {
+            Fault::MembershipReplace => {
                 let replaceable: Vec<u64> = followers
                     .iter()
                     .copied()
@@ -278,7 +231,7 @@ impl Nemesis {
                     Undo::Nothing,
                 )
             }
-            "clock-skew" => {
+            Fault::ClockSkew => {
                 let minutes: i64 = self.rng.gen_range(5..=self.max_skew_minutes.max(5));
                 let sign = if self.rng.gen_bool(0.5) { "+" } else { "-" };
                 let offset = format!("{sign}{minutes}m");
@@ -292,7 +245,6 @@ impl Nemesis {
                     Undo::Unskew(random),
                 )
             }
-            other => anyhow::bail!("unknown fault {other}"),
         })
     }
 

@@ -9,7 +9,8 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use super::run::RunOutcome;
+use super::fault;
+use super::outcome::RunOutcome;
 use crate::history::{Event, F, History, Outcome};
 
 /// Writes the history as JSON lines.
@@ -124,7 +125,7 @@ pub fn summary(o: &RunOutcome) -> String {
          linearizable: {lin:?}; cap: {cap}; durability: {dur}; recovery: {rec}\n  report: {dir}",
         name = o.name,
         verdict = if r.valid { "VALID" } else { "INVALID" },
-        faults = o.faults,
+        faults = fault::names(&o.faults),
         injected = o.faults_injected,
         secs = o.fault_seconds,
         ops = o.operations,

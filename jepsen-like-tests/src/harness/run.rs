@@ -14,10 +14,11 @@ use licd_raft::license_file::{LicenseFile, encode_public_key, generate_signing_k
 use licd_raft::types::{LicenseId, Timestamp};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde::Serialize;
 
 use super::cluster::Cluster;
+use super::fault::Fault;
 use super::nemesis::Nemesis;
+use super::outcome::RunOutcome;
 use super::report;
 use super::workload::{self, LICENSE_ID, MAX_CORES, MIN_CORES_PER_NODE, Recorder};
 use crate::checker::{self, CheckConfig};
@@ -31,7 +32,7 @@ pub struct RunSpec {
     /// The licd binary.
     pub bin: PathBuf,
     /// The faults to draw from.
-    pub faults: Vec<&'static str>,
+    pub faults: Vec<Fault>,
     /// How long faults are injected.
     pub time: Duration,
     /// The seed of the fault schedule and the workload.
@@ -42,27 +43,6 @@ pub struct RunSpec {
     pub out: PathBuf,
     /// The largest clock skew, in minutes.
     pub max_skew_minutes: i64,
-}
-
-/// What a run found.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunOutcome {
-    /// The run's name.
-    pub name: String,
-    /// Its directory.
-    pub dir: PathBuf,
-    /// The faults drawn from.
-    pub faults: Vec<String>,
-    /// The seed.
-    pub seed: u64,
-    /// Client operations recorded.
-    pub operations: usize,
-    /// Faults injected.
-    pub faults_injected: usize,
-    /// Seconds with a fault active.
-    pub fault_seconds: f64,
-    /// Every checker's verdict.
-    pub report: checker::Report,
 }
 
 /// The license of harness runs.
@@ -195,7 +175,7 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
     let outcome = RunOutcome {
         name: spec.name.clone(),
         dir: dir.clone(),
-        faults: spec.faults.iter().map(|f| f.to_string()).collect(),
+        faults: spec.faults.clone(),
         seed: spec.seed,
         operations: history.ops.len(),
         faults_injected: injected,

@@ -17,6 +17,7 @@ use licd_raft::types::{Cores, LicenseId, MacAddr, NodeName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::fault::Fault;
 use crate::history::{AllocateInput, ErrorValue, Event, EventKind, F, FaultValue, Input, Output};
 
 /// The application servers of the workload: name, cores, MAC.
@@ -73,14 +74,14 @@ impl Recorder {
     }
 
     /// A nemesis event.
-    pub fn nemesis(&self, f: F, fault: &str, detail: Option<String>) {
+    pub fn nemesis(&self, f: F, fault: Fault, detail: Option<String>) {
         self.record(|i, t| {
             Event::nemesis(
                 i,
                 t,
                 f,
                 FaultValue {
-                    fault: fault.to_string(),
+                    fault: fault.name().to_string(),
                     detail,
                 },
             )

@@ -4,8 +4,8 @@
 use std::fs::File;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use licd_raft::RaftNodeId;
@@ -13,6 +13,7 @@ use licd_raft::RaftNodeId;
 use super::STOP_GRACE;
 use super::prepare::Prepared;
 use crate::cli::output::human_duration_ms;
+use crate::process::{SpawnOptions, Supervised, terminate_all};
 
 /// One child `licd serve` process.
 pub(super) struct DevNode {
@@ -21,7 +22,7 @@ pub(super) struct DevNode {
     pub(super) config: PathBuf,
     pub(super) log: PathBuf,
     pub(super) pid: u32,
-    child: Child,
+    child: Supervised,
     exit: Option<ExitStatus>,
 }
 
@@ -36,7 +37,7 @@ impl Children {
         let mut out = Vec::new();
         for n in &mut self.nodes {
             if n.exit.is_none()
-                && let Ok(Some(status)) = n.child.try_wait()
+                && let Ok(Some(status)) = n.child.try_exit()
             {
                 n.exit = Some(status);
                 out.push((n.id, n.pid, status, n.log.clone()));
@@ -52,35 +53,28 @@ impl Children {
     /// Stops every running child: SIGTERM, up to `grace` to exit, then SIGKILL. Returns a
     /// line per child that was running.
     pub(super) fn stop(&mut self, grace: Duration) -> Vec<String> {
-        let mut report = Vec::new();
         self.newly_exited();
-        let stopping: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].exit.is_none())
-            .collect();
-        for &i in &stopping {
-            terminate(&mut self.nodes[i].child);
-        }
-        let started = Instant::now();
-        while started.elapsed() < grace && self.running() > 0 {
-            std::thread::sleep(Duration::from_millis(50));
-            self.newly_exited();
-        }
-        for &i in &stopping {
-            let n = &mut self.nodes[i];
-            match n.exit {
-                Some(status) => report.push(format!(
-                    "node {} (pid {}) stopped{}",
-                    n.id,
-                    n.pid,
-                    if status.success() {
-                        String::new()
-                    } else {
-                        format!(" ({})", describe_status(status))
-                    }
-                )),
-                None => {
-                    let _ = n.child.kill();
-                    n.exit = n.child.wait().ok();
+        let mut stopping: Vec<&mut DevNode> =
+            self.nodes.iter_mut().filter(|n| n.exit.is_none()).collect();
+        let stopped = terminate_all(stopping.iter_mut().map(|n| &mut n.child), grace);
+        let mut report = Vec::new();
+        for (n, stopped) in stopping.into_iter().zip(stopped) {
+            match stopped {
+                Ok(stopped) if !stopped.killed => {
+                    n.exit = Some(stopped.status);
+                    report.push(format!(
+                        "node {} (pid {}) stopped{}",
+                        n.id,
+                        n.pid,
+                        if stopped.status.success() {
+                            String::new()
+                        } else {
+                            format!(" ({})", describe_status(stopped.status))
+                        }
+                    ));
+                }
+                killed => {
+                    n.exit = killed.ok().map(|s| s.status);
                     report.push(format!(
                         "node {} (pid {}) did not stop within {}; killed",
                         n.id,
@@ -102,22 +96,6 @@ impl Drop for Children {
             }
         }
     }
-}
-
-/// Asks a child to stop: SIGTERM where there are signals, a kill elsewhere.
-fn terminate(child: &mut Child) {
-    #[cfg(unix)]
-    {
-        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-            // SAFETY: kill has no memory effects; the child is not yet reaped (we hold its
-            // handle and have not seen it exit), so the pid still names it.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            return;
-        }
-    }
-    let _ = child.kill();
 }
 
 pub(super) fn describe_status(status: ExitStatus) -> String {
@@ -181,38 +159,22 @@ pub(super) fn spawn_nodes(p: &Prepared, children: &mut Children) -> anyhow::Resu
         cmd.env("LICD_ADMIN_TOKEN", &p.admin_token)
             .env("LICD_CLUSTER_SECRET", &p.cluster_secret)
             .env("NO_COLOR", "1");
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt as _;
+        let options = SpawnOptions {
             // Own process group: Ctrl-C reaches licd dev, which stops the nodes in order.
-            cmd.process_group(0);
-            #[cfg(target_os = "linux")]
-            {
-                // SAFETY: getpid is async-signal-safe and runs before the fork.
-                let parent = unsafe { libc::getpid() };
-                // SAFETY: the closure runs between fork and exec and only calls the
-                // async-signal-safe prctl, getppid and _exit.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        // If licd dev dies without stopping the nodes, they get SIGTERM.
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                        if libc::getppid() != parent {
-                            libc::_exit(1);
-                        }
-                        Ok(())
-                    });
-                }
-            }
-        }
-        let child = cmd
-            .spawn()
+            own_group: true,
+            // If licd dev dies without stopping the nodes, they get SIGTERM.
+            #[cfg(unix)]
+            parent_death_signal: Some(libc::SIGTERM),
+            ..SpawnOptions::default()
+        };
+        let child = Supervised::spawn(&mut cmd, options)
             .with_context(|| format!("cannot start {} serve", exe.display()))?;
         children.nodes.push(DevNode {
             id: *id,
             addr: listen.to_string(),
             config: config.clone(),
             log: log.clone(),
-            pid: child.id(),
+            pid: child.pid(),
             child,
             exit: None,
         });
