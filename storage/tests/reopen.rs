@@ -36,7 +36,7 @@ fn license() -> License {
 
 fn request(n: u64, command: Command) -> Request {
     Request {
-        time: Timestamp(1_000 * n),
+        time: Some(Timestamp(1_000 * n)),
         request_id: RequestId::new(format!("req-{n}")).unwrap(),
         command,
     }
@@ -202,6 +202,8 @@ async fn an_installed_snapshot_survives_a_reopen_and_a_bad_one_is_refused() {
 #[tokio::test]
 async fn a_corrupt_stored_snapshot_is_an_open_error_not_a_panic() {
     let dir = TempDir::new().unwrap();
+    // A database of this format (marked by a first open) whose snapshot is then corrupted.
+    drop(open(dir.path()));
     {
         let db = sled::open(dir.path()).unwrap();
         db.open_tree("snapshot")
@@ -214,4 +216,116 @@ async fn a_corrupt_stored_snapshot_is_an_open_error_not_a_panic() {
         .err()
         .expect("open must fail");
     assert!(err.to_string().contains("snapshot"), "{err}");
+}
+
+#[tokio::test]
+async fn a_database_without_a_format_marker_but_with_data_is_refused_as_version_1() {
+    let dir = TempDir::new().unwrap();
+    {
+        // A database as the format before the marker wrote it: a log, a vote, no `format`.
+        let (mut log, _sm) = open(dir.path());
+        log.save_vote(&Vote::new(3, 1)).await.unwrap();
+        log.blocking_append(entries(5)).await.unwrap();
+        log.flush().await.unwrap();
+    }
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        assert!(
+            meta.remove("format").unwrap().is_some(),
+            "a new database is marked"
+        );
+        db.flush().unwrap();
+    }
+    for _ in 0..2 {
+        // Refused, and refused again: the refusal writes no marker of its own.
+        let err = licd_storage::open(dir.path())
+            .err()
+            .expect("an unmarked database with data must not open");
+        assert!(matches!(err, licd_storage::OpenError::Format(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "stored format version 1, but this licd reads version {} only",
+                licd_storage::format::FORMAT_VERSION
+            )),
+            "{text}"
+        );
+    }
+    // The refusal left the data as it was.
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(db.open_tree("log").unwrap().len(), 6);
+    assert!(
+        db.open_tree("meta")
+            .unwrap()
+            .get("format")
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn an_empty_unmarked_database_opens_and_is_marked() {
+    let dir = TempDir::new().unwrap();
+    drop(sled::open(dir.path()).unwrap());
+    {
+        let (mut log, _sm) = open(dir.path());
+        log.save_vote(&Vote::new(1, 1)).await.unwrap();
+        log.flush().await.unwrap();
+    }
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let marker = db.open_tree("meta").unwrap().get("format").unwrap();
+        let marker: u32 = licd_raft::codec::decode(&marker.expect("marked")).unwrap();
+        assert_eq!(marker, licd_storage::format::FORMAT_VERSION);
+    }
+    let (mut log, _sm) = open(dir.path());
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(1, 1)));
+}
+
+#[tokio::test]
+async fn a_snapshot_of_another_format_version_is_refused_by_install() {
+    let leader_dir = TempDir::new().unwrap();
+    let follower_dir = TempDir::new().unwrap();
+    let (_log, mut leader) = open(leader_dir.path());
+    leader.apply(entries(12)).await.unwrap();
+    let snapshot = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let data = snapshot.snapshot.get_ref().clone();
+    let version = licd_storage::format::FORMAT_VERSION;
+    assert_eq!(
+        data[..4],
+        version.to_le_bytes(),
+        "snapshot data opens with the version"
+    );
+
+    let (_log, mut follower) = open(follower_dir.path());
+    for other in [1u32, version + 1] {
+        let mut bytes = data.clone();
+        bytes[..4].copy_from_slice(&other.to_le_bytes());
+        let err = follower
+            .install_snapshot(&snapshot.meta, Box::new(std::io::Cursor::new(bytes)))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("stored format version {other}")),
+            "{err}"
+        );
+        assert_eq!(follower.applied_state().await.unwrap().0, None);
+        assert!(follower.get_current_snapshot().await.unwrap().is_none());
+    }
+    // The same snapshot in this build's version installs.
+    follower
+        .install_snapshot(&snapshot.meta, Box::new(std::io::Cursor::new(data)))
+        .await
+        .unwrap();
+    assert_eq!(
+        follower.applied_state().await.unwrap().0,
+        snapshot.meta.last_log_id
+    );
 }
