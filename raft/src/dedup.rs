@@ -106,7 +106,9 @@ mod tests {
     fn applied(at: u64) -> Applied {
         Applied {
             at: Timestamp(at),
-            command: Command::Tick,
+            command: Command::Release {
+                node: crate::types::NodeName::new("a").unwrap(),
+            },
             response: Ok(Outcome::Noop),
         }
     }

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use licd_raft::codec::{decode, encode};
-use licd_raft::command::{Allocate, Allocation, CoreFigures, Grant, Rejection};
+use licd_raft::command::{
+    Allocate, Allocation, CoreFigures, Grant, LeaseCheckpoint, LeaseRef, Rejection,
+};
 use licd_raft::license::License;
 use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp};
 use licd_raft::{Code, Command, Outcome, Request, Response, TypeConfig};
@@ -80,14 +82,32 @@ fn requests() -> Vec<Request> {
             cores: Cores::new(8).unwrap(),
             lease_ttl: LeaseTtl::from_millis(30_000).unwrap(),
         }),
-        Command::Heartbeat { node: node.clone() },
-        Command::Release { node },
-        Command::Tick,
+        Command::Release { node: node.clone() },
+        Command::Checkpoint {
+            leases: vec![
+                LeaseCheckpoint {
+                    node: node.clone(),
+                    grant: 7,
+                    remaining_ms: 29_500,
+                },
+                LeaseCheckpoint {
+                    node: NodeName::new("app-2").unwrap(),
+                    grant: u64::MAX,
+                    remaining_ms: 0,
+                },
+            ],
+        },
+        Command::Checkpoint { leases: vec![] },
+        Command::Expire {
+            leases: vec![LeaseRef { node, grant: 7 }],
+        },
+        Command::Expire { leases: vec![] },
     ]
     .into_iter()
     .enumerate()
     .map(|(i, command)| Request {
-        time: Timestamp(1_700_000_000_000 + i as u64),
+        // Every other entry carries no time: the voters' clocks did not agree.
+        time: (i % 2 == 0).then(|| Timestamp(1_700_000_000_000 + i as u64)),
         request_id: RequestId::new(format!("r-{i}")).unwrap(),
         command,
     })
@@ -102,7 +122,8 @@ fn responses() -> Vec<Response> {
         counted_cores: 4,
         lease_ttl: LeaseTtl::from_millis(30_000).unwrap(),
         allocated_at: Timestamp(5),
-        lease_expires_at: Timestamp(30_005),
+        grant: 41,
+        remaining_ms: 12_345,
     };
     vec![
         Ok(Outcome::Noop),
@@ -117,9 +138,14 @@ fn responses() -> Vec<Response> {
             node: NodeName::new("app-1").unwrap(),
             freed: Some(allocation),
         }),
-        Ok(Outcome::Ticked {
-            expired: vec![NodeName::new("app-2").unwrap()],
+        Ok(Outcome::Checkpointed { updated: 2 }),
+        Ok(Outcome::Expired {
+            expired: vec![
+                NodeName::new("app-2").unwrap(),
+                NodeName::new("app-3").unwrap(),
+            ],
         }),
+        Ok(Outcome::Expired { expired: vec![] }),
         Err(Rejection {
             figures: Some(CoreFigures {
                 requested: 8,

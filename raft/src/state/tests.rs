@@ -1,14 +1,15 @@
 //! What the scripts of the license rules (`tests/scripts/*.txt`, run by `tests/scripts.rs`)
-//! cannot see: the derived indexes inside a snapshot, and properties that hold over random
+//! cannot see: the derived index inside a snapshot, the grant counter, and properties that hold over random
 //! command sequences rather than over one written case.
 //!
 //! Every rule of [`LicenseState::apply`], and the license check and usage report, is a case of
 //! those scripts; after every request there the runner also checks that the state equals its
-//! own snapshot round trip, which is how the scripts see that the indexes agree with the
+//! own snapshot round trip, which is how the scripts see that the index agrees with the
 //! allocations.
 
 use super::*;
 use crate::codec::{decode, encode};
+use crate::command::{LeaseCheckpoint, LeaseRef};
 use crate::license::tests::sample;
 use crate::types::{Cores, LeaseTtl, MacAddr, RequestId};
 
@@ -42,8 +43,9 @@ fn allocate_on(license: &str, node_name: &str, mac_last: u8, cores: u32, ttl: u6
     })
 }
 
-/// A state with two licenses, live allocations, a renewed lease and remembered outcomes,
-/// including a rejection: the state the snapshot script (`snapshots.txt`) builds.
+/// A state with two licenses, live allocations, a checkpointed lease, an expired one and
+/// remembered outcomes, including a rejection: close to the state the snapshot script
+/// (`snapshots.txt`) builds.
 fn busy_state() -> LicenseState {
     let small = License {
         id: lid("lic-2"),
@@ -52,25 +54,47 @@ fn busy_state() -> LicenseState {
         allowed_macs: [mac(3), mac(4)].into(),
         ..sample()
     };
+    let checkpoint = Command::Checkpoint {
+        leases: vec![LeaseCheckpoint {
+            node: node("a"),
+            grant: 0,
+            remaining_ms: 30_000,
+        }],
+    };
+    let expire = Command::Expire {
+        leases: vec![LeaseRef {
+            node: node("e"),
+            grant: 3,
+        }],
+    };
     let log = [
-        (T0, "install-1", Command::InstallLicense(sample())),
-        (T0, "install-2", Command::InstallLicense(small)),
-        (T0, "alloc-a", allocate_on("lic-1", "a", 1, 1, 60_000)),
-        (T0, "alloc-b", allocate_on("lic-1", "b", 2, 6, 3_600_000)),
-        (T0, "alloc-c", allocate_on("lic-2", "c", 3, 3, 60_000)),
-        (T0, "alloc-d", allocate_on("lic-2", "d", 1, 3, 60_000)),
-        (T0 + 10_000, "hb-a", Command::Heartbeat { node: node("a") }),
+        (Some(T0), "install-1", Command::InstallLicense(sample())),
+        (Some(T0), "install-2", Command::InstallLicense(small)),
+        (Some(T0), "alloc-a", allocate_on("lic-1", "a", 1, 1, 60_000)),
+        (
+            Some(T0),
+            "alloc-b",
+            allocate_on("lic-1", "b", 2, 6, 3_600_000),
+        ),
+        (Some(T0), "alloc-c", allocate_on("lic-2", "c", 3, 3, 60_000)),
+        (Some(T0), "alloc-d", allocate_on("lic-2", "d", 1, 3, 60_000)),
+        (None, "alloc-e", allocate_on("lic-2", "e", 4, 2, 60_000)),
+        (Some(T0 + 10_000), "checkpoint-a", checkpoint),
+        (None, "expire-e", expire),
     ];
     let mut state = LicenseState::new();
     for (time, id, command) in log {
         let response = state.apply(&Request {
-            time: Timestamp(time),
+            time: time.map(Timestamp),
             request_id: rid(id),
             command,
         });
         // Every entry applies but d's, whose MAC lic-2 does not allow.
         assert_eq!(response.is_ok(), id != "alloc-d", "{id}: {response:?}");
     }
+    assert_eq!(state.clock(), Timestamp(T0 + 10_000));
+    assert_eq!(state.allocations()[&node("a")].remaining_ms, 30_000);
+    assert!(!state.allocations().contains_key(&node("e")));
     state
 }
 
@@ -80,16 +104,18 @@ fn the_state_survives_a_bincode_round_trip_with_its_indexes_rebuilt() {
     let bytes = encode(&state).unwrap();
     let restored: LicenseState = decode(&bytes).unwrap();
     assert_eq!(restored, state);
-    assert_eq!(restored.lease_order, state.lease_order);
     assert_eq!(restored.counted, state.counted);
-    assert_eq!(restored.lease_order.len(), 3);
     assert_eq!(restored.counted_cores(&lid("lic-1")), 10);
     assert_eq!(restored.counted_cores(&lid("lic-2")), 3);
+    // The grant counter and the change count travel with the snapshot: a restored replica
+    // numbers its next grant as the original does.
+    assert_eq!(restored.next_grant, 4);
+    assert_eq!(restored.allocation_changes(), 5);
+    assert_eq!(restored.allocation_changes(), state.allocation_changes());
     assert_eq!(encode(&restored).unwrap(), bytes);
 
-    // The indexes are not part of the snapshot.
+    // The index is not part of the snapshot.
     let mut stripped = state.clone();
-    stripped.lease_order.clear();
     stripped.counted.clear();
     assert_eq!(encode(&stripped).unwrap(), bytes);
 }
@@ -104,7 +130,9 @@ mod properties {
 
     use super::{lid, mac, node, rid};
     use crate::codec::{decode, encode};
-    use crate::command::{Allocate, Command, Request, Response};
+    use crate::command::{
+        Allocate, Code, Command, LeaseCheckpoint, LeaseRef, Outcome, Request, Response,
+    };
     use crate::license::License;
     use crate::state::LicenseState;
     use crate::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, Timestamp};
@@ -186,10 +214,60 @@ mod properties {
                         lease_ttl: LeaseTtl::from_millis(ttl).unwrap(),
                     })
                 }),
-            6 => arb_node().prop_map(|node| Command::Heartbeat { node }),
             3 => arb_node().prop_map(|node| Command::Release { node }),
-            3 => Just(Command::Tick),
+            // Leases named blindly: mostly grants that are gone or never were.
+            1 => prop::collection::vec(arb_lease_checkpoint(), 0..=3)
+                .prop_map(|leases| Command::Checkpoint { leases }),
+            1 => prop::collection::vec(arb_lease_ref(), 0..=3)
+                .prop_map(|leases| Command::Expire { leases }),
         ]
+    }
+
+    /// A grant number in the range the logs reach, so that some name a live grant.
+    fn arb_grant() -> impl Strategy<Value = u64> {
+        prop_oneof![8 => 0..40u64, 1 => Just(u64::MAX)]
+    }
+
+    /// A remaining time, sometimes above any ttl (the state caps it), sometimes none left.
+    fn arb_remaining() -> impl Strategy<Value = u64> {
+        prop_oneof![1 => Just(0u64), 6 => 0..=400_000u64, 1 => Just(u64::MAX)]
+    }
+
+    fn arb_lease_checkpoint() -> impl Strategy<Value = LeaseCheckpoint> {
+        (arb_node(), arb_grant(), arb_remaining()).prop_map(|(node, grant, remaining_ms)| {
+            LeaseCheckpoint {
+                node,
+                grant,
+                remaining_ms,
+            }
+        })
+    }
+
+    fn arb_lease_ref() -> impl Strategy<Value = LeaseRef> {
+        (arb_node(), arb_grant()).prop_map(|(node, grant)| LeaseRef { node, grant })
+    }
+
+    /// A lease named the way the leader names it: one of the allocations the state holds when
+    /// the log is built, by its grant (`age` 0) or by an earlier grant of that server (`age`
+    /// above 0: a proposal that a re-allocation overtook).
+    #[derive(Debug, Clone)]
+    struct Aimed {
+        pick: Index,
+        age: u64,
+        remaining_ms: u64,
+    }
+
+    fn arb_aimed() -> impl Strategy<Value = Aimed> {
+        (
+            any::<Index>(),
+            prop_oneof![3 => Just(0u64), 1 => 1..=3u64],
+            arb_remaining(),
+        )
+            .prop_map(|(pick, age, remaining_ms)| Aimed {
+                pick,
+                age,
+                remaining_ms,
+            })
     }
 
     #[derive(Debug, Clone)]
@@ -200,6 +278,10 @@ mod properties {
         Retry(Index),
         /// An earlier entry's id carrying another command.
         Reuse(Index, Command),
+        /// A checkpoint of leases the state holds, under a fresh id.
+        Checkpoint(Vec<Aimed>),
+        /// An expiration of leases the state holds, under a fresh id.
+        Expire(Vec<Aimed>),
     }
 
     fn arb_step() -> impl Strategy<Value = Step> {
@@ -207,27 +289,56 @@ mod properties {
             8 => arb_command().prop_map(Step::Fresh),
             2 => any::<Index>().prop_map(Step::Retry),
             1 => (any::<Index>(), arb_command()).prop_map(|(i, c)| Step::Reuse(i, c)),
+            2 => prop::collection::vec(arb_aimed(), 1..=3).prop_map(Step::Checkpoint),
+            1 => prop::collection::vec(arb_aimed(), 1..=2).prop_map(Step::Expire),
         ]
     }
 
     /// How far the leader's clock moves between entries: mostly forward by up to 20 seconds,
-    /// sometimes back, sometimes far enough forward for request ids to age out.
-    fn arb_delta() -> impl Strategy<Value = i64> {
+    /// sometimes back, sometimes far enough forward for request ids to age out. `None`: the
+    /// entry carries no time (the voters' clocks did not agree).
+    fn arb_delta() -> impl Strategy<Value = Option<i64>> {
         prop_oneof![
-            24 => 0..=20_000i64,
-            5 => -30_000..0i64,
-            1 => 300_000..=1_000_000i64,
+            24 => (0..=20_000i64).prop_map(Some),
+            5 => (-30_000..0i64).prop_map(Some),
+            1 => (300_000..=1_000_000i64).prop_map(Some),
+            5 => Just(None),
         ]
     }
 
-    fn build_log(setup: Vec<License>, steps: Vec<(i64, Step)>) -> Vec<Request> {
+    /// The leases `aimed` names in `state`: the allocation each picks, by the grant `age`
+    /// before its own (no lease when the state holds none).
+    fn aimed_leases(state: &LicenseState, aimed: &[Aimed]) -> Vec<(NodeName, u64, u64)> {
+        let held: Vec<(&NodeName, u64)> = state
+            .allocations()
+            .iter()
+            .map(|(node, a)| (node, a.grant))
+            .collect();
+        if held.is_empty() {
+            return Vec::new();
+        }
+        aimed
+            .iter()
+            .map(|a| {
+                let (node, grant) = held[a.pick.index(held.len())];
+                (node.clone(), grant.saturating_sub(a.age), a.remaining_ms)
+            })
+            .collect()
+    }
+
+    /// Builds the log, applying it to a state as it goes so that aimed steps name the grants
+    /// that state holds; the log itself is then a fixed input, replayed by the properties.
+    fn build_log(setup: Vec<License>, steps: Vec<(Option<i64>, Step)>) -> Vec<Request> {
         let setup = setup
             .into_iter()
-            .map(|license| (0, Step::Fresh(Command::InstallLicense(license))));
+            .map(|license| (Some(0), Step::Fresh(Command::InstallLicense(license))));
         let mut log: Vec<Request> = Vec::with_capacity(steps.len() + 2);
+        let mut state = LicenseState::new();
         let mut time = START;
         for (i, (delta, step)) in setup.chain(steps).enumerate() {
-            time = time.saturating_add_signed(delta);
+            if let Some(delta) = delta {
+                time = time.saturating_add_signed(delta);
+            }
             let fresh = rid(&format!("r{i}"));
             let (request_id, command) = match step {
                 Step::Fresh(command) => (fresh, command),
@@ -235,17 +346,37 @@ mod properties {
                     let earlier = &log[ix.index(log.len())];
                     (earlier.request_id.clone(), earlier.command.clone())
                 }
-                Step::Retry(_) => (fresh, Command::Tick),
+                Step::Retry(_) => (fresh, Command::Expire { leases: vec![] }),
                 Step::Reuse(ix, command) if !log.is_empty() => {
                     (log[ix.index(log.len())].request_id.clone(), command)
                 }
                 Step::Reuse(_, command) => (fresh, command),
+                Step::Checkpoint(aimed) => {
+                    let leases = aimed_leases(&state, &aimed)
+                        .into_iter()
+                        .map(|(node, grant, remaining_ms)| LeaseCheckpoint {
+                            node,
+                            grant,
+                            remaining_ms,
+                        })
+                        .collect();
+                    (fresh, Command::Checkpoint { leases })
+                }
+                Step::Expire(aimed) => {
+                    let leases = aimed_leases(&state, &aimed)
+                        .into_iter()
+                        .map(|(node, grant, _)| LeaseRef { node, grant })
+                        .collect();
+                    (fresh, Command::Expire { leases })
+                }
             };
-            log.push(Request {
-                time: Timestamp(time),
+            let request = Request {
+                time: delta.map(|_| Timestamp(time)),
                 request_id,
                 command,
-            });
+            };
+            let _response = state.apply(&request);
+            log.push(request);
         }
         log
     }
@@ -294,15 +425,92 @@ mod properties {
             prop_assert_eq!(a.counted_cores, license.counted_cores(a.cores.get()));
             prop_assert!(license.allowed_macs.contains(&a.mac));
             prop_assert!(
-                a.lease_expires_at > state.clock(),
-                "{} outlived its lease",
+                a.remaining_ms <= a.lease_ttl.as_millis(),
+                "{} has {} ms left of a {} ms lease",
+                name,
+                a.remaining_ms,
+                a.lease_ttl.as_millis()
+            );
+            prop_assert!(
+                a.grant < state.next_grant,
+                "{} holds a grant not yet given",
                 name
             );
             prop_assert!(a.allocated_at <= state.clock());
         }
+        let grants: BTreeSet<u64> = state.allocations().values().map(|a| a.grant).collect();
+        prop_assert_eq!(
+            grants.len(),
+            state.allocations().len(),
+            "a grant is held twice"
+        );
         let mut rebuilt = state.clone();
         rebuilt.rebuild_indexes();
         prop_assert_eq!(&rebuilt, state, "the derived indexes drifted");
+        Ok(())
+    }
+
+    /// What a checkpoint or an expiration did, against what it names: a checkpoint sets the
+    /// remaining time (capped at the ttl) of the named grants that exist and changes nothing
+    /// else; an expiration removes exactly those and changes nothing else; neither is
+    /// remembered. Under an id already used they are refused and change no allocation.
+    fn check_lease_entry(
+        before: &LicenseState,
+        after: &LicenseState,
+        request: &Request,
+        response: &Response,
+    ) -> Result<(), TestCaseError> {
+        let named = |node: &NodeName, grant: u64| {
+            before
+                .allocations()
+                .get(node)
+                .is_some_and(|a| a.grant == grant)
+        };
+        let mut expected = before.allocations().clone();
+        let expected_outcome = match &request.command {
+            Command::Checkpoint { leases } => {
+                let mut updated = 0;
+                for c in leases {
+                    if named(&c.node, c.grant) {
+                        let a = expected.get_mut(&c.node).unwrap();
+                        a.remaining_ms = c.remaining_ms.min(a.lease_ttl.as_millis());
+                        updated += 1;
+                    }
+                }
+                Outcome::Checkpointed { updated }
+            }
+            Command::Expire { leases } => {
+                let mut expired = Vec::new();
+                for l in leases {
+                    if named(&l.node, l.grant) && expected.remove(&l.node).is_some() {
+                        expired.push(l.node.clone());
+                    }
+                }
+                Outcome::Expired { expired }
+            }
+            _ => return Ok(()),
+        };
+        prop_assert!(
+            after.remembered_requests() <= before.remembered_requests(),
+            "a lease entry was remembered"
+        );
+        prop_assert_eq!(after.licenses(), before.licenses());
+        prop_assert_eq!(after.next_grant, before.next_grant);
+        match response {
+            Err(rejection) => {
+                prop_assert_eq!(rejection.code, Code::RequestIdReused);
+                prop_assert_eq!(after.allocations(), before.allocations());
+            }
+            Ok(outcome) => {
+                prop_assert_eq!(outcome, &expected_outcome);
+                prop_assert_eq!(after.allocations(), &expected);
+                let removed = (before.allocations().len() - expected.len()) as u64;
+                prop_assert_eq!(
+                    after.allocation_changes(),
+                    before.allocation_changes() + removed
+                );
+            }
+        }
         Ok(())
     }
 
@@ -316,10 +524,13 @@ mod properties {
         fn counted_cores_match_the_allocations_and_never_exceed_max_cores(log in arb_log()) {
             let mut state = LicenseState::new();
             for request in &log {
-                let clock = state.clock();
-                let _response = state.apply(request);
-                prop_assert_eq!(state.clock(), clock.max(request.time));
+                let before = state.clone();
+                let response = state.apply(request);
+                // The clock moves only with a time, and never back.
+                let clock = request.time.map_or(before.clock(), |t| before.clock().max(t));
+                prop_assert_eq!(state.clock(), clock);
                 check_invariants(&state)?;
+                check_lease_entry(&before, &state, request, &response)?;
             }
         }
 
