@@ -18,12 +18,14 @@
 //!
 //! # Commands
 //!
-//! Each command may start with `@<time>`, the cluster time in milliseconds the leader stamps
-//! the request with (for a query, the caller's `now`). The time sticks: a command without `@`
-//! runs at the time of the one before. `req=<id>` gives the request id; without it, each
-//! request gets a fresh one (`req-1`, `req-2`, ... within the case). Numbers may group digits
-//! with `_`. A MAC address is written as a number `n`, standing for `02:00:00:00:00:<n>` (the
-//! default license allows 1, 2 and 3), or in full.
+//! Each command may start with `@<time>`, the calendar time in milliseconds the leader stamps
+//! the request with (the voters' agreed time; for a query, the caller's `now`). The time
+//! sticks: a command without `@` runs at the time of the one before. A request may instead
+//! start with `@-`: it carries no time (the voters' clocks did not agree), and the script
+//! time stays what it was for the commands after it. `req=<id>` gives the request id;
+//! without it, each request gets a fresh one (`req-1`, `req-2`, ... within the case).
+//! Numbers may group digits with `_`. A MAC address is written as a number `n`, standing for
+//! `02:00:00:00:00:<n>` (the default license allows 1, 2 and 3), or in full.
 //!
 //! Requests, applied with `LicenseState::apply`:
 //! - `install [license=lic-1] [serial=1] [issued=1000] [expires=1000000000|never] [max=16]
@@ -33,13 +35,27 @@
 //! - `remove <license>`: remove a license.
 //! - `allocate <node> mac=<mac> cores=<n> [ttl=60000] [license=<id>]`: allocate a server's
 //!   cores, from the only license unless `license=` names one.
-//! - `heartbeat <node>`, `release <node>`, `tick`.
+//! - `release <node>`.
+//! - `checkpoint <node>=<grant>:<remaining_ms> ...`: record the lease time the leader
+//!   measured for each named grant (`checkpoint a=0:30_000 b=1:5_000`); none named is an
+//!   empty checkpoint.
+//! - `expire <node>=<grant> ...`: end the named grants (`expire a=0`); none named is an empty
+//!   expiration, which still carries a time.
 //! - `repeat <count> <request>`: the request `count` times under fresh ids; prints each
 //!   distinct response once, after `<count> times:`.
 //!
-//! Queries and checks:
-//! - `check <node> [mac=<mac>]`: the license check at the command's time.
-//! - `usage [<license>]`: the usage report of one license, or of all.
+//! There is no heartbeat request: a heartbeat is not a log entry, the leader renews the lease
+//! on its own clock after asking `renewable`.
+//!
+//! Queries and checks (a query needs a time, so `@-` is refused on one):
+//! - `check <node> [mac=<mac>] [left=<ms>]`: the license check at the command's time, with
+//!   `left` the lease time the leader measures for the server (by default the allocation's
+//!   checkpointed `remaining_ms`).
+//! - `usage [<license>] [left=<node>:<ms>,...]`: the usage report of one license, or of all,
+//!   with the lease time the leader measures for the servers named (the others: their
+//!   checkpointed `remaining_ms`).
+//! - `renewable <node>`: whether the leader may renew the server's lease at the command's
+//!   time: the allocation and its license's `max_cores`, or the refusal.
 //! - `state`: the state's digest (below), whole.
 //! - `snapshot`: encodes the state, decodes it, and checks that the copy is equal and
 //!   encodes to the same bytes. From then on every command also runs on the copy, and the
@@ -47,11 +63,13 @@
 //!
 //! # Output
 //!
-//! A request prints its `Outcome` (`allocated a: ...`, `released a: freed=none`, `ticked:
-//! expired=a,b`, ...) or its `Rejection` with code, exact message and, for
-//! `CPU_LIMIT_EXHAUSTED`, the figures. Then it prints how the state's digest changed. The
-//! digest is the clock, the earliest lease expiry and the number of remembered request ids,
-//! every license (with the cores counted against it) and every allocation: `+ alloc c: ...`
+//! A request prints its `Outcome` (`allocated a: ...`, `released a: freed=none`,
+//! `checkpointed: updated=1`, `expired: ended=a,b`, ...) or its `Rejection` with code, exact
+//! message and, for `CPU_LIMIT_EXHAUSTED`, the figures. Then it prints how the state's digest
+//! changed. The digest is the clock, the number of allocation changes (each allocation added
+//! or removed counts one, `LicenseState::allocation_changes`) and the number of remembered
+//! request ids, every license (with the cores counted against it) and every allocation (with
+//! its `grant` number and its checkpointed `remaining` lease time): `+ alloc c: ...`
 //! appeared, `- alloc a` went, `~ license lic-1: counted=12->16` changed (only the fields
 //! that did), one `~` line for the scalars, and `= unchanged` when nothing changed at all.
 //! A refusal therefore shows that it changed nothing but the exactly-once table:
@@ -64,10 +82,10 @@
 //! > ~ clock=0->10000 remembered=0->1
 //! allocate a mac=1 cores=12
 //! > allocated a: replaced=false allocated_cores=12 licensed_cores=16
-//! >   allocation: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 expires=70000
+//! >   allocation: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 grant=0 remaining=60000
 //! > ~ license lic-1: counted=0->12
-//! > + alloc a: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 expires=70000
-//! > ~ next_expiry=none->70000 remembered=1->2
+//! > + alloc a: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 grant=0 remaining=60000
+//! > ~ changes=0->1 remembered=1->2
 //! allocate b mac=2 cores=5
 //! > rejected CPU_LIMIT_EXHAUSTED: "CPU limit exhausted. Can't allocate more CPUs." requested=5 available=4 licensed=16
 //! > ~ remembered=2->3
@@ -76,8 +94,8 @@
 //! A query prints its whole answer: every field of a `CheckResult` or a `Usage`.
 //!
 //! After every request the runner also checks that the state equals its own snapshot round
-//! trip, which rebuilds the derived indexes (lease order, counted cores) from the
-//! allocations: an index that drifted fails the script at that line.
+//! trip, which rebuilds the derived index (counted cores) from the allocations: an index that
+//! drifted fails the script at that line.
 //!
 //! # Running and updating
 //!
@@ -150,10 +168,10 @@ install
 > ~ clock=0->10000 remembered=0->1
 allocate a mac=1 cores=12
 > allocated a: replaced=false allocated_cores=12 licensed_cores=16
->   allocation: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 expires=70000
+>   allocation: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 grant=0 remaining=60000
 > ~ license lic-1: counted=0->12
-> + alloc a: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 expires=70000
-> ~ next_expiry=none->70000 remembered=1->2
+> + alloc a: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 grant=0 remaining=60000
+> ~ changes=0->1 remembered=1->2
 allocate b mac=2 cores=5
 > rejected CPU_LIMIT_EXHAUSTED: \"CPU limit exhausted. Can't allocate more CPUs.\" requested=5 available=4 licensed=16
 > ~ remembered=2->3
@@ -196,9 +214,9 @@ fn the_runner_fails_missing_and_extra_golden_lines() {
     let missing = GOOD.replace("> ~ remembered=2->3\n", "");
     let diff = script::check("missing.txt", &missing).unwrap_err();
     assert!(diff.contains("+ > ~ remembered=2->3\n"), "{diff}");
-    let extra = format!("{GOOD}> ticked: expired=none\n");
+    let extra = format!("{GOOD}> expired: ended=none\n");
     let diff = script::check("extra.txt", &extra).unwrap_err();
-    assert!(diff.contains("- > ticked: expired=none\n"), "{diff}");
+    assert!(diff.contains("- > expired: ended=none\n"), "{diff}");
 }
 
 #[test]
@@ -210,6 +228,18 @@ fn a_line_that_cannot_run_fails_with_the_script_and_line() {
     let missing = GOOD.replace("allocate b mac=2 cores=5", "allocate b mac=2");
     let error = script::check("missing.txt", &missing).unwrap_err();
     assert!(error.contains("`allocate` needs cores="), "{error}");
+    // A lease named without its grant or its remaining time, and a query without a time.
+    let lease = format!("{GOOD}checkpoint a=0\n");
+    let error = script::check("lease.txt", &lease).unwrap_err();
+    assert!(error.starts_with("lease.txt:16: checkpoint a=0"), "{error}");
+    assert!(
+        error.contains("is not <server>=<grant>:<remaining_ms>"),
+        "{error}"
+    );
+    let error = script::check("lease.txt", &format!("{GOOD}expire a\n")).unwrap_err();
+    assert!(error.contains("\"a\" is not <server>=<grant>"), "{error}");
+    let error = script::check("query.txt", &format!("{GOOD}@- check a\n")).unwrap_err();
+    assert!(error.contains("`check` is asked at a time"), "{error}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! What the scripts of the license rules (`tests/scripts/*.txt`, run by `tests/scripts.rs`)
-//! cannot see: the derived index inside a snapshot, the grant counter, and properties that hold over random
-//! command sequences rather than over one written case.
+//! cannot see: the derived index and the grant counter inside a snapshot, and properties that
+//! hold over random command sequences rather than over one written case.
 //!
 //! Every rule of [`LicenseState::apply`], and the license check and usage report, is a case of
 //! those scripts; after every request there the runner also checks that the state equals its
@@ -118,6 +118,25 @@ fn the_state_survives_a_bincode_round_trip_with_its_indexes_rebuilt() {
     let mut stripped = state.clone();
     stripped.counted.clear();
     assert_eq!(encode(&stripped).unwrap(), bytes);
+}
+
+#[test]
+fn renewable_refuses_an_allocation_whose_license_is_not_installed() {
+    // No log reaches this state (removing a license releases its allocations), so it is
+    // built by hand: the heartbeat scripts cannot show this refusal.
+    let mut state = busy_state();
+    assert!(state.renewable(&node("c"), Timestamp(T0)).is_ok());
+    state.licenses.remove(&lid("lic-2"));
+    let refused = state.renewable(&node("c"), Timestamp(T0)).unwrap_err();
+    assert_eq!(refused.code, Code::LicenseNotFound);
+    // The other refusals, for comparison: no allocation, and a license past its date.
+    let refused = state.renewable(&node("z"), Timestamp(T0)).unwrap_err();
+    assert_eq!(refused.code, Code::NotAllocated);
+    let expiry = sample().expires_at.unwrap();
+    let refused = state.renewable(&node("a"), expiry).unwrap_err();
+    assert_eq!(refused.code, Code::LicenseExpired);
+    let (allocation, max_cores) = state.renewable(&node("a"), Timestamp(T0)).unwrap();
+    assert_eq!((allocation.grant, max_cores), (0, sample().max_cores));
 }
 
 // Properties over random logs.

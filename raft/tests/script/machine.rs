@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use licd_raft::codec::{decode, encode};
-use licd_raft::command::Allocate;
+use licd_raft::command::{Allocate, Allocation, LeaseCheckpoint, LeaseRef};
 use licd_raft::license::License;
 use licd_raft::types::{Cores, LeaseTtl, LicenseId, NodeName, RequestId, Timestamp};
 use licd_raft::{Command, LicenseState, Request, Response};
@@ -24,7 +24,7 @@ const DEFAULT_TTL: u64 = 60_000;
 /// restored copy once a `snapshot` made one.
 pub struct Machine {
     state: LicenseState,
-    /// The time of the next command unless it gives `@<time>`.
+    /// The time of the next command unless it gives `@<time>` or `@-`.
     time: u64,
     /// Numbers the request ids of commands that give no `req=`.
     requests: u64,
@@ -32,10 +32,25 @@ pub struct Machine {
     restored: Option<LicenseState>,
 }
 
+/// What a line's `@` says about the time its request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    /// No `@`: the script time, as the command before left it.
+    Same,
+    /// `@<time>`: this time, from now on.
+    At(u64),
+    /// `@-`: no time at all (the voters' clocks did not agree); the script time stays.
+    NoTime,
+}
+
+/// The verbs whose words are all positional, in order, `=` included: the leases that
+/// `checkpoint` and `expire` name, and the command that `repeat` repeats.
+const ORDERED_VERBS: [&str; 3] = ["checkpoint", "expire", "repeat"];
+
 /// One command line, split into words: `@<time>` and `req=<id>` taken out, the first other
 /// word the verb, then positional words and `key=value` options.
 struct Line {
-    time: Option<u64>,
+    time: Stamp,
     request_id: Option<String>,
     verb: String,
     positional: Vec<String>,
@@ -45,7 +60,7 @@ struct Line {
 impl Line {
     fn parse(text: &str) -> Result<Line, String> {
         let mut line = Line {
-            time: None,
+            time: Stamp::Same,
             request_id: None,
             verb: String::new(),
             positional: Vec::new(),
@@ -53,11 +68,16 @@ impl Line {
         };
         for word in split_words(text)? {
             if let Some(t) = word.strip_prefix('@') {
-                line.time = Some(number(t)?);
+                line.time = match t {
+                    "-" => Stamp::NoTime,
+                    t => Stamp::At(number(t)?),
+                };
             } else if let Some(id) = word.strip_prefix("req=") {
                 line.request_id = Some(id.to_string());
             } else if line.verb.is_empty() {
                 line.verb = word;
+            } else if ORDERED_VERBS.contains(&line.verb.as_str()) {
+                line.positional.push(word);
             } else if let Some((key, value)) = word.split_once('=') {
                 if line.options.insert(key.into(), value.into()).is_some() {
                     return Err(format!("option {key}= is given twice"));
@@ -229,6 +249,50 @@ fn allocate(line: &mut Line) -> Result<Command, String> {
     }))
 }
 
+/// `<node>=<grant>`: one grant of one server, as `expire` names it.
+fn lease_ref(word: &str) -> Result<LeaseRef, String> {
+    let (name, grant) = word
+        .split_once('=')
+        .ok_or_else(|| format!("{word:?} is not <server>=<grant>"))?;
+    Ok(LeaseRef {
+        node: node(name)?,
+        grant: number(grant)?,
+    })
+}
+
+/// `<node>=<grant>:<remaining_ms>`: a lease's remaining time, as `checkpoint` records it.
+fn lease_checkpoint(word: &str) -> Result<LeaseCheckpoint, String> {
+    let (lease, remaining) = word
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{word:?} is not <server>=<grant>:<remaining_ms>"))?;
+    let LeaseRef { node, grant } = lease_ref(lease)?;
+    Ok(LeaseCheckpoint {
+        node,
+        grant,
+        remaining_ms: number(remaining)?,
+    })
+}
+
+/// `left=<node>:<ms>,...`: the lease time the leader measures for some servers; the others
+/// have their checkpointed remaining time.
+fn measured_leases(spec: Option<String>) -> Result<BTreeMap<NodeName, u64>, String> {
+    let mut left = BTreeMap::new();
+    for part in spec.iter().flat_map(|s| s.split(',')) {
+        let (name, ms) = part
+            .split_once(':')
+            .ok_or_else(|| format!("{part:?} is not <server>:<remaining_ms>"))?;
+        if left.insert(node(name)?, number(ms)?).is_some() {
+            return Err(format!("left= names {name} twice"));
+        }
+    }
+    Ok(left)
+}
+
+/// The lease time the leader measures for one allocation: as given, or as checkpointed.
+fn measured(left: &BTreeMap<NodeName, u64>, node: &NodeName, allocation: &Allocation) -> u64 {
+    left.get(node).copied().unwrap_or(allocation.remaining_ms)
+}
+
 /// The command a request-carrying line stands for.
 fn command(line: &mut Line) -> Result<Command, String> {
     let command = match line.verb.as_str() {
@@ -237,16 +301,23 @@ fn command(line: &mut Line) -> Result<Command, String> {
             license: license_id(line.one_positional("license id")?)?,
         },
         "allocate" => allocate(line)?,
-        "heartbeat" => Command::Heartbeat {
-            node: node(line.one_positional("server name")?)?,
-        },
         "release" => Command::Release {
             node: node(line.one_positional("server name")?)?,
         },
-        "tick" => {
-            line.no_positional()?;
-            Command::Tick
-        }
+        "checkpoint" => Command::Checkpoint {
+            leases: line
+                .positional
+                .iter()
+                .map(|word| lease_checkpoint(word))
+                .collect::<Result<_, _>>()?,
+        },
+        "expire" => Command::Expire {
+            leases: line
+                .positional
+                .iter()
+                .map(|word| lease_ref(word))
+                .collect::<Result<_, _>>()?,
+        },
         other => return Err(format!("unknown command `{other}`")),
     };
     line.no_options_left()?;
@@ -267,31 +338,42 @@ impl Machine {
     /// Runs one command line; returns what it prints, or why the line or the run is wrong.
     pub fn run(&mut self, text: &str) -> Result<Vec<String>, String> {
         let mut line = Line::parse(text)?;
-        if let Some(t) = line.time {
+        if let Stamp::At(t) = line.time {
             self.time = t;
         }
+        let timed = line.time != Stamp::NoTime;
         let now = Timestamp(self.time);
-        let queries = ["check", "usage", "state", "snapshot", "repeat"];
+        let queries = ["check", "usage", "renewable", "state", "snapshot", "repeat"];
         if line.request_id.is_some() && queries.contains(&line.verb.as_str()) {
             return Err(format!("`{}` carries no request id", line.verb));
+        }
+        if !timed && line.verb != "repeat" && queries.contains(&line.verb.as_str()) {
+            return Err(format!(
+                "`{}` is asked at a time; `@-` is for requests",
+                line.verb
+            ));
         }
         match line.verb.as_str() {
             "check" => {
                 let node = node(line.one_positional("server name")?)?;
                 let mac = line.take("mac").map(|m| show::parse_mac(&m)).transpose()?;
+                let left = line.take_number("left")?;
                 line.no_options_left()?;
-                let result = self.state.check(&node, mac, now);
-                self.same_in_restored(|s| s.check(&node, mac, now), &result)?;
+                let remaining = |_: &NodeName, a: &Allocation| left.unwrap_or(a.remaining_ms);
+                let result = self.state.check(&node, mac, now, remaining);
+                self.same_in_restored(|s| s.check(&node, mac, now, remaining), &result)?;
                 Ok(show::check(&result))
             }
             "usage" => {
+                let left = measured_leases(line.take("left"))?;
                 line.no_options_left()?;
+                let remaining = |node: &NodeName, a: &Allocation| measured(&left, node, a);
                 let usages = match line.positional.as_slice() {
-                    [] => self.state.usage_all(now),
+                    [] => self.state.usage_all(now, remaining),
                     [id] => {
                         let id = license_id(id)?;
-                        let usage = self.state.usage(&id, now);
-                        self.same_in_restored(|s| s.usage(&id, now), &usage)?;
+                        let usage = self.state.usage(&id, now, remaining);
+                        self.same_in_restored(|s| s.usage(&id, now, remaining), &usage)?;
                         match usage {
                             None => return Ok(vec![format!("usage {id}: none")]),
                             Some(usage) => vec![usage],
@@ -299,12 +381,26 @@ impl Machine {
                     }
                     _ => return Err("`usage` takes at most one license id".into()),
                 };
-                self.same_in_restored(|s| s.usage_all(now), &self.state.usage_all(now))?;
+                self.same_in_restored(
+                    |s| s.usage_all(now, remaining),
+                    &self.state.usage_all(now, remaining),
+                )?;
                 if usages.is_empty() {
                     Ok(vec!["usage: none".into()])
                 } else {
                     Ok(usages.iter().flat_map(show::usage).collect())
                 }
+            }
+            "renewable" => {
+                let node = node(line.one_positional("server name")?)?;
+                line.no_options_left()?;
+                let answer = |s: &LicenseState| {
+                    s.renewable(&node, now)
+                        .map(|(allocation, max_cores)| (allocation.clone(), max_cores))
+                };
+                let result = answer(&self.state);
+                self.same_in_restored(answer, &result)?;
+                Ok(show::renewable(&node, &result))
             }
             "state" => {
                 line.no_positional()?;
@@ -318,40 +414,50 @@ impl Machine {
             }
             "repeat" => {
                 // `repeat <count> <command> <arguments>`: the words after the count are the
-                // repeated command's.
-                let [count, verb, positional @ ..] = line.positional.as_slice() else {
+                // repeated command's, parsed as a line of their own (a word that had spaces
+                // in quotes is quoted again).
+                let [count, repeated @ ..] = line.positional.as_slice() else {
                     return Err("`repeat` takes a count and a command".into());
                 };
                 let count = number(count)?;
-                let mut inner = Line {
-                    time: None,
-                    request_id: None,
-                    verb: verb.clone(),
-                    positional: positional.to_vec(),
-                    options: std::mem::take(&mut line.options),
-                };
                 if count == 0 {
                     return Err("`repeat 0` does nothing".into());
                 }
+                let words: Vec<String> = repeated
+                    .iter()
+                    .map(|w| {
+                        if w.contains(char::is_whitespace) {
+                            format!("\"{w}\"")
+                        } else {
+                            w.clone()
+                        }
+                    })
+                    .collect();
+                let mut inner = Line::parse(&words.join(" "))?;
+                if inner.time != Stamp::Same || inner.request_id.is_some() {
+                    return Err("`@` and `req=` go before `repeat`".into());
+                }
                 let command = command(&mut inner)?;
-                let mut lines = self.apply(count, None, &command)?;
+                let mut lines = self.apply(count, None, timed, &command)?;
                 lines.insert(0, format!("{count} times:"));
                 Ok(lines)
             }
             _ => {
                 let request_id = line.request_id.take();
                 let command = command(&mut line)?;
-                self.apply(1, request_id, &command)
+                self.apply(1, request_id, timed, &command)
             }
         }
     }
 
-    /// Applies `command` `count` times at the script time; prints the responses (each
-    /// distinct one once, in order) and the change of the state over all of them.
+    /// Applies `command` `count` times at the script time (or with no time unless `timed`);
+    /// prints the responses (each distinct one once, in order) and the change of the state
+    /// over all of them.
     fn apply(
         &mut self,
         count: u64,
         request_id: Option<String>,
+        timed: bool,
         command: &Command,
     ) -> Result<Vec<String>, String> {
         let before = Digest::of(&self.state);
@@ -362,7 +468,7 @@ impl Machine {
                 .clone()
                 .unwrap_or_else(|| format!("req-{}", self.requests));
             let request = Request {
-                time: Timestamp(self.time),
+                time: timed.then_some(Timestamp(self.time)),
                 request_id: RequestId::new(id).map_err(|e| e.to_string())?,
                 command: command.clone(),
             };
@@ -388,8 +494,8 @@ impl Machine {
         Ok(lines)
     }
 
-    /// The derived indexes agree with the allocations: a state equals its own round trip
-    /// through a snapshot, which rebuilds them, and equality compares them too.
+    /// The derived index agrees with the allocations: a state equals its own round trip
+    /// through a snapshot, which rebuilds it, and equality compares it too.
     fn check_indexes(&self) -> Result<(), String> {
         let bytes = encode(&self.state).map_err(|e| e.to_string())?;
         let rebuilt: LicenseState = decode(&bytes).map_err(|e| e.to_string())?;

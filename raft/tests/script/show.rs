@@ -2,9 +2,9 @@
 //! follow every command. See the format description at the top of `tests/scripts.rs`.
 
 use licd_raft::LicenseState;
-use licd_raft::command::{Allocation, Grant, Outcome, Response};
+use licd_raft::command::{Allocation, Grant, Outcome, Rejection, Response};
 use licd_raft::query::{CheckResult, LicenseSummary, Usage};
-use licd_raft::types::{MacAddr, Timestamp};
+use licd_raft::types::{MacAddr, NodeName, Timestamp};
 
 /// The first five bytes of every MAC address a script writes as a bare number.
 const SHORT_MAC_PREFIX: [u8; 5] = [2, 0, 0, 0, 0];
@@ -61,7 +61,8 @@ fn allocation_fields(a: &Allocation) -> Vec<(&'static str, String)> {
         ("counted", a.counted_cores.to_string()),
         ("ttl", a.lease_ttl.as_millis().to_string()),
         ("at", time(a.allocated_at)),
-        ("expires", time(a.lease_expires_at)),
+        ("grant", a.grant.to_string()),
+        ("remaining", a.remaining_ms.to_string()),
     ]
 }
 
@@ -84,20 +85,23 @@ fn grant(verb: &str, g: &Grant) -> Vec<String> {
     ]
 }
 
+/// `rejected CODE: "message"`, with the figures of `CPU_LIMIT_EXHAUSTED`.
+fn rejection(r: &Rejection) -> String {
+    let mut line = format!("rejected {}: {:?}", r.code, r.message);
+    if let Some(f) = r.figures {
+        line += &format!(
+            " requested={} available={} licensed={}",
+            f.requested, f.available, f.licensed
+        );
+    }
+    line
+}
+
 /// The lines a response prints: the outcome, or the rejection with its code, exact message
 /// and figures.
 pub fn response(response: &Response) -> Vec<String> {
     let outcome = match response {
-        Err(r) => {
-            let mut line = format!("rejected {}: {:?}", r.code, r.message);
-            if let Some(f) = r.figures {
-                line += &format!(
-                    " requested={} available={} licensed={}",
-                    f.requested, f.available, f.licensed
-                );
-            }
-            return vec![line];
-        }
+        Err(r) => return vec![rejection(r)],
         Ok(outcome) => outcome,
     };
     match outcome {
@@ -116,7 +120,6 @@ pub fn response(response: &Response) -> Vec<String> {
             list(released, |n| n.to_string())
         )],
         Outcome::Allocated(g) => grant("allocated", g),
-        Outcome::Renewed(g) => grant("renewed", g),
         Outcome::Released { node, freed: None } => vec![format!("released {node}: freed=none")],
         Outcome::Released {
             node,
@@ -125,9 +128,10 @@ pub fn response(response: &Response) -> Vec<String> {
             format!("released {node}: freed"),
             format!("  allocation: {}", fields(&allocation_fields(a))),
         ],
-        Outcome::Ticked { expired } => {
+        Outcome::Checkpointed { updated } => vec![format!("checkpointed: updated={updated}")],
+        Outcome::Expired { expired } => {
             vec![format!(
-                "ticked: expired={}",
+                "expired: ended={}",
                 list(expired, |n| n.to_string())
             )]
         }
@@ -153,7 +157,7 @@ pub fn check(c: &CheckResult) -> Vec<String> {
     vec![
         format!(
             "check {}: {} valid={} message={:?} counted={} allocated_cores={} licensed_cores={} \
-             lease_expires={} checked_at={}",
+             lease_remaining={} checked_at={}",
             c.node,
             c.code,
             c.valid,
@@ -161,7 +165,7 @@ pub fn check(c: &CheckResult) -> Vec<String> {
             optional(c.counted_cores, |n| n.to_string()),
             optional(c.allocated_cores, |n| n.to_string()),
             optional(c.licensed_cores, |n| n.to_string()),
-            optional(c.lease_expires_at, time),
+            optional(c.lease_remaining_ms, |n| n.to_string()),
             time(c.checked_at),
         ),
         match &c.license {
@@ -182,22 +186,34 @@ pub fn usage(u: &Usage) -> Vec<String> {
     ];
     for n in &u.nodes {
         lines.push(format!(
-            "  node {}: mac={} cores={} counted={} expires={}",
+            "  node {}: mac={} cores={} counted={} remaining={}",
             n.node,
             mac(&n.mac),
             n.cores.get(),
             n.counted_cores,
-            time(n.lease_expires_at)
+            n.lease_remaining_ms
         ));
     }
     lines
 }
 
-/// What a script sees of a state: the clock and the indexes' answers, each license (with the
-/// cores counted against it) and each allocation, as named lists of fields.
+/// The line `renewable` prints: the allocation a heartbeat would renew and its license's
+/// `max_cores`, or the refusal.
+pub fn renewable(node: &NodeName, answer: &Result<(Allocation, u32), Rejection>) -> Vec<String> {
+    match answer {
+        Ok((allocation, max_cores)) => vec![
+            format!("renewable {node}: licensed_cores={max_cores}"),
+            format!("  allocation: {}", fields(&allocation_fields(allocation))),
+        ],
+        Err(r) => vec![format!("not renewable {node}: {}", rejection(r))],
+    }
+}
+
+/// What a script sees of a state: the clock and counters, each license (with the cores
+/// counted against it) and each allocation, as named lists of fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digest {
-    /// `clock`, `next_expiry` and `remembered`.
+    /// `clock`, `changes` (allocations added or removed so far) and `remembered`.
     scalars: Vec<(&'static str, String)>,
     /// `license <id>` and `alloc <node>`, licenses first, each in name order.
     entities: Vec<(String, Vec<(&'static str, String)>)>,
@@ -208,7 +224,7 @@ impl Digest {
     pub fn of(state: &LicenseState) -> Digest {
         let scalars = vec![
             ("clock", time(state.clock())),
-            ("next_expiry", optional(state.next_lease_expiry(), time)),
+            ("changes", state.allocation_changes().to_string()),
             ("remembered", state.remembered_requests().to_string()),
         ];
         let mut entities = Vec::new();
