@@ -2,8 +2,9 @@
 //!
 //! Besides printing, every command that applies a request checks two things and fails the
 //! script if they do not hold: the state equals its own snapshot round trip (the derived
-//! indexes agree with the allocations they are derived from), and, after `snapshot`, the
-//! restored copy answered and became exactly what the original did.
+//! index agrees with the allocations it is derived from), and, after `snapshot`, the
+//! restored copy answered and became exactly what the original did. Queries run on the copy
+//! too, with the same lease times the script passes in.
 
 use std::collections::BTreeMap;
 
