@@ -65,8 +65,15 @@ pub struct RaftTiming {
     pub snapshot_every_logs: u64,
     /// Log entries kept behind a snapshot (for slow followers) before they are purged.
     pub logs_kept_after_snapshot: u64,
-    /// How often the leader checks for expired leases and proposes a tick.
+    /// How often the leader looks for leases it measured as over and proposes their
+    /// expiration.
     pub tick_ms: u64,
+    /// How often the leader records the remaining time of every lease in the log, so that a
+    /// new leader starts from recent figures (the bound on a dead server's cores grows by it).
+    pub lease_checkpoint_ms: u64,
+    /// How far a voter's wall clock may be from the median of the voters' before it is
+    /// reported as skewed and left out of the cluster's calendar time.
+    pub clock_skew_bound_ms: u64,
 }
 
 impl Default for RaftTiming {
@@ -79,6 +86,8 @@ impl Default for RaftTiming {
             snapshot_every_logs: 5_000,
             logs_kept_after_snapshot: 1_000,
             tick_ms: 500,
+            lease_checkpoint_ms: 5_000,
+            clock_skew_bound_ms: 30_000,
         }
     }
 }
@@ -178,9 +187,13 @@ impl NodeConfig {
                     .into(),
             ));
         }
-        if t.tick_ms == 0 || t.snapshot_every_logs == 0 {
+        if t.tick_ms == 0
+            || t.snapshot_every_logs == 0
+            || t.lease_checkpoint_ms == 0
+            || t.clock_skew_bound_ms == 0
+        {
             return Err(ConfigError::Invalid(
-                "raft.tick_ms and raft.snapshot_every_logs must be positive".into(),
+                "raft.tick_ms, raft.snapshot_every_logs, raft.lease_checkpoint_ms and raft.clock_skew_bound_ms must be positive".into(),
             ));
         }
         Ok(())

@@ -18,6 +18,12 @@ compile_error!(
      part of a release build"
 );
 
+#[cfg(all(feature = "bug-wall-clock-leases", not(debug_assertions)))]
+compile_error!(
+    "the bug-wall-clock-leases feature injects a known bug for the fault harness and must \
+     never be part of a release build"
+);
+
 pub mod agent;
 pub mod api;
 pub mod cli;

@@ -195,7 +195,7 @@ impl LicenseState {
     }
 
     /// After a license was replaced, keeps its allocations that the new issue still allows,
-    /// oldest first (by allocation time, then server name), and releases the others.
+    /// oldest grant first, and releases the others.
     fn refit_allocations(&mut self, license: &License) -> Vec<DroppedAllocation> {
         let mut held: Vec<(u64, NodeName)> = self
             .allocations

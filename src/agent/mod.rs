@@ -9,8 +9,9 @@
 //!   `INVALID_MULTI_SERVER_LICENSE`, `LICENSE_EXPIRED`, ...) is reported as unlicensed with
 //!   that code and message, and retried at a slow pace, since a license may be replaced or
 //!   cores freed;
-//! - with an allocation it heartbeats at a third of the lease ttl; when the cluster answers
-//!   `NOT_ALLOCATED` (the lease was lost, say after a long pause) it allocates again at once;
+//! - with an allocation it heartbeats at a third of the lease ttl, counted from the send time
+//!   of the last renewal; when the cluster answers `NOT_ALLOCATED` (the lease was lost, say
+//!   after a long pause) it allocates again at once;
 //! - when no node answers, it keeps reporting licensed, with code `GRACE`, only until the
 //!   lease it last confirmed ends, then reports `SERVERS_UNREACHABLE`; when the cluster
 //!   returns it allocates again without a restart;
@@ -18,8 +19,10 @@
 //!
 //! **Grace never extends a lease the cluster did not grant.** The agent measures a lease from
 //! the moment it *sent* the request that the cluster answered, on its own monotonic clock:
-//! the cluster applied the request after that moment, so the lease it granted ends no earlier
-//! in real time than `sent + ttl`.
+//! the leader measured the remaining time it answered after that moment, so the lease ends
+//! no earlier in real time than `sent + remaining`. Grace also ends when the license's
+//! expiry date comes (the cluster says how far away it is, counted the same way), and never
+//! survives a lost lease.
 
 pub mod status;
 
@@ -31,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::api::{AllocateBody, GrantBody};
+use crate::api::AllocateBody;
 use crate::client::{Client, ClientError, new_request_id};
 
 /// What the agent needs to run.
@@ -65,8 +68,9 @@ pub struct AgentStatus {
     pub node: NodeName,
     /// The cores this server counts against the license (0 while not allocated).
     pub cores: u32,
-    /// When the lease ends unless renewed, in cluster time (ms since the epoch).
-    pub lease_expires_at: Option<Timestamp>,
+    /// Lease time left, in milliseconds, on this machine's monotonic clock (the cluster's
+    /// answer counted down from when the confirming request was sent).
+    pub lease_remaining_ms: Option<u64>,
     /// While in grace: the wall-clock time (ms since the epoch) after which the agent reports
     /// unlicensed unless the cluster answers again.
     pub grace_until: Option<Timestamp>,
@@ -92,10 +96,10 @@ pub struct ClusterView {
 /// A lease the cluster confirmed.
 #[derive(Debug, Clone, Copy)]
 struct Held {
-    /// When, on this machine's monotonic clock, the lease certainly still runs until.
+    /// When, on this machine's monotonic clock, the lease certainly still runs until: the
+    /// confirming request's send time plus the remaining time the cluster answered, and no
+    /// later than the license's expiry date counted the same way.
     until: Instant,
-    /// The cluster's own expiry time, for display.
-    expires_at: Timestamp,
     counted_cores: u32,
 }
 
@@ -112,6 +116,10 @@ impl Shared {
     /// The status now.
     pub fn current(&self) -> AgentStatus {
         let mut status = self.status.clone();
+        let now = Instant::now();
+        status.lease_remaining_ms = self.lease_until.filter(|_| status.licensed).map(|until| {
+            u64::try_from(until.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX)
+        });
         if status.licensed
             && self
                 .lease_until
@@ -153,7 +161,7 @@ impl Agent {
                 message: "the agent has not yet reached the license cluster".into(),
                 node: config.node.clone(),
                 cores: 0,
-                lease_expires_at: None,
+                lease_remaining_ms: None,
                 grace_until: None,
                 cluster: ClusterView::default(),
             },
@@ -248,11 +256,15 @@ impl Loop {
         let ttl = Duration::from_millis(self.config.lease_ttl.as_millis());
         let sent = Instant::now();
         let result = match self.held {
-            Some(_) => {
-                self.client
-                    .heartbeat(&self.config.node, &new_request_id())
-                    .await
-            }
+            Some(_) => self
+                .client
+                .heartbeat(&self.config.node, &new_request_id())
+                .await
+                .map(|r| Confirmed {
+                    remaining_ms: r.lease_remaining_ms,
+                    license_expires_in_ms: r.license_expires_in_ms,
+                    counted_cores: r.allocation.counted_cores,
+                }),
             None => {
                 let body = AllocateBody {
                     license: self.config.license.clone(),
@@ -264,18 +276,33 @@ impl Loop {
                 self.client
                     .allocate(&self.config.node, &body, &new_request_id())
                     .await
+                    .map(|g| Confirmed {
+                        remaining_ms: g.allocation.lease_remaining_ms,
+                        license_expires_in_ms: g.license_expires_in_ms,
+                        counted_cores: g.allocation.counted_cores,
+                    })
             }
         };
         match result {
-            Ok(grant) => {
-                self.confirmed(&grant, sent);
+            Ok(confirmed) => {
+                self.confirmed(&confirmed, sent);
                 self.refresh_cluster_view().await;
-                ttl / 3
+                // The next renewal is due a third of the ttl after this one was sent, however
+                // long the answer and the cluster view took.
+                (sent + ttl / 3).saturating_duration_since(Instant::now())
             }
             Err(e) if e.is(licd_raft::Code::NotAllocated) => {
                 // The lease was lost (a long pause, a forced release): allocate again now.
                 tracing::warn!(node = %self.config.node, "lease lost; allocating again");
                 self.held = None;
+                self.set(|s| {
+                    s.licensed = false;
+                    s.code = "NOT_ALLOCATED".into();
+                    s.message = "The lease was lost; allocating again.".into();
+                    s.cores = 0;
+                    s.grace_until = None;
+                    s.cluster.reachable = true;
+                });
                 Duration::ZERO
             }
             Err(e) if is_refusal(&e) => {
@@ -290,7 +317,6 @@ impl Loop {
                     s.code = code;
                     s.message = message;
                     s.cores = 0;
-                    s.lease_expires_at = None;
                     s.grace_until = None;
                     s.cluster.reachable = true;
                 });
@@ -305,12 +331,15 @@ impl Loop {
         }
     }
 
-    fn confirmed(&mut self, grant: &GrantBody, sent: Instant) {
-        let ttl = Duration::from_millis(grant.allocation.lease_ttl.as_millis());
+    fn confirmed(&mut self, c: &Confirmed, sent: Instant) {
+        let lease_end = sent + Duration::from_millis(c.remaining_ms);
+        let until = match c.license_expires_in_ms {
+            Some(ms) => lease_end.min(sent + Duration::from_millis(ms)),
+            None => lease_end,
+        };
         let held = Held {
-            until: sent + ttl,
-            expires_at: grant.allocation.lease_expires_at,
-            counted_cores: grant.allocation.counted_cores,
+            until,
+            counted_cores: c.counted_cores,
         };
         self.held = Some(held);
         self.set(|s| {
@@ -318,7 +347,6 @@ impl Loop {
             s.code = "VALID".into();
             s.message = "The server is licensed.".into();
             s.cores = held.counted_cores;
-            s.lease_expires_at = Some(held.expires_at);
             s.grace_until = None;
             s.cluster.reachable = true;
         });
@@ -388,8 +416,17 @@ impl Loop {
             s.code = "STOPPED".into();
             s.message = "The agent stopped and released this server's cores.".into();
             s.cores = 0;
-            s.lease_expires_at = None;
             s.grace_until = None;
         });
     }
+}
+
+/// What a successful allocation or renewal told the agent.
+struct Confirmed {
+    /// Lease time left when the leader answered.
+    remaining_ms: u64,
+    /// Calendar time left until the license expires.
+    license_expires_in_ms: Option<u64>,
+    /// The cores this server counts.
+    counted_cores: u32,
 }

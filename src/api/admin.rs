@@ -68,6 +68,9 @@ pub struct MemberStatus {
     pub last_contact_ms: Option<u64>,
     /// Whether the leader considers it reachable (heard within the election timeout).
     pub healthy: Option<bool>,
+    /// Its wall clock minus the voters' median, in milliseconds (leader's view, where known).
+    #[serde(default)]
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// Answer to `GET /admin/status`.
@@ -125,6 +128,7 @@ impl From<&ClusterStatus> for StatusBody {
                     lag: m.progress.as_ref().and_then(|p| p.lag),
                     last_contact_ms: m.progress.as_ref().and_then(|p| p.last_contact_ms),
                     healthy: m.progress.as_ref().map(|p| p.healthy),
+                    clock_skew_ms: m.clock_skew_ms,
                 })
                 .collect(),
             warnings: s.warnings(),

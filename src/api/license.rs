@@ -11,6 +11,7 @@ use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId,
 use serde::{Deserialize, Serialize};
 
 use super::ErrorCode;
+use crate::node::Renewal;
 
 /// `PUT /v1/nodes/{node}/allocation`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,10 +63,11 @@ pub struct AllocationBody {
     pub counted_cores: u32,
     /// The lease duration a heartbeat renews, in milliseconds.
     pub lease_ttl: LeaseTtl,
-    /// Cluster time of the allocation.
+    /// Cluster calendar time of the allocation.
     pub allocated_at: Timestamp,
-    /// Cluster time at which the lease ends unless renewed.
-    pub lease_expires_at: Timestamp,
+    /// Lease time left when the answer was made, in milliseconds: count it down on your own
+    /// monotonic clock from when you sent the request.
+    pub lease_remaining_ms: u64,
 }
 
 impl From<&Allocation> for AllocationBody {
@@ -77,12 +79,12 @@ impl From<&Allocation> for AllocationBody {
             counted_cores: a.counted_cores,
             lease_ttl: a.lease_ttl,
             allocated_at: a.allocated_at,
-            lease_expires_at: a.lease_expires_at,
+            lease_remaining_ms: a.remaining_ms,
         }
     }
 }
 
-/// Answer to an allocation or a heartbeat.
+/// Answer to an allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantBody {
     /// The server.
@@ -95,6 +97,9 @@ pub struct GrantBody {
     pub allocated_cores: u64,
     /// The license's `max_cores`.
     pub licensed_cores: u32,
+    /// Calendar time left until the license expires, in milliseconds (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_expires_in_ms: Option<u64>,
     /// The request id the write was applied under.
     pub request_id: RequestId,
     /// The log entry that decided it.
@@ -103,15 +108,62 @@ pub struct GrantBody {
 
 impl GrantBody {
     /// The answer for a state machine grant applied under `request_id` at `log`.
-    pub fn new(grant: &Grant, request_id: RequestId, log: LogPosition) -> Self {
+    pub fn new(
+        grant: &Grant,
+        license_expires_in_ms: Option<u64>,
+        request_id: RequestId,
+        log: LogPosition,
+    ) -> Self {
         GrantBody {
             node: grant.node.clone(),
             allocation: (&grant.allocation).into(),
             replaced: grant.replaced,
             allocated_cores: grant.allocated_cores,
             licensed_cores: grant.licensed_cores,
+            license_expires_in_ms,
             request_id,
             log,
+        }
+    }
+}
+
+/// Answer to a heartbeat: the lease renewed in the leader's memory, without a log write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewBody {
+    /// The server.
+    pub node: NodeName,
+    /// Its allocation; `lease_remaining_ms` is the renewed lease.
+    pub allocation: AllocationBody,
+    /// Lease time left after the renewal, in milliseconds (the whole ttl): count it down on
+    /// your own monotonic clock from when you sent the heartbeat.
+    pub lease_remaining_ms: u64,
+    /// The license's counted cores over all servers.
+    pub allocated_cores: u64,
+    /// The license's `max_cores`.
+    pub licensed_cores: u32,
+    /// Calendar time left until the license expires, in milliseconds (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_expires_in_ms: Option<u64>,
+    /// The leader that renewed it.
+    pub leader_id: RaftNodeId,
+    /// Its term.
+    pub term: u64,
+}
+
+impl RenewBody {
+    /// The answer for a renewal by `leader_id` in `term`.
+    pub fn new(node: NodeName, renewal: &Renewal, leader_id: RaftNodeId, term: u64) -> Self {
+        let mut allocation = AllocationBody::from(&renewal.allocation);
+        allocation.lease_remaining_ms = renewal.remaining_ms;
+        RenewBody {
+            node,
+            allocation,
+            lease_remaining_ms: renewal.remaining_ms,
+            allocated_cores: renewal.allocated_cores,
+            licensed_cores: renewal.licensed_cores,
+            license_expires_in_ms: renewal.license_expires_in_ms,
+            leader_id,
+            term,
         }
     }
 }
@@ -196,9 +248,9 @@ pub struct CheckAnswer {
     pub allocated_cores: Option<u64>,
     /// The license's `max_cores`.
     pub licensed_cores: Option<u32>,
-    /// When the server's lease ends unless renewed.
-    pub lease_expires_at: Option<Timestamp>,
-    /// The time the check was evaluated at.
+    /// Lease time left, in milliseconds, as the leader measures it.
+    pub lease_remaining_ms: Option<u64>,
+    /// The cluster calendar time the check was evaluated at.
     pub checked_at: Timestamp,
 }
 
@@ -213,7 +265,7 @@ impl From<&CheckResult> for CheckAnswer {
             counted_cores: c.counted_cores,
             allocated_cores: c.allocated_cores,
             licensed_cores: c.licensed_cores,
-            lease_expires_at: c.lease_expires_at,
+            lease_remaining_ms: c.lease_remaining_ms,
             checked_at: c.checked_at,
         }
     }
@@ -242,8 +294,8 @@ pub struct NodeUsageBody {
     pub cores: Cores,
     /// What it counts.
     pub counted_cores: u32,
-    /// When its lease ends unless renewed.
-    pub lease_expires_at: Timestamp,
+    /// Lease time left, in milliseconds, as the leader measures it.
+    pub lease_remaining_ms: u64,
 }
 
 impl From<&NodeUsage> for NodeUsageBody {
@@ -253,7 +305,7 @@ impl From<&NodeUsage> for NodeUsageBody {
             mac: n.mac,
             cores: n.cores,
             counted_cores: n.counted_cores,
-            lease_expires_at: n.lease_expires_at,
+            lease_remaining_ms: n.lease_remaining_ms,
         }
     }
 }
@@ -311,7 +363,10 @@ pub struct ClusterHealthBody {
     pub healthy_servers: usize,
     /// The voters it did not hear from.
     pub down: Vec<RaftNodeId>,
-    /// Warnings, such as a lost redundancy.
+    /// Each voter's wall clock minus the cluster's, in milliseconds, where known.
+    #[serde(default)]
+    pub clock_skew_ms: std::collections::BTreeMap<RaftNodeId, i64>,
+    /// Warnings, such as a lost redundancy or a skewed clock.
     pub warnings: Vec<String>,
 }
 

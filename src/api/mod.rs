@@ -26,6 +26,9 @@ pub const NODE_ID_HEADER: &str = "x-licd-node-id";
 /// Request header a follower sets when it forwards a request to the leader; a node that is
 /// not the leader answers a forwarded request with 503 instead of forwarding it again.
 pub const FORWARDED_HEADER: &str = "x-licd-forwarded";
+/// Response header of `/raft` routes: the answering node's wall-clock time, in milliseconds
+/// since the Unix epoch, from which the leader learns the voters' clock offsets.
+pub const CLOCK_HEADER: &str = "x-licd-clock";
 /// Request header carrying the cluster secret on `/raft` routes.
 pub const CLUSTER_SECRET_HEADER: &str = "x-licd-cluster-secret";
 

@@ -17,7 +17,8 @@ fn allocation() -> Allocation {
         counted_cores: 8,
         lease_ttl: LeaseTtl::from_millis(30_000).unwrap(),
         allocated_at: Timestamp(1_795_835_505_292),
-        lease_expires_at: Timestamp(1_795_835_535_292),
+        grant: 41,
+        remaining_ms: 30_000,
     }
 }
 
@@ -32,6 +33,7 @@ fn a_grant_answer_keeps_its_documented_shape() {
     };
     let body = GrantBody::new(
         &grant,
+        None,
         RequestId::new("c-1").unwrap(),
         LogPosition {
             term: 3,
@@ -40,7 +42,7 @@ fn a_grant_answer_keeps_its_documented_shape() {
     );
     assert_eq!(
         serde_json::to_string(&body).unwrap(),
-        r#"{"node":"app-1","allocation":{"license":"acme-2026","mac":"aa:bb:cc:dd:ee:01","cores":8,"counted_cores":8,"lease_ttl":30000,"allocated_at":1795835505292,"lease_expires_at":1795835535292},"replaced":false,"allocated_cores":14,"licensed_cores":16,"request_id":"c-1","log":{"term":3,"index":118}}"#
+        r#"{"node":"app-1","allocation":{"license":"acme-2026","mac":"aa:bb:cc:dd:ee:01","cores":8,"counted_cores":8,"lease_ttl":30000,"allocated_at":1795835505292,"lease_remaining_ms":30000},"replaced":false,"allocated_cores":14,"licensed_cores":16,"request_id":"c-1","log":{"term":3,"index":118}}"#
     );
 }
 
@@ -64,7 +66,7 @@ fn a_check_answer_is_flat_with_the_leader_and_term() {
         counted_cores: Some(8),
         allocated_cores: Some(14),
         licensed_cores: Some(16),
-        lease_expires_at: Some(Timestamp(5_000)),
+        lease_remaining_ms: Some(5_000),
         checked_at: Timestamp(4_000),
     };
     let body = CheckBody {
@@ -74,7 +76,7 @@ fn a_check_answer_is_flat_with_the_leader_and_term() {
     };
     assert_eq!(
         serde_json::to_string(&body).unwrap(),
-        r#"{"node":"app-1","valid":true,"code":"VALID","message":"The server is licensed.","license":{"id":"acme-2026","customer":"Acme","serial":2,"issued_at":1000,"expires_at":null,"max_cores":16,"min_cores_per_node":4,"features":["ocr"]},"counted_cores":8,"allocated_cores":14,"licensed_cores":16,"lease_expires_at":5000,"checked_at":4000,"leader_id":2,"term":7}"#
+        r#"{"node":"app-1","valid":true,"code":"VALID","message":"The server is licensed.","license":{"id":"acme-2026","customer":"Acme","serial":2,"issued_at":1000,"expires_at":null,"max_cores":16,"min_cores_per_node":4,"features":["ocr"]},"counted_cores":8,"allocated_cores":14,"licensed_cores":16,"lease_remaining_ms":5000,"checked_at":4000,"leader_id":2,"term":7}"#
     );
 }
 

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName};
 
 use super::common::{ClientOpts, default_cores, default_node_name, mac_or_default, parse_cores};
-use super::output::{Exit, Output, format_time};
+use super::output::{Exit, Output, format_time, human_duration_ms};
 use crate::agent::{Agent, AgentConfig, AgentStatus};
 use crate::client::{Client, RetryPolicy};
 
@@ -196,8 +196,8 @@ fn print_status(s: &AgentStatus) {
     );
     println!("  node:    {}", s.node);
     println!("  cores:   {}", s.cores);
-    if let Some(at) = s.lease_expires_at {
-        println!("  lease:   until {}", format_time(at));
+    if let Some(ms) = s.lease_remaining_ms {
+        println!("  lease:   ends in {}", human_duration_ms(ms));
     }
     if let Some(at) = s.grace_until {
         println!("  grace:   until {}", format_time(at));

@@ -7,10 +7,9 @@ use clap::Args;
 use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId};
 
 use super::common::{ClientOpts, default_node_name, mac_or_default, parse_cores};
-use super::output::{Output, format_time_from, human_duration_ms};
-use crate::api::{AllocateBody, GrantBody};
+use super::output::{Output, human_duration_ms};
+use crate::api::{AllocateBody, GrantBody, RenewBody};
 use crate::client::new_request_id;
-use crate::node::now;
 
 /// Options of `licd allocate`.
 #[derive(Debug, Args)]
@@ -72,7 +71,6 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
 
 fn print_grant(verb: &str, g: &GrantBody) {
     let a = &g.allocation;
-    let now = now();
     println!(
         "{verb} node {}: {} cores (counts {}) under license {}, MAC {}",
         g.node,
@@ -87,16 +85,42 @@ fn print_grant(verb: &str, g: &GrantBody) {
         g.licensed_cores,
         u64::from(g.licensed_cores).saturating_sub(g.allocated_cores)
     );
-    println!(
-        "lease ends {} unless renewed (ttl {}; renew with `licd heartbeat --node {}`)",
-        format_time_from(a.lease_expires_at, now),
-        human_duration_ms(a.lease_ttl.as_millis()),
-        g.node
-    );
+    print_lease(a.lease_remaining_ms, a.lease_ttl.as_millis(), &g.node);
     if g.replaced {
         println!("(this replaced the node's earlier allocation)");
     }
     println!("request id {} (log index {})", g.request_id, g.log.index);
+}
+
+fn print_lease(remaining_ms: u64, ttl_ms: u64, node: &NodeName) {
+    println!(
+        "lease ends in {} unless renewed (ttl {}; renew with `licd heartbeat --node {node}`)",
+        human_duration_ms(remaining_ms),
+        human_duration_ms(ttl_ms),
+    );
+}
+
+fn print_renewal(r: &RenewBody) {
+    let a = &r.allocation;
+    println!(
+        "renewed the lease of node {}: {} cores (counts {}) under license {}, MAC {}",
+        r.node,
+        a.cores.get(),
+        a.counted_cores,
+        a.license,
+        a.mac
+    );
+    println!(
+        "license usage: {} of {} cores allocated, {} free",
+        r.allocated_cores,
+        r.licensed_cores,
+        u64::from(r.licensed_cores).saturating_sub(r.allocated_cores)
+    );
+    print_lease(r.lease_remaining_ms, a.lease_ttl.as_millis(), &r.node);
+    println!(
+        "renewed by leader node {} (term {}) without a log write",
+        r.leader_id, r.term
+    );
 }
 
 /// `licd allocate`.
@@ -120,8 +144,8 @@ pub async fn allocate(a: AllocateArgs, out: Output) -> anyhow::Result<ExitCode> 
 /// `licd heartbeat`.
 pub async fn heartbeat(a: NodeArgs, out: Output) -> anyhow::Result<ExitCode> {
     let client = a.client.client()?;
-    let grant = client.heartbeat(&a.node, &new_request_id()).await?;
-    out.emit(&grant, || print_grant("renewed the lease of", &grant))?;
+    let renewal = client.heartbeat(&a.node, &new_request_id()).await?;
+    out.emit(&renewal, || print_renewal(&renewal))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -157,8 +181,8 @@ pub async fn check(a: CheckArgs, out: Output) -> anyhow::Result<ExitCode> {
                 "cores: this node counts {counted}; {allocated} of {licensed} allocated in all"
             );
         }
-        if let Some(at) = c.lease_expires_at {
-            println!("lease ends: {}", format_time_from(at, c.checked_at));
+        if let Some(left) = c.lease_remaining_ms {
+            println!("lease ends in {}", human_duration_ms(left));
         }
         println!(
             "answered by leader node {} (term {})",

@@ -17,7 +17,7 @@ use licd_raft::types::{LicenseId, MacAddr, Timestamp};
 use serde::Serialize;
 
 use super::common::ClientOpts;
-use super::output::{Exit, Output, format_time, format_time_from, table};
+use super::output::{Exit, Output, format_time, format_time_from, human_duration_ms, table};
 use crate::client::new_request_id;
 use crate::node::now;
 
@@ -439,7 +439,6 @@ async fn list(a: &ListArgs, out: Output) -> anyhow::Result<ExitCode> {
             println!("no license is installed (install one with `licd license install FILE`)");
             return;
         }
-        let now = body.cluster_time.max(now());
         let rows: Vec<Vec<String>> = body
             .licenses
             .iter()
@@ -486,7 +485,7 @@ async fn list(a: &ListArgs, out: Output) -> anyhow::Result<ExitCode> {
                         n.mac.to_string(),
                         n.cores.get().to_string(),
                         n.counted_cores.to_string(),
-                        format_time_from(n.lease_expires_at, now),
+                        format!("in {}", human_duration_ms(n.lease_remaining_ms)),
                     ]
                 })
             })

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     AddLearnerBody, AllocateBody, CheckBody, ClusterHealthBody, GrantBody, InitBody, InstalledBody,
     LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER, ReleaseBody, RemovedBody,
-    SnapshotBody, StatusBody, UsageBody, VotersBody,
+    RenewBody, SnapshotBody, StatusBody, UsageBody, VotersBody,
 };
 use call::{Attempt, Body, Call, Tried, decode, http_client};
 pub use error::{ClientError, RetryPolicy};
@@ -283,12 +283,12 @@ impl Client {
         self.send(call.json(body).id(request_id)).await
     }
 
-    /// Renews a server's lease.
+    /// Renews a server's lease (in the leader's memory: not a log write).
     pub async fn heartbeat(
         &self,
         node: &NodeName,
         request_id: &RequestId,
-    ) -> Result<GrantBody, ClientError> {
+    ) -> Result<RenewBody, ClientError> {
         let call = Call::new(Method::POST, format!("/v1/nodes/{node}/heartbeat"));
         self.send(call.id(request_id)).await
     }
@@ -337,6 +337,13 @@ impl Client {
     /// fails over, since another node initialized on its own would be another cluster.
     pub async fn init(&self, body: &InitBody) -> Result<MembershipBody, ClientError> {
         let call = Call::new(Method::POST, "/admin/init").json(body).long();
+        self.send_with(call, Some(&self.endpoints[0])).await
+    }
+
+    /// Makes the first endpoint campaign for leadership, and returns its status after the
+    /// election. Never fails over: the election is that node's.
+    pub async fn elect(&self) -> Result<StatusBody, ClientError> {
+        let call = Call::new(Method::POST, "/admin/elect").long();
         self.send_with(call, Some(&self.endpoints[0])).await
     }
 

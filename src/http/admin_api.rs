@@ -1,7 +1,8 @@
 //! `/admin`: cluster membership, status, licenses and maintenance, behind the admin token.
 //!
-//! `/admin/init` and `/admin/status` are served by the node asked (a cluster that is not yet
-//! initialized has no leader to forward to); every other admin route goes to the leader.
+//! `/admin/init`, `/admin/status` and `/admin/elect` are served by the node asked (a cluster
+//! that is not yet initialized has no leader to forward to, and an election is the asked
+//! node's); every other admin route goes to the leader.
 //! Like the license API's, each handler reads its input, calls the node, and renders the
 //! answer; the rules live in [`crate::node`].
 
@@ -50,6 +51,7 @@ where
     Router::new()
         .route("/init", post(init))
         .route("/status", get(status))
+        .route("/elect", post(elect))
         .merge(led)
 }
 
@@ -121,6 +123,13 @@ async fn status(State(app): State<AppState>, request: Request) -> Response {
         }
     }
     axum::Json(StatusBody::from(&app.node.status())).into_response()
+}
+
+/// Makes the node asked campaign for leadership (to move the leader off a node about to be
+/// maintained); answers with the status after the election.
+async fn elect(State(app): State<AppState>) -> Result<Response, ApiError> {
+    app.node.elect().await?;
+    Ok(axum::Json(StatusBody::from(&app.node.status())).into_response())
 }
 
 async fn install_license(

@@ -23,9 +23,9 @@ use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use super::request::{license_id, node_name, optional_body, request_id, unexpected};
 use crate::api::{
     AllocateBody, CheckAnswer, CheckBody, ClusterHealthBody, GrantBody, LicensesBody, LogPosition,
-    ReleaseBody, UsageBody,
+    ReleaseBody, RenewBody, UsageBody,
 };
-use crate::node::{Proposed, now};
+use crate::node::Proposed;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -57,7 +57,7 @@ async fn allocate(
         lease_ttl,
     });
     let proposed = app.node.propose(request_id.clone(), command).await?;
-    grant_answer(&proposed, request_id, "allocating")
+    grant_answer(&app, &proposed, request_id)
 }
 
 async fn heartbeat(
@@ -67,29 +67,29 @@ async fn heartbeat(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let node = node_name(node)?;
-    let request_id = request_id(&headers, optional_body(&body?)?)?;
-    let proposed = app
-        .node
-        .propose(request_id.clone(), Command::Heartbeat { node })
-        .await?;
-    grant_answer(&proposed, request_id, "renewing a lease")
+    // A renewal is not a log write, so it needs no request id; one sent is still checked.
+    request_id(&headers, optional_body(&body?)?)?;
+    let renewal = app.node.heartbeat(&node).await?;
+    let body = RenewBody::new(node, &renewal, app.node.id(), app.node.term());
+    Ok(axum::Json(body).into_response())
 }
 
-/// The answer to an allocation (201, or 200 when it replaced one) or a renewal (200).
+/// The answer to an allocation: 201, or 200 when it replaced one.
 fn grant_answer(
+    app: &AppState,
     proposed: &Proposed,
     request_id: RequestId,
-    what: &'static str,
 ) -> Result<Response, ApiError> {
     let log = LogPosition::from(proposed.log_id);
     let (grant, status) = match &proposed.result {
         Ok(Outcome::Allocated(grant)) if grant.replaced => (grant, StatusCode::OK),
         Ok(Outcome::Allocated(grant)) => (grant, StatusCode::CREATED),
-        Ok(Outcome::Renewed(grant)) => (grant, StatusCode::OK),
         Err(rejection) => return Err(rejection.clone().into()),
-        Ok(_) => return Err(unexpected(what, proposed)),
+        Ok(_) => return Err(unexpected("allocating", proposed)),
     };
-    Ok((status, axum::Json(GrantBody::new(grant, request_id, log))).into_response())
+    let expires_in = app.node.license_expires_in(&grant.allocation.license);
+    let body = GrantBody::new(grant, expires_in, request_id, log);
+    Ok((status, axum::Json(body)).into_response())
 }
 
 async fn release(
@@ -136,7 +136,12 @@ async fn check(
     let node = node_name(node)?;
     let check = app
         .node
-        .read(|s| CheckAnswer::from(&s.licenses.check(&node, query.mac, now())))
+        .read_leases(|v| {
+            let result = v
+                .state
+                .check(&node, query.mac, v.today, |n, a| v.remaining(n, a));
+            CheckAnswer::from(&result)
+        })
         .await?;
     Ok(axum::Json(CheckBody {
         check,
@@ -149,12 +154,14 @@ async fn check(
 async fn list_licenses(State(app): State<AppState>) -> Result<Response, ApiError> {
     let body = app
         .node
-        .read(|s| {
-            let time = now().max(s.licenses.clock());
-            LicensesBody {
-                licenses: s.licenses.usage_all(time).iter().map(Into::into).collect(),
-                cluster_time: s.licenses.clock(),
-            }
+        .read_leases(|v| LicensesBody {
+            licenses: v
+                .state
+                .usage_all(v.today, |n, a| v.remaining(n, a))
+                .iter()
+                .map(Into::into)
+                .collect(),
+            cluster_time: v.today,
         })
         .await?;
     Ok(axum::Json(body).into_response())
@@ -167,7 +174,10 @@ async fn get_license(
     let id = license_id(id)?;
     let usage = app
         .node
-        .read(|s| s.licenses.usage(&id, now()).as_ref().map(UsageBody::from))
+        .read_leases(|v| {
+            let usage = v.state.usage(&id, v.today, |n, a| v.remaining(n, a));
+            usage.as_ref().map(UsageBody::from)
+        })
         .await?;
     match usage {
         Some(usage) => Ok(axum::Json(usage).into_response()),
@@ -181,12 +191,18 @@ async fn cluster_health(State(app): State<AppState>) -> Result<Response, ApiErro
     let leader_id = status.leader_id.ok_or(ApiError::NoLeader)?;
     let voters = status.voters();
     let down = status.down_voters();
+    let clock_skew_ms = status
+        .members
+        .iter()
+        .filter_map(|m| m.clock_skew_ms.map(|s| (m.id, s)))
+        .collect();
     Ok(axum::Json(ClusterHealthBody {
         leader_id,
         term: status.term,
         healthy_servers: voters.len() - down.len(),
         voters,
         down,
+        clock_skew_ms,
         warnings: status.warnings(),
     })
     .into_response())

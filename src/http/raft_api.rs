@@ -1,6 +1,7 @@
 //! `/raft/append`, `/raft/vote`, `/raft/snapshot`: the receiving end of
 //! [`crate::node::network`]. Bodies are bincode; the answer is the bincode of the local Raft's
-//! `Result`, so the sender sees the remote error as the value it is.
+//! `Result`, so the sender sees the remote error as the value it is. Every answer carries this
+//! node's wall-clock time for the leader's calendar.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::api::CLOCK_HEADER;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,7 +33,13 @@ fn reply<T: Serialize>(value: &T) -> Response {
     match encode(value) {
         Ok(bytes) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/octet-stream")],
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (
+                    header::HeaderName::from_static(CLOCK_HEADER),
+                    crate::node::now().0.to_string(),
+                ),
+            ],
             bytes,
         )
             .into_response(),

@@ -130,6 +130,30 @@ impl Node {
         Ok(self.membership())
     }
 
+    /// Makes this node campaign for leadership now (a voter whose log is up to date wins),
+    /// and waits up to [`INIT_SETTLE`] for the outcome; returns the leader then known.
+    pub async fn elect(&self) -> Result<Option<RaftNodeId>, NodeError> {
+        if !self.membership().voters.contains(&self.id()) {
+            return Err(NodeError::Invalid(format!(
+                "node {} is not a voter: only a voter can lead",
+                self.id()
+            )));
+        }
+        if self.is_leader() {
+            return Ok(Some(self.id()));
+        }
+        self.raft()
+            .trigger()
+            .elect()
+            .await
+            .map_err(|f| NodeError::Stopped(f.to_string()))?;
+        let id = self.id();
+        let mut watch = self.metrics_watch();
+        let _ = tokio::time::timeout(INIT_SETTLE, watch.wait_for(|m| super::status::leads(m, id)))
+            .await;
+        Ok(self.metrics().current_leader)
+    }
+
     /// Asks Raft to build a snapshot now and waits (briefly) for it; returns the index the
     /// latest snapshot covers.
     pub async fn snapshot(&self) -> Result<Option<u64>, NodeError> {

@@ -1,5 +1,5 @@
 //! A running licd node: its Raft instance, its stores, and the background tasks that serve
-//! the license API (the read batcher and the lease ticker).
+//! the license API (the read batcher and the lease keeper).
 //!
 //! [`Node::start`] opens the sled database, starts openraft, and returns a handle that the
 //! HTTP layer ([`crate::http`]) shares between requests. [`Node::shutdown`] stops Raft and
@@ -10,13 +10,19 @@
 //!   returns the state machine's outcome with the log position that decided it;
 //! - [`Node::read`] confirms leadership (a shared heartbeat round) before it lets the caller
 //!   look at the applied state: a client's read cannot skip the confirmation;
+//! - [`Node::heartbeat`] renews a lease in the leader's [`lessor`] after a leadership
+//!   confirmation, without a log write; [`Node::read_leases`] reads the state together with
+//!   the leader's lease times;
 //! - [`Node::status`] is the node's [`status::ClusterStatus`];
 //! - the membership operations live in [`membership`].
 //!
 //! Failures are [`NodeError`]s, which say what the caller can do (retry elsewhere, later,
 //! or fix the input); the HTTP layer maps them to answers in one place.
 
+pub mod calendar;
 mod error;
+mod leases;
+pub mod lessor;
 pub mod membership;
 pub mod network;
 mod reads;
@@ -25,7 +31,7 @@ mod tasks;
 mod ticker;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::VerifyingKey;
@@ -39,6 +45,8 @@ use tokio::sync::watch;
 
 use crate::config::{ConfigError, NodeConfig, Secrets};
 pub use error::{Deadline, NodeError};
+pub use leases::Renewal;
+use lessor::Lessor;
 pub use reads::ReadBatcher;
 use status::ClusterStatus;
 pub use tasks::TaskGuard;
@@ -89,9 +97,15 @@ struct Inner {
     secrets: Secrets,
     election_timeout_max: Duration,
     reads: ReadBatcher,
-    /// The read rounds and the lease ticker; dropped (and so stopped) with the node.
+    /// The read rounds and the lease keeper; dropped (and so stopped) with the node.
     tasks: Vec<TaskGuard>,
     contacts: Arc<network::Contacts>,
+    /// The leases this node measures while it leads.
+    lessor: Mutex<Lessor>,
+    /// The cluster's calendar time as this node knows it.
+    calendar: Mutex<calendar::Calendar>,
+    /// How far a voter's clock may be from the voters' median.
+    clock_skew_bound: Duration,
 }
 
 impl Node {
@@ -129,31 +143,34 @@ impl Node {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let (reads, read_rounds) = ReadBatcher::spawn(raft.clone());
-        let ticker = TaskGuard::spawn(
-            "lease ticker",
-            ticker::run(
-                raft.clone(),
-                state.clone(),
-                config.node_id,
-                Duration::from_millis(t.tick_ms),
-            ),
-        );
-        Ok(Node {
-            inner: Arc::new(Inner {
-                id: config.node_id,
-                advertise: config.advertise_addr(),
-                raft,
-                log_store,
-                state,
-                trusted_keys: config.trusted_keys()?,
-                default_lease_ttl: config.default_lease_ttl()?,
-                secrets,
-                election_timeout_max: Duration::from_millis(t.election_timeout_max_ms),
-                reads,
-                tasks: vec![read_rounds, ticker],
-                contacts,
-            }),
-        })
+        let trusted_keys = config.trusted_keys()?;
+        let default_lease_ttl = config.default_lease_ttl()?;
+        let election_timeout_max = Duration::from_millis(t.election_timeout_max_ms);
+        let keeper = ticker::Schedule {
+            every: Duration::from_millis(t.tick_ms),
+            checkpoint_every: Duration::from_millis(t.lease_checkpoint_ms),
+        };
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            id: config.node_id,
+            advertise: config.advertise_addr(),
+            raft,
+            log_store,
+            state,
+            trusted_keys,
+            default_lease_ttl,
+            secrets,
+            election_timeout_max,
+            reads,
+            tasks: vec![
+                read_rounds,
+                TaskGuard::spawn("lease keeper", ticker::run(weak.clone(), keeper)),
+            ],
+            contacts,
+            lessor: Mutex::new(Lessor::new(election_timeout_max)),
+            calendar: Mutex::new(calendar::Calendar::default()),
+            clock_skew_bound: Duration::from_millis(t.clock_skew_bound_ms),
+        });
+        Ok(Node { inner })
     }
 
     /// This node's Raft member id.
@@ -214,15 +231,22 @@ impl Node {
         status::leads(&self.inner.raft.metrics().borrow(), self.inner.id)
     }
 
-    /// This node's view of the cluster: roles, members, health and warnings.
+    /// This node's view of the cluster: roles, members, health, clock skews and warnings.
     pub fn status(&self) -> ClusterStatus {
         let contacts = &self.inner.contacts;
+        let metrics = self.metrics();
+        let skews = if status::leads(&metrics, self.inner.id) {
+            Some(self.agreement().skew_ms)
+        } else {
+            None
+        };
         ClusterStatus::observe(
-            &self.metrics(),
+            &metrics,
             self.inner.id,
             |peer| contacts.since(peer),
             self.inner.election_timeout_max,
         )
+        .with_clocks(skews, self.inner.clock_skew_bound)
     }
 
     /// The members of the cluster by id and address.
@@ -260,7 +284,8 @@ impl Node {
         f(&guard)
     }
 
-    /// Proposes `command` under `request_id`, stamped with this node's wall-clock time, and
+    /// Proposes `command` under `request_id`, stamped with the cluster's calendar time (none
+    /// when the voters' clocks do not agree: [`calendar`]), and
     /// waits for it to be applied. Fails with [`NodeError::Timeout`] past
     /// [`REQUEST_DEADLINE`]; the outcome is then unknown until retried with the same id.
     pub async fn propose(
@@ -269,7 +294,7 @@ impl Node {
         command: Command,
     ) -> Result<Proposed, NodeError> {
         let write = self.inner.raft.client_write(Request {
-            time: now(),
+            time: self.calendar_now(),
             request_id,
             command,
         });
@@ -294,7 +319,9 @@ impl Node {
         request_id: RequestId,
     ) -> Result<Proposed, NodeError> {
         let license = LicenseFile::parse_and_verify(text, &self.inner.trusted_keys)?;
-        if license.is_expired_at(now()) {
+        if let Some(today) = self.calendar_now()
+            && license.is_expired_at(today)
+        {
             return Err(Rejection::new(Code::LicenseExpired).into());
         }
         self.propose(request_id, Command::InstallLicense(license))

@@ -5,6 +5,9 @@
 //! error arrives as the same value the remote Raft returned. A connection that cannot be made
 //! maps to [`Unreachable`], which makes openraft back off from the peer instead of retrying it
 //! in a hot loop; any other transport failure maps to [`NetworkError`].
+//!
+//! Every answer carries the peer's wall-clock time ([`CLOCK_HEADER`]); the sender records the
+//! peer's offset from its own clock for the cluster calendar ([`super::calendar`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -23,13 +26,19 @@ use openraft::{AnyError, BasicNode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::CLUSTER_SECRET_HEADER;
+use super::calendar::ClockSample;
+use crate::api::{CLOCK_HEADER, CLUSTER_SECRET_HEADER};
 
-/// When each peer last answered an RPC: the heartbeat monitoring view of `/admin/status`.
+/// When each peer last answered an RPC (the heartbeat monitoring view of `/admin/status`),
+/// and its wall clock against this node's (the samples of [`super::calendar`]).
 #[derive(Debug, Default)]
 pub struct Contacts {
     last: Mutex<BTreeMap<RaftNodeId, Instant>>,
+    clocks: Mutex<BTreeMap<RaftNodeId, ClockSample>>,
 }
+
+/// The longest round trip whose clock sample is kept: half of it is the sample's error.
+const MAX_SAMPLE_RTT: Duration = Duration::from_secs(1);
 
 impl Contacts {
     fn record(&self, peer: RaftNodeId) {
@@ -37,10 +46,48 @@ impl Contacts {
         last.insert(peer, Instant::now());
     }
 
+    /// Records a peer's wall clock `peer_ms`, read while this node's went from `sent_ms` to
+    /// `received_ms` over `rtt` of monotonic time.
+    fn record_clock(
+        &self,
+        peer: RaftNodeId,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+        rtt: Duration,
+    ) {
+        if rtt > MAX_SAMPLE_RTT {
+            return;
+        }
+        let middle = i128::from(sent_ms) + (i128::from(received_ms) - i128::from(sent_ms)) / 2;
+        let offset = i128::from(peer_ms) - middle;
+        let Ok(offset_ms) = i64::try_from(offset) else {
+            return;
+        };
+        let mut clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+        clocks.insert(
+            peer,
+            ClockSample {
+                offset_ms,
+                at: Instant::now(),
+            },
+        );
+    }
+
     /// Time since `peer` last answered, if it ever did.
     pub fn since(&self, peer: RaftNodeId) -> Option<Duration> {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         last.get(&peer).map(Instant::elapsed)
+    }
+
+    /// Each peer's clock offset from this node's, from samples at most `fresh` old.
+    pub fn clock_offsets(&self, fresh: Duration) -> BTreeMap<RaftNodeId, i64> {
+        let clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+        clocks
+            .iter()
+            .filter(|(_, s)| s.at.elapsed() <= fresh)
+            .map(|(id, s)| (*id, s.offset_ms))
+            .collect()
     }
 }
 
@@ -113,6 +160,7 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let (sent_ms, sent) = (super::now().0, Instant::now());
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -130,6 +178,16 @@ impl PeerClient {
                 }
             })?;
         let status = response.status();
+        if let Some(peer_ms) = response
+            .headers()
+            .get(CLOCK_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            let rtt = sent.elapsed();
+            self.contacts
+                .record_clock(self.target, peer_ms, sent_ms, super::now().0, rtt);
+        }
         let bytes = response
             .bytes()
             .await

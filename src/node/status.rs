@@ -10,7 +10,7 @@
 //!
 //! Only a leader measures its peers, so members carry [`Progress`] only in a leader's view.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -95,6 +95,8 @@ pub struct Member {
     pub kind: MemberKind,
     /// Its progress, in a leader's view only.
     pub progress: Option<Progress>,
+    /// Its wall clock minus the voters' median, in milliseconds (leader's view, where known).
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// Something an operator must act on.
@@ -111,6 +113,18 @@ pub enum Warning {
     },
     /// This node knows no leader.
     NoLeader,
+    /// A member's wall clock is further from the voters' median than the bound: it is left
+    /// out of the cluster's calendar time until it is fixed.
+    ClockSkew {
+        /// The member.
+        node: RaftNodeId,
+        /// Its clock minus the median, in milliseconds.
+        skew_ms: i64,
+        /// The bound, in milliseconds.
+        bound_ms: u64,
+    },
+    /// No majority of the voters' clocks agree: license dates use the last agreed time.
+    ClocksDisagree,
 }
 
 impl fmt::Display for Warning {
@@ -129,6 +143,22 @@ impl fmt::Display for Warning {
                 Ok(())
             }
             Warning::NoLeader => f.write_str("no leader is known: licensing is unavailable"),
+            Warning::ClockSkew {
+                node,
+                skew_ms,
+                bound_ms,
+            } => write!(
+                f,
+                "clock skew: node {node}'s clock is {} {} the cluster's (bound {}); fix its \
+                 time synchronization",
+                human_ms(skew_ms.unsigned_abs()),
+                if *skew_ms > 0 { "ahead of" } else { "behind" },
+                human_ms(*bound_ms)
+            ),
+            Warning::ClocksDisagree => f.write_str(
+                "clocks disagree: no majority of the voters' clocks agree; license dates use \
+                 the last agreed time",
+            ),
         }
     }
 }
@@ -152,6 +182,28 @@ pub struct ClusterStatus {
     pub snapshot_index: Option<u64>,
     /// Every member, by id.
     pub members: Vec<Member>,
+    /// In a leader's view: the skew bound, and whether a majority of clocks agree.
+    pub clocks: Option<ClockView>,
+}
+
+/// The leader's view of the voters' clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockView {
+    /// The skew bound, in milliseconds.
+    pub bound_ms: u64,
+    /// Whether a majority of the voters' clocks agree.
+    pub agreed: bool,
+}
+
+/// `1500` -> `1.5 s`, `7_200_000` -> `2 h`: durations in warnings.
+fn human_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1e3),
+        60_000..3_600_000 => format!("{:.1} min", ms as f64 / 6e4),
+        3_600_000..86_400_000 => format!("{:.1} h", ms as f64 / 3.6e6),
+        _ => format!("{:.1} days", ms as f64 / 8.64e7),
+    }
 }
 
 /// Whether the node `id` whose metrics these are leads: it is in the leader state and knows
@@ -208,6 +260,7 @@ impl ClusterStatus {
                         MemberKind::Learner
                     },
                     progress,
+                    clock_skew_ms: None,
                 }
             })
             .collect();
@@ -220,7 +273,28 @@ impl ClusterStatus {
             last_applied_index: m.last_applied.map(|l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
             members,
+            clocks: None,
         }
+    }
+
+    /// Adds the leader's view of the clocks: each member's skew (`skews` is `None` outside a
+    /// leader's view, empty when no majority agrees) and the bound.
+    pub fn with_clocks(
+        mut self,
+        skews: Option<BTreeMap<RaftNodeId, i64>>,
+        bound: Duration,
+    ) -> Self {
+        let Some(skews) = skews else {
+            return self;
+        };
+        for m in &mut self.members {
+            m.clock_skew_ms = skews.get(&m.id).copied();
+        }
+        self.clocks = Some(ClockView {
+            bound_ms: u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+            agreed: !skews.is_empty(),
+        });
+        self
     }
 
     /// The voters' ids.
@@ -248,14 +322,31 @@ impl ClusterStatus {
     /// a majority plus one); elsewhere, the absence of a known leader.
     pub fn warning_list(&self) -> Vec<Warning> {
         if self.role == Role::Leader {
+            let mut warnings = Vec::new();
             let voters = self.voters().len();
             let down = self.down_voters();
             let up = voters - down.len();
             let quorum = voters / 2 + 1;
             if up < quorum + 1 {
-                return vec![Warning::RedundancyLost { up, voters, down }];
+                warnings.push(Warning::RedundancyLost { up, voters, down });
             }
-            Vec::new()
+            if let Some(clocks) = self.clocks {
+                if !clocks.agreed {
+                    warnings.push(Warning::ClocksDisagree);
+                }
+                for m in &self.members {
+                    if let Some(skew_ms) = m.clock_skew_ms
+                        && skew_ms.unsigned_abs() > clocks.bound_ms
+                    {
+                        warnings.push(Warning::ClockSkew {
+                            node: m.id,
+                            skew_ms,
+                            bound_ms: clocks.bound_ms,
+                        });
+                    }
+                }
+            }
+            warnings
         } else if self.leader_id.is_none() {
             vec![Warning::NoLeader]
         } else {
@@ -297,8 +388,10 @@ mod tests {
                         last_contact_ms: Some(if healthy { 5 } else { 9_000 }),
                         healthy,
                     }),
+                    clock_skew_ms: None,
                 })
                 .collect(),
+            clocks: None,
         }
     }
 
@@ -359,6 +452,27 @@ mod tests {
         assert_eq!(s.warning_list(), vec![Warning::NoLeader]);
         s.leader_id = Some(2);
         assert!(s.warning_list().is_empty());
+    }
+
+    #[test]
+    fn a_skewed_clock_is_reported_with_its_direction_and_size() {
+        use MemberKind::Voter;
+        let s = leader_view(&[(1, Voter, true), (2, Voter, true), (3, Voter, true)]).with_clocks(
+            Some([(1, 3_600_000), (2, 0), (3, -20)].into_iter().collect()),
+            Duration::from_secs(30),
+        );
+        assert_eq!(s.members[0].clock_skew_ms, Some(3_600_000));
+        assert_eq!(
+            s.warnings(),
+            vec![
+                "clock skew: node 1's clock is 1.0 h ahead of the cluster's (bound 30.0 s); fix \
+                 its time synchronization"
+                    .to_string()
+            ]
+        );
+        let apart = leader_view(&[(1, Voter, true), (2, Voter, true), (3, Voter, false)])
+            .with_clocks(Some(BTreeMap::new()), Duration::from_secs(30));
+        assert!(apart.warning_list().contains(&Warning::ClocksDisagree));
     }
 
     #[test]

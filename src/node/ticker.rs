@@ -1,59 +1,91 @@
-//! The lease ticker: while this node leads, it proposes a `Tick` whenever a lease has expired
-//! by its wall clock, so that expired leases free their cores even when nobody writes.
+//! The lease keeper: while this node leads, every tick it confirms its leadership, proposes
+//! an `Expire` entry for the leases it measured as over, and, every checkpoint interval (and
+//! at the first tick of a new term), a `Checkpoint` of every live lease's remaining time.
 //!
-//! It proposes nothing while no lease has expired, so an idle cluster does not grow its log.
-//! Whether this node leads is decided by [`super::status::leads`], the rule every part of the
-//! node uses; the task is owned by the node's [`super::tasks::TaskGuard`] and ends with it.
+//! It proposes nothing while no lease is over and none is held, so an idle cluster does not
+//! grow its log. Whether this node leads is decided by [`super::status::leads`], the rule
+//! every part of the node uses. The task holds only a weak handle on the node and is owned
+//! by the node's [`super::tasks::TaskGuard`]: it ends with the node.
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
 
+use licd_raft::Command;
 use licd_raft::types::RequestId;
-use licd_raft::{Command, RaftNodeId, Request};
-use licd_storage::AppliedState;
 
-use super::{LicdRaft, now};
+use super::{Inner, Node};
 
-pub(super) async fn run(
-    raft: LicdRaft,
-    state: Arc<RwLock<AppliedState>>,
-    id: RaftNodeId,
-    every: Duration,
-) {
-    let mut interval = tokio::time::interval(every);
+/// When the keeper acts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Schedule {
+    /// How often it looks for leases that are over.
+    pub every: Duration,
+    /// How often it checkpoints the remaining times.
+    pub checkpoint_every: Duration,
+}
+
+pub(super) async fn run(node: Weak<Inner>, schedule: Schedule) {
+    let mut interval = tokio::time::interval(schedule.every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u64 = 0;
+    // The term and the time of the last checkpoint this node proposed.
+    let mut checkpointed: Option<(u64, Instant)> = None;
     loop {
         interval.tick().await;
-        let (leading, term) = {
-            let m = raft.metrics();
-            let m = m.borrow();
-            (super::status::leads(&m, id), m.current_term)
+        let Some(inner) = node.upgrade() else {
+            return;
         };
-        if !leading {
+        let node = Node { inner };
+        if !node.is_leader() {
             continue;
         }
-        let time = now();
-        let due = {
-            let s = state.read().unwrap_or_else(|p| p.into_inner());
-            s.licenses.next_lease_expiry().is_some_and(|at| at <= time)
-        };
-        if !due {
+        let term = node.term();
+        let due = checkpointed
+            .is_none_or(|(t, at)| t != term || at.elapsed() >= schedule.checkpoint_every);
+        let Ok((expired, checkpoint)) = node
+            .read_leases(|view| {
+                let expired = view.lessor.expired(view.at);
+                let checkpoint = if due && !view.lessor.is_empty() {
+                    view.lessor.checkpoint(view.at)
+                } else {
+                    Vec::new()
+                };
+                (expired, checkpoint)
+            })
+            .await
+        else {
             continue;
-        }
-        seq += 1;
-        // Ticks are not deduplicated; the id only needs to be valid and is unique per leader
-        // term for readable logs.
-        let Ok(request_id) = RequestId::new(format!("tick-{id}-{term}-{seq}")) else {
-            continue;
         };
-        let request = Request {
-            time,
-            request_id,
-            command: Command::Tick,
-        };
-        if let Err(e) = raft.client_write(request).await {
-            tracing::debug!(error = %e, "tick not applied");
+        if !expired.is_empty() {
+            seq += 1;
+            propose(
+                &node,
+                "expire",
+                term,
+                seq,
+                Command::Expire { leases: expired },
+            )
+            .await;
         }
+        if due {
+            checkpointed = Some((term, Instant::now()));
+            if !checkpoint.is_empty() {
+                seq += 1;
+                let command = Command::Checkpoint { leases: checkpoint };
+                propose(&node, "checkpoint", term, seq, command).await;
+            }
+        }
+        drop(node);
+    }
+}
+
+/// Proposes a keeper entry. These are not deduplicated; the id only needs to be valid, and is
+/// unique per node and term for readable logs.
+async fn propose(node: &Node, kind: &str, term: u64, seq: u64, command: Command) {
+    let Ok(request_id) = RequestId::new(format!("{kind}-{}-{term}-{seq}", node.id())) else {
+        return;
+    };
+    if let Err(e) = node.propose(request_id, command).await {
+        tracing::debug!(error = %e, kind, "lease keeper entry not applied");
     }
 }

@@ -1,0 +1,185 @@
+//! [`Lessor`]: the leader's table of leases, measured on its monotonic clock.
+//!
+//! The replicated state records grants (with their ttl), releases, expirations and, now and
+//! then, checkpoints of each lease's remaining time; it never compares times. The leader
+//! holds the live deadlines here, in memory, as etcd's lessor does:
+//! - a heartbeat renews a lease here, after the leader confirmed its leadership, without a
+//!   log write;
+//! - the leader proposes `Expire` for the leases whose deadline passed, and `Checkpoint`s of
+//!   the remaining times, so that a later leader starts from recent figures;
+//! - a newly elected leader ([`Lessor::sync`] in a new term) gives every lease its
+//!   checkpointed remaining time **plus the election bound**, counted from its promotion, so
+//!   an election never shortens a lease; a lease granted after the promotion starts with its
+//!   whole ttl.
+//!
+//! The election bound is a grace of the term that granted it: checkpoints record a lease's
+//! remaining time without it, so it does not pile up over elections, and a renewal ends it.
+//! A lease that is not renewed only loses time from one checkpoint to the next. What a
+//! change of leader can add to a dead server's lease is the time between the old leader's
+//! last checkpoint and the new leader's promotion, at most one checkpoint interval plus the
+//! election: a dead server's cores are freed at most `ttl + checkpoint interval + election
+//! bound + tick` after its last successful heartbeat when leadership moves once meanwhile,
+//! plus one checkpoint interval and one election bound for each further change of leader.
+//!
+//! Every method takes the current instant, so the rules are tested without waiting.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use licd_raft::LicenseState;
+use licd_raft::command::{LeaseCheckpoint, LeaseRef};
+use licd_raft::types::NodeName;
+
+/// One live lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lease {
+    /// The grant it belongs to.
+    grant: u64,
+    /// Its renewal length.
+    ttl: Duration,
+    /// When it ends unless renewed, grace included.
+    deadline: Instant,
+    /// The election grace this term's promotion added (zero once renewed, and for grants of
+    /// this term): not part of what a checkpoint records.
+    grace: Duration,
+}
+
+/// The leader's leases.
+#[derive(Debug)]
+pub struct Lessor {
+    /// The time an election may take: added to every lease at promotion.
+    election_bound: Duration,
+    /// The term the table was built for (`None` before the first promotion).
+    term: Option<u64>,
+    /// The state's allocation change count when the table was last brought in step.
+    seen_changes: Option<u64>,
+    leases: HashMap<NodeName, Lease>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Lessor {
+    /// An empty table; `election_bound` is the longest an election may take.
+    pub fn new(election_bound: Duration) -> Self {
+        Lessor {
+            election_bound,
+            term: None,
+            seen_changes: None,
+            leases: HashMap::new(),
+        }
+    }
+
+    /// Brings the table in step with the applied `state` while this node leads in `term`.
+    ///
+    /// Call it only after confirming leadership (so `state` has applied every entry of
+    /// earlier terms). In a new term the table is rebuilt: every allocation gets its
+    /// checkpointed remaining time plus the election bound from `now`. Within a term, new
+    /// grants start with their full ttl and leases whose grant is gone are dropped.
+    pub fn sync(&mut self, term: u64, state: &LicenseState, now: Instant) {
+        let promoted = self.term != Some(term);
+        if promoted {
+            self.term = Some(term);
+            self.leases.clear();
+            self.seen_changes = None;
+        } else if self.seen_changes == Some(state.allocation_changes()) {
+            return;
+        }
+        let allocations = state.allocations();
+        self.leases
+            .retain(|node, l| allocations.get(node).is_some_and(|a| a.grant == l.grant));
+        let extra = if promoted {
+            self.election_bound
+        } else {
+            Duration::ZERO
+        };
+        for (node, a) in allocations {
+            self.leases.entry(node.clone()).or_insert_with(|| Lease {
+                grant: a.grant,
+                ttl: Duration::from_millis(a.lease_ttl.as_millis()),
+                deadline: now + Duration::from_millis(a.remaining_ms) + extra,
+                grace: extra,
+            });
+        }
+        self.seen_changes = Some(state.allocation_changes());
+    }
+
+    /// Lease time left of `node`'s grant `grant`, in milliseconds (0 when over or unknown).
+    pub fn remaining(&self, node: &NodeName, grant: u64, now: Instant) -> u64 {
+        self.leases
+            .get(node)
+            .filter(|l| l.grant == grant)
+            .map_or(0, |l| millis(l.deadline.saturating_duration_since(now)))
+    }
+
+    /// Renews `node`'s live lease of grant `grant` for its whole ttl; returns the new
+    /// remaining time, or `None` when the lease is over (or unknown): it cannot be renewed.
+    pub fn renew(&mut self, node: &NodeName, grant: u64, now: Instant) -> Option<u64> {
+        let lease = self.leases.get_mut(node).filter(|l| l.grant == grant)?;
+        if lease.deadline <= now {
+            return None;
+        }
+        lease.deadline = now + lease.ttl;
+        lease.grace = Duration::ZERO;
+        Some(millis(lease.ttl))
+    }
+
+    /// The leases whose deadline has passed: what an `Expire` entry should end.
+    pub fn expired(&self, now: Instant) -> Vec<LeaseRef> {
+        let mut over: Vec<LeaseRef> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(node, l)| LeaseRef {
+                node: node.clone(),
+                grant: l.grant,
+            })
+            .collect();
+        over.sort_by(|a, b| a.node.cmp(&b.node));
+        over
+    }
+
+    /// The remaining time of every live lease, without the election grace: what a
+    /// `Checkpoint` entry should record.
+    pub fn checkpoint(&self, now: Instant) -> Vec<LeaseCheckpoint> {
+        let mut live: Vec<LeaseCheckpoint> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline > now)
+            .map(|(node, l)| LeaseCheckpoint {
+                node: node.clone(),
+                grant: l.grant,
+                remaining_ms: millis((l.deadline - now).saturating_sub(l.grace)),
+            })
+            .collect();
+        live.sort_by(|a, b| a.node.cmp(&b.node));
+        live
+    }
+
+    /// The term the table was last brought in step for.
+    pub fn term(&self) -> Option<u64> {
+        self.term
+    }
+
+    /// Pulls every deadline `by` earlier (fault injection only: the `bug-wall-clock-leases`
+    /// feature, which must be caught by the fault harness).
+    pub fn shorten_all(&mut self, by: Duration, now: Instant) {
+        for lease in self.leases.values_mut() {
+            lease.deadline = lease.deadline.checked_sub(by).unwrap_or(now).max(now);
+        }
+    }
+
+    /// How many leases the table holds.
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// Whether the table holds no lease.
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;
