@@ -287,9 +287,11 @@ impl Loop {
             Ok(confirmed) => {
                 self.confirmed(&confirmed, sent);
                 self.refresh_cluster_view().await;
-                // The next renewal is due a third of the ttl after this one was sent, however
-                // long the answer and the cluster view took.
-                (sent + ttl / 3).saturating_duration_since(Instant::now())
+                // The next renewal is due a third of the ttl after this one was sent (sooner
+                // when the cluster promised less than the ttl), however long the answer and
+                // the cluster view took.
+                let promised = Duration::from_millis(confirmed.remaining_ms);
+                (sent + (ttl / 3).min(promised / 2)).saturating_duration_since(Instant::now())
             }
             Err(e) if e.is(licd_raft::Code::NotAllocated) => {
                 // The lease was lost (a long pause, a forced release): allocate again now.

@@ -40,9 +40,14 @@ pub struct LeaseView<'a> {
 }
 
 impl LeaseView<'_> {
-    /// Lease time left of `node`'s allocation `a`, as the leader measures it.
+    /// Lease time left of `node`'s allocation `a` that every leader honours (0 once the
+    /// lease is over by this leader's measure).
     pub fn remaining(&self, node: &NodeName, a: &Allocation) -> u64 {
-        self.lessor.remaining(node, a.grant, self.at)
+        if self.lessor.is_live(node, a.grant, self.at) {
+            self.lessor.remaining(node, a.grant, self.at).max(1)
+        } else {
+            0
+        }
     }
 }
 
@@ -94,12 +99,13 @@ impl Node {
     pub async fn read_leases<T>(&self, f: impl FnOnce(LeaseView<'_>) -> T) -> Result<T, NodeError> {
         let today = self.calendar_now();
         let term = self.term();
+        let confirmed = Instant::now();
         self.read(|applied| {
             let state = &applied.licenses;
             let at = Instant::now();
             let mut lessor = self.inner.lessor.lock().unwrap_or_else(|p| p.into_inner());
             let promoting = lessor.term() != Some(term);
-            lessor.sync(term, state, at);
+            lessor.sync(term, state, confirmed, at);
             if cfg!(feature = "bug-wall-clock-leases") && promoting {
                 // Fault injection: lease time measured against this node's wall clock.
                 let behind = now().0.saturating_sub(state.clock().0);
@@ -114,6 +120,16 @@ impl Node {
             })
         })
         .await
+    }
+
+    /// Records that a checkpoint computed at `at` was committed (see [`Lessor::checkpointed`]).
+    pub fn lease_checkpoint_committed(
+        &self,
+        checkpoint: &[licd_raft::command::LeaseCheckpoint],
+        at: Instant,
+    ) {
+        let mut lessor = self.inner.lessor.lock().unwrap_or_else(|p| p.into_inner());
+        lessor.checkpointed(checkpoint, at);
     }
 
     /// Renews `node`'s lease for its whole ttl, after confirming leadership, without a log

@@ -14,12 +14,22 @@
 //!
 //! The election bound is a grace of the term that granted it: checkpoints record a lease's
 //! remaining time without it, so it does not pile up over elections, and a renewal ends it.
-//! A lease that is not renewed only loses time from one checkpoint to the next. What a
-//! change of leader can add to a dead server's lease is the time between the old leader's
-//! last checkpoint and the new leader's promotion, at most one checkpoint interval plus the
-//! election: a dead server's cores are freed at most `ttl + checkpoint interval + election
-//! bound + tick` after its last successful heartbeat when leadership moves once meanwhile,
-//! plus one checkpoint interval and one election bound for each further change of leader.
+//! The leader checkpoints a lease whenever the time the log holds for it exceeds what is
+//! really left by more than the checkpoint interval ([`Lessor::due`]; for leases longer than
+//! 16 intervals, by a sixteenth of the ttl). What a change of leader can add to a dead
+//! server's lease is that excess plus the time the election took: a dead server's cores are
+//! freed at most `ttl + max(checkpoint interval, ttl/16) + election bound + tick` after its
+//! last successful heartbeat when leadership moves once meanwhile, plus as much again for
+//! each further change of leader during that time.
+//!
+//! **What an answer promises.** A renewal restarts the lease here, but a successor knows
+//! only the log: the latest committed checkpoint, plus the election bound, from its
+//! promotion. So each lease also keeps a *floor*: the instant before which no successor can
+//! end it (the promotion or grant instant plus what the log holds, or a committed
+//! checkpoint's instant plus its value, each plus the election bound). Answers give the
+//! remaining time up to the earlier of the deadline and the floor, so a client that counts
+//! it down from its send time never holds a lease longer than any leader will honour, and a
+//! failover never shortens a lease a client was told about.
 //!
 //! Every method takes the current instant, so the rules are tested without waiting.
 
@@ -42,6 +52,11 @@ struct Lease {
     /// The election grace this term's promotion added (zero once renewed, and for grants of
     /// this term): not part of what a checkpoint records.
     grace: Duration,
+    /// No leader after this one ends the lease before this instant (see the module essay).
+    floor: Instant,
+    /// The remaining time the log holds for the grant: what a successor would give (plus
+    /// the election bound) from its promotion.
+    logged: Duration,
 }
 
 /// The leader's leases.
@@ -74,10 +89,12 @@ impl Lessor {
     /// Brings the table in step with the applied `state` while this node leads in `term`.
     ///
     /// Call it only after confirming leadership (so `state` has applied every entry of
-    /// earlier terms). In a new term the table is rebuilt: every allocation gets its
-    /// checkpointed remaining time plus the election bound from `now`. Within a term, new
-    /// grants start with their full ttl and leases whose grant is gone are dropped.
-    pub fn sync(&mut self, term: u64, state: &LicenseState, now: Instant) {
+    /// earlier terms), with `confirmed` the instant that confirmation started: no later
+    /// leader can have been elected before it. In a new term the table is rebuilt: every
+    /// allocation gets its checkpointed remaining time plus the election bound from `now`.
+    /// Within a term, new grants start with their full ttl and leases whose grant is gone are
+    /// dropped.
+    pub fn sync(&mut self, term: u64, state: &LicenseState, confirmed: Instant, now: Instant) {
         let promoted = self.term != Some(term);
         if promoted {
             self.term = Some(term);
@@ -94,27 +111,43 @@ impl Lessor {
         } else {
             Duration::ZERO
         };
+        let bound = self.election_bound;
         for (node, a) in allocations {
+            let logged = Duration::from_millis(a.remaining_ms);
             self.leases.entry(node.clone()).or_insert_with(|| Lease {
                 grant: a.grant,
                 ttl: Duration::from_millis(a.lease_ttl.as_millis()),
-                deadline: now + Duration::from_millis(a.remaining_ms) + extra,
+                deadline: now + logged + extra,
                 grace: extra,
+                // A successor promotes after `confirmed` and gives at least what the log
+                // holds for this grant (or a later checkpoint of this leader's, which
+                // `checkpointed` accounts for) plus the bound.
+                floor: confirmed.min(now) + logged + bound,
+                logged,
             });
         }
         self.seen_changes = Some(state.allocation_changes());
     }
 
-    /// Lease time left of `node`'s grant `grant`, in milliseconds (0 when over or unknown).
+    /// Lease time left of `node`'s grant `grant` that every leader honours, in milliseconds:
+    /// up to the earlier of this leader's deadline and the floor (0 when over or unknown).
     pub fn remaining(&self, node: &NodeName, grant: u64, now: Instant) -> u64 {
         self.leases
             .get(node)
             .filter(|l| l.grant == grant)
-            .map_or(0, |l| millis(l.deadline.saturating_duration_since(now)))
+            .map_or(0, |l| millis(l.deadline.min(l.floor).saturating_duration_since(now)))
     }
 
-    /// Renews `node`'s live lease of grant `grant` for its whole ttl; returns the new
-    /// remaining time, or `None` when the lease is over (or unknown): it cannot be renewed.
+    /// Whether `node`'s grant `grant` is live by this leader's measure.
+    pub fn is_live(&self, node: &NodeName, grant: u64, now: Instant) -> bool {
+        self.leases
+            .get(node)
+            .is_some_and(|l| l.grant == grant && l.deadline > now)
+    }
+
+    /// Renews `node`'s live lease of grant `grant` for its whole ttl; returns the remaining
+    /// time every leader honours (see [`Lessor::remaining`]), or `None` when the lease is
+    /// over (or unknown): it cannot be renewed.
     pub fn renew(&mut self, node: &NodeName, grant: u64, now: Instant) -> Option<u64> {
         let lease = self.leases.get_mut(node).filter(|l| l.grant == grant)?;
         if lease.deadline <= now {
@@ -122,7 +155,21 @@ impl Lessor {
         }
         lease.deadline = now + lease.ttl;
         lease.grace = Duration::ZERO;
-        Some(millis(lease.ttl))
+        Some(self.remaining(node, grant, now))
+    }
+
+    /// Raises the floors after `checkpoint`, computed at `at`, was committed: a successor's
+    /// log holds it (or a later one), and the successor promotes after `at`.
+    pub fn checkpointed(&mut self, checkpoint: &[LeaseCheckpoint], at: Instant) {
+        for c in checkpoint {
+            if let Some(lease) = self.leases.get_mut(&c.node)
+                && lease.grant == c.grant
+            {
+                let value = Duration::from_millis(c.remaining_ms);
+                lease.floor = lease.floor.max(at + value + self.election_bound);
+                lease.logged = value;
+            }
+        }
     }
 
     /// The leases whose deadline has passed: what an `Expire` entry should end.
@@ -155,6 +202,31 @@ impl Lessor {
             .collect();
         live.sort_by(|a, b| a.node.cmp(&b.node));
         live
+    }
+
+    /// The live leases a checkpoint should record now, with their remaining time (grace
+    /// left out): those whose logged time a successor would give exceeds what is really
+    /// left by more than `interval` (or a sixteenth of the ttl, for long leases), so a dead
+    /// server's lease is not restarted from stale figures; and those whose floor is less
+    /// than half a ttl away, so renewals keep promising most of a ttl.
+    pub fn due(&self, now: Instant, interval: Duration) -> Vec<LeaseCheckpoint> {
+        let mut due: Vec<LeaseCheckpoint> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline > now)
+            .filter_map(|(node, l)| {
+                let left = (l.deadline - now).saturating_sub(l.grace);
+                let stale = l.logged.saturating_sub(left) > interval.max(l.ttl / 16);
+                let lagging = l.floor < now + l.ttl / 2;
+                (stale || lagging).then(|| LeaseCheckpoint {
+                    node: node.clone(),
+                    grant: l.grant,
+                    remaining_ms: millis(left),
+                })
+            })
+            .collect();
+        due.sort_by(|a, b| a.node.cmp(&b.node));
+        due
     }
 
     /// The term the table was last brought in step for.

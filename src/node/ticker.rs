@@ -1,6 +1,7 @@
 //! The lease keeper: while this node leads, every tick it confirms its leadership, proposes
-//! an `Expire` entry for the leases it measured as over, and, every checkpoint interval (and
-//! at the first tick of a new term), a `Checkpoint` of every live lease's remaining time.
+//! an `Expire` entry for the leases it measured as over, and a `Checkpoint` of the leases
+//! whose logged time is stale or whose floor lags ([`super::lessor::Lessor::due`]). Once a
+//! checkpoint is committed the lease table learns it.
 //!
 //! It proposes nothing while no lease is over and none is held, so an idle cluster does not
 //! grow its log. Whether this node leads is decided by [`super::status::leads`], the rule
@@ -8,7 +9,7 @@
 //! by the node's [`super::tasks::TaskGuard`]: it ends with the node.
 
 use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use licd_raft::Command;
 use licd_raft::types::RequestId;
@@ -20,7 +21,8 @@ use super::{Inner, Node};
 pub(super) struct Schedule {
     /// How often it looks for leases that are over.
     pub every: Duration,
-    /// How often it checkpoints the remaining times.
+    /// How far the logged time of a lease may run ahead of what is left before it is
+    /// checkpointed.
     pub checkpoint_every: Duration,
 }
 
@@ -28,8 +30,6 @@ pub(super) async fn run(node: Weak<Inner>, schedule: Schedule) {
     let mut interval = tokio::time::interval(schedule.every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u64 = 0;
-    // The term and the time of the last checkpoint this node proposed.
-    let mut checkpointed: Option<(u64, Instant)> = None;
     loop {
         interval.tick().await;
         let Some(inner) = node.upgrade() else {
@@ -40,17 +40,11 @@ pub(super) async fn run(node: Weak<Inner>, schedule: Schedule) {
             continue;
         }
         let term = node.term();
-        let due = checkpointed
-            .is_none_or(|(t, at)| t != term || at.elapsed() >= schedule.checkpoint_every);
-        let Ok((expired, checkpoint)) = node
+        let Ok((expired, checkpoint, at)) = node
             .read_leases(|view| {
                 let expired = view.lessor.expired(view.at);
-                let checkpoint = if due && !view.lessor.is_empty() {
-                    view.lessor.checkpoint(view.at)
-                } else {
-                    Vec::new()
-                };
-                (expired, checkpoint)
+                let checkpoint = view.lessor.due(view.at, schedule.checkpoint_every);
+                (expired, checkpoint, view.at)
             })
             .await
         else {
@@ -67,12 +61,13 @@ pub(super) async fn run(node: Weak<Inner>, schedule: Schedule) {
             )
             .await;
         }
-        if due {
-            checkpointed = Some((term, Instant::now()));
-            if !checkpoint.is_empty() {
-                seq += 1;
-                let command = Command::Checkpoint { leases: checkpoint };
-                propose(&node, "checkpoint", term, seq, command).await;
+        if !checkpoint.is_empty() {
+            seq += 1;
+            let command = Command::Checkpoint {
+                leases: checkpoint.clone(),
+            };
+            if propose(&node, "checkpoint", term, seq, command).await {
+                node.lease_checkpoint_committed(&checkpoint, at);
             }
         }
         drop(node);
@@ -81,11 +76,16 @@ pub(super) async fn run(node: Weak<Inner>, schedule: Schedule) {
 
 /// Proposes a keeper entry. These are not deduplicated; the id only needs to be valid, and is
 /// unique per node and term for readable logs.
-async fn propose(node: &Node, kind: &str, term: u64, seq: u64, command: Command) {
+/// Returns whether the entry was committed.
+async fn propose(node: &Node, kind: &str, term: u64, seq: u64, command: Command) -> bool {
     let Ok(request_id) = RequestId::new(format!("{kind}-{}-{term}-{seq}", node.id())) else {
-        return;
+        return false;
     };
-    if let Err(e) = node.propose(request_id, command).await {
-        tracing::debug!(error = %e, kind, "lease keeper entry not applied");
+    match node.propose(request_id, command).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, kind, "lease keeper entry not applied");
+            false
+        }
     }
 }

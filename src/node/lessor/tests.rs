@@ -81,12 +81,18 @@ fn a_new_grant_has_its_whole_ttl_and_a_renewal_restarts_it() {
     let mut w = World::new();
     let mut lessor = Lessor::new(ELECTION);
     let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0);
+    lessor.sync(1, &w.state, t0, t0);
     let g = w.allocate("a", 1);
-    lessor.sync(1, &w.state, t0 + ms(10));
+    lessor.sync(1, &w.state, t0 + ms(10), t0 + ms(10));
     assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(10)), TTL);
     assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(4_010)), TTL - 4_000);
-    assert_eq!(lessor.renew(&node("a"), g, t0 + ms(4_010)), Some(TTL));
+    // Renewed, but a successor honours only what the log holds: the grant, from when it was
+    // synced, plus the election bound.
+    assert_eq!(lessor.renew(&node("a"), g, t0 + ms(4_010)), Some(TTL + 500 - 4_000));
+    assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(8_010)), TTL + 500 - 8_000);
+    // Once a checkpoint of the renewed lease is committed, the renewal is honoured in full.
+    let checkpoint = lessor.checkpoint(t0 + ms(4_010));
+    lessor.checkpointed(&checkpoint, t0 + ms(4_010));
     assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(8_010)), TTL - 4_000);
     // Past the renewed deadline the lease is over and cannot be renewed.
     let after = t0 + ms(4_010 + TTL);
@@ -114,7 +120,7 @@ fn a_promotion_gives_the_checkpointed_time_plus_the_election_bound() {
     });
     let mut lessor = Lessor::new(ELECTION);
     let t0 = Instant::now();
-    lessor.sync(7, &w.state, t0);
+    lessor.sync(7, &w.state, t0, t0);
     assert_eq!(lessor.remaining(&node("a"), g, t0), 2_500);
     assert!(lessor.expired(t0 + ms(2_499)).is_empty());
     assert_eq!(lessor.expired(t0 + ms(2_500)).len(), 1);
@@ -126,14 +132,17 @@ fn a_new_term_rebuilds_the_table_but_the_same_term_keeps_renewals() {
     let g = w.allocate("a", 1);
     let mut lessor = Lessor::new(ELECTION);
     let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0);
+    lessor.sync(1, &w.state, t0, t0);
     lessor.renew(&node("a"), g, t0 + ms(8_000));
     // Another allocation in the same term leaves the renewal alone.
     w.allocate("b", 2);
-    lessor.sync(1, &w.state, t0 + ms(8_000));
+    lessor.sync(1, &w.state, t0 + ms(8_000), t0 + ms(8_000));
+    assert!(lessor.is_live(&node("a"), g, t0 + ms(TTL + 7_999)));
+    let checkpoint = lessor.checkpoint(t0 + ms(8_000));
+    lessor.checkpointed(&checkpoint, t0 + ms(8_000));
     assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(8_000)), TTL);
     // Leading again in a later term starts from the state's checkpoint (the ttl here).
-    lessor.sync(3, &w.state, t0 + ms(20_000));
+    lessor.sync(3, &w.state, t0 + ms(20_000), t0 + ms(20_000));
     assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(20_000)), TTL + 500);
 }
 
@@ -144,12 +153,12 @@ fn a_released_or_reallocated_grant_leaves_the_table() {
     let b = w.allocate("b", 2);
     let mut lessor = Lessor::new(ELECTION);
     let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0);
+    lessor.sync(1, &w.state, t0, t0);
     assert_eq!(lessor.len(), 2);
     w.apply(Command::Release { node: node("a") });
     let b2 = w.allocate("b", 3);
     assert_ne!(b, b2);
-    lessor.sync(1, &w.state, t0 + ms(100));
+    lessor.sync(1, &w.state, t0 + ms(100), t0 + ms(100));
     assert_eq!(lessor.remaining(&node("a"), a, t0 + ms(100)), 0);
     assert_eq!(lessor.remaining(&node("b"), b, t0 + ms(100)), 0);
     assert_eq!(lessor.remaining(&node("b"), b2, t0 + ms(100)), TTL);
@@ -164,7 +173,7 @@ fn checkpoints_carry_each_live_lease_and_expirations_the_dead_ones() {
     let b = w.allocate("b", 2);
     let mut lessor = Lessor::new(ELECTION);
     let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0);
+    lessor.sync(1, &w.state, t0, t0);
     lessor.renew(&node("b"), b, t0 + ms(5_000));
     // The first sync of a term is a promotion: "a" got the election grace too.
     let at = t0 + ms(TTL) + ELECTION + ms(1);
@@ -187,7 +196,7 @@ fn checkpoints_carry_each_live_lease_and_expirations_the_dead_ones() {
     w.apply(Command::Expire {
         leases: lessor.expired(at),
     });
-    lessor.sync(1, &w.state, at);
+    lessor.sync(1, &w.state, at, at);
     assert!(lessor.expired(at).is_empty());
     assert_eq!(lessor.len(), 1);
 }
@@ -205,7 +214,7 @@ fn flapping_leadership_with_checkpoints_ends_a_dead_lease() {
     let interval = ms(1_000);
     loop {
         let mut lessor = Lessor::new(ELECTION);
-        lessor.sync(term, &w.state, now);
+        lessor.sync(term, &w.state, now, now);
         now += interval;
         let over = lessor.expired(now);
         if !over.is_empty() {
@@ -228,12 +237,59 @@ fn flapping_leadership_with_checkpoints_ends_a_dead_lease() {
 }
 
 #[test]
+fn a_lagging_floor_asks_for_a_checkpoint_and_a_committed_one_raises_it() {
+    let mut w = World::new();
+    let g = w.allocate("a", 1);
+    let mut lessor = Lessor::new(ELECTION);
+    let t0 = Instant::now();
+    lessor.sync(1, &w.state, t0, t0);
+    assert!(lessor.due(t0 + ms(1_000), ms(5_000)).is_empty());
+    lessor.renew(&node("a"), g, t0 + ms(6_000));
+    // The floor (TTL + 500 from t0) is less than half a ttl away at 6 s.
+    let lagging = lessor.due(t0 + ms(6_000), ms(5_000));
+    assert_eq!(lagging.len(), 1);
+    assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(6_000)), TTL + 500 - 6_000);
+    lessor.checkpointed(&lagging, t0 + ms(6_000));
+    assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(6_000)), TTL);
+    assert!(lessor.due(t0 + ms(6_000), ms(5_000)).is_empty());
+    // A checkpoint of an older grant raises nothing.
+    let stale = vec![LeaseCheckpoint {
+        node: node("a"),
+        grant: g + 1,
+        remaining_ms: 60_000,
+    }];
+    lessor.checkpointed(&stale, t0 + ms(7_000));
+    assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(7_000)), TTL - 1_000);
+}
+
+#[test]
+fn a_lease_not_renewed_is_checkpointed_once_its_logged_time_is_an_interval_stale() {
+    let mut w = World::new();
+    let g = w.allocate("a", 1);
+    let mut lessor = Lessor::new(ELECTION);
+    let t0 = Instant::now();
+    lessor.sync(1, &w.state, t0, t0);
+    // The log holds the ttl; after 1 s less is left than that by exactly the interval.
+    assert!(lessor.due(t0 + ms(1_000), ms(1_000)).is_empty());
+    let due = lessor.due(t0 + ms(1_001), ms(1_000));
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].grant, g);
+    assert_eq!(due[0].remaining_ms, TTL - 1_001);
+    lessor.checkpointed(&due, t0 + ms(1_001));
+    assert!(lessor.due(t0 + ms(1_500), ms(1_000)).is_empty());
+    assert_eq!(lessor.due(t0 + ms(2_002), ms(1_000)).len(), 1);
+    // A long lease tolerates a sixteenth of its ttl.
+    let long = Lessor::new(ELECTION);
+    assert!(long.due(t0, ms(1_000)).is_empty());
+}
+
+#[test]
 fn a_checkpoint_leaves_out_the_election_grace_until_a_renewal() {
     let mut w = World::new();
     let g = w.allocate("a", 1);
     let mut lessor = Lessor::new(ELECTION);
     let t0 = Instant::now();
-    lessor.sync(2, &w.state, t0);
+    lessor.sync(2, &w.state, t0, t0);
     assert_eq!(
         lessor.remaining(&node("a"), g, t0 + ms(1_000)),
         TTL + 500 - 1_000
