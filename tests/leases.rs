@@ -1,0 +1,183 @@
+//! Leases held by the leader on its monotonic clock: a heartbeat is not a log write, a
+//! failover or a restart of the whole cluster never ends a lease a client was promised, and
+//! a server that stops heartbeating has its cores freed within the documented bound.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, license, mac};
+use licd::api::{AllocateBody, ErrorCode};
+use licd::client::{Client, new_request_id};
+use licd_raft::types::NodeName;
+
+const TTL_MS: u64 = 4_000;
+const CHECKPOINT_MS: u64 = 1_000;
+const TICK_MS: u64 = 200;
+
+fn node(name: &str) -> NodeName {
+    NodeName::new(name).unwrap()
+}
+
+async fn cluster() -> Cluster {
+    Cluster::start_with(3, |c| {
+        c.raft.lease_checkpoint_ms = CHECKPOINT_MS;
+        c.raft.tick_ms = TICK_MS;
+    })
+    .await
+}
+
+/// The documented bound for one change of leader (src/node/lessor.rs).
+fn bound(cluster: &Cluster) -> Duration {
+    let t = &cluster.configs[&1].raft;
+    Duration::from_millis(
+        TTL_MS + CHECKPOINT_MS.max(TTL_MS / 16) + t.election_timeout_max_ms + t.tick_ms,
+    )
+}
+
+async fn allocate(client: &Client, name: &str, mac_index: u8) -> (Instant, u64) {
+    let body = AllocateBody {
+        license: None,
+        mac: mac(mac_index),
+        cores: licd_raft::types::Cores::new(4).unwrap(),
+        ttl_ms: Some(TTL_MS),
+        request_id: None,
+    };
+    let sent = Instant::now();
+    let grant = client
+        .allocate(&node(name), &body, &new_request_id())
+        .await
+        .expect("allocate");
+    (sent, grant.allocation.lease_remaining_ms)
+}
+
+/// Heartbeats and returns (send time, promised remaining).
+async fn heartbeat(client: &Client, name: &str) -> (Instant, u64) {
+    let sent = Instant::now();
+    let renewal = client
+        .heartbeat(&node(name), &new_request_id())
+        .await
+        .expect("heartbeat");
+    (sent, renewal.lease_remaining_ms)
+}
+
+/// Polls usage until `name` holds nothing; returns when.
+async fn wait_freed(client: &Client, name: &str, within: Duration) -> Instant {
+    let deadline = Instant::now() + within;
+    loop {
+        let usage = client.licenses().await.expect("usage");
+        if !usage.licenses[0].nodes.iter().any(|n| n.node.as_str() == name) {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "{name}'s cores were never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_renew_leases_without_log_writes() {
+    let cluster = cluster().await;
+    cluster.install(&license("lic", 16)).await;
+    let client = cluster.client();
+    let (_, promised) = allocate(&client, "app-1", 1).await;
+    assert_eq!(promised, TTL_MS);
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let before = cluster.node(leader).metrics().last_log_index;
+    let mut promises = Vec::new();
+    for _ in 0..20 {
+        promises.push(heartbeat(&client, "app-1").await.1);
+    }
+    let after = cluster.node(leader).metrics().last_log_index;
+    assert_eq!(before, after, "a heartbeat wrote to the log");
+    // A renewal promises what a successor would honour: the grant's time plus the bound.
+    assert!(promises.iter().all(|p| *p > TTL_MS / 2 && *p <= TTL_MS), "{promises:?}");
+    // Past the first lease, heartbeats kept it live.
+    tokio::time::sleep(Duration::from_millis(TTL_MS / 2)).await;
+    heartbeat(&client, "app-1").await;
+    tokio::time::sleep(Duration::from_millis(TTL_MS / 2)).await;
+    heartbeat(&client, "app-1").await;
+    let check = client.check(&node("app-1"), None).await.unwrap();
+    assert_eq!(check.check.code, ErrorCode::Valid, "{check:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_keeps_every_promised_lease_and_frees_a_dead_one_within_the_bound() {
+    let mut cluster = cluster().await;
+    cluster.install(&license("lic", 16)).await;
+    let client = cluster.client();
+    allocate(&client, "live", 1).await;
+    allocate(&client, "dead", 2).await;
+    tokio::time::sleep(Duration::from_millis(TTL_MS / 3)).await;
+    let (sent, promised) = heartbeat(&client, "live").await;
+    let (dead_sent, _) = heartbeat(&client, "dead").await;
+    // "dead" stops heartbeating now; the leader goes away.
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    cluster.stop(leader).await;
+    let promised_until = sent + Duration::from_millis(promised);
+    // Until the promise runs out, every check of "live" says VALID, across the failover.
+    let mut checks = 0;
+    while Instant::now() + Duration::from_millis(300) < promised_until {
+        let check = client.check(&node("live"), None).await.unwrap();
+        if Instant::now() < promised_until {
+            assert_eq!(check.check.code, ErrorCode::Valid, "{check:?}");
+            checks += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(checks > 3, "too few checks inside the promise: {checks}");
+    // The live server renews on the new leader without reallocating.
+    heartbeat(&client, "live").await;
+    let freed = wait_freed(&client, "dead", Duration::from_secs(20)).await;
+    let held = freed - dead_sent;
+    println!(
+        "dead server held its cores {held:?} after its last heartbeat was sent (bound {:?})",
+        bound(&cluster)
+    );
+    assert!(held <= bound(&cluster) + Duration::from_millis(500), "held {held:?}");
+    assert!(held >= Duration::from_millis(TTL_MS / 2), "freed too early: {held:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_restart_during_a_lease_does_not_end_it() {
+    let mut cluster = cluster().await;
+    cluster.install(&license("lic", 16)).await;
+    let client = cluster.client();
+    allocate(&client, "app-1", 1).await;
+    let (sent, promised) = heartbeat(&client, "app-1").await;
+    let ids: Vec<u64> = cluster.running.keys().copied().collect();
+    for id in &ids {
+        cluster.stop(*id).await;
+    }
+    for id in &ids {
+        cluster.restart(*id).await;
+    }
+    cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let back = Instant::now();
+    assert!(
+        back < sent + Duration::from_millis(promised),
+        "the restart took longer than the lease; the test proves nothing"
+    );
+    // The lease survived on the log's checkpoint plus the election bound: it renews.
+    let renewal = client.heartbeat(&node("app-1"), &new_request_id()).await;
+    assert!(renewal.is_ok(), "{renewal:?}");
+    let check = client.check(&node("app-1"), None).await.unwrap();
+    assert_eq!(check.check.code, ErrorCode::Valid, "{check:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_ran_out_is_not_renewed() {
+    let cluster = cluster().await;
+    cluster.install(&license("lic", 16)).await;
+    let client = cluster.client();
+    allocate(&client, "app-1", 1).await;
+    wait_freed(&client, "app-1", Duration::from_secs(20)).await;
+    let err = client
+        .heartbeat(&node("app-1"), &new_request_id())
+        .await
+        .unwrap_err();
+    assert!(err.is(ErrorCode::NotAllocated), "{err}");
+    cluster.shutdown().await;
+}
