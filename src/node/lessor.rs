@@ -135,7 +135,9 @@ impl Lessor {
         self.leases
             .get(node)
             .filter(|l| l.grant == grant)
-            .map_or(0, |l| millis(l.deadline.min(l.floor).saturating_duration_since(now)))
+            .map_or(0, |l| {
+                millis(l.deadline.min(l.floor).saturating_duration_since(now))
+            })
     }
 
     /// Whether `node`'s grant `grant` is live by this leader's measure.

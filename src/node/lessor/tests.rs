@@ -88,8 +88,14 @@ fn a_new_grant_has_its_whole_ttl_and_a_renewal_restarts_it() {
     assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(4_010)), TTL - 4_000);
     // Renewed, but a successor honours only what the log holds: the grant, from when it was
     // synced, plus the election bound.
-    assert_eq!(lessor.renew(&node("a"), g, t0 + ms(4_010)), Some(TTL + 500 - 4_000));
-    assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(8_010)), TTL + 500 - 8_000);
+    assert_eq!(
+        lessor.renew(&node("a"), g, t0 + ms(4_010)),
+        Some(TTL + 500 - 4_000)
+    );
+    assert_eq!(
+        lessor.remaining(&node("a"), g, t0 + ms(8_010)),
+        TTL + 500 - 8_000
+    );
     // Once a checkpoint of the renewed lease is committed, the renewal is honoured in full.
     let checkpoint = lessor.checkpoint(t0 + ms(4_010));
     lessor.checkpointed(&checkpoint, t0 + ms(4_010));
@@ -248,7 +254,10 @@ fn a_lagging_floor_asks_for_a_checkpoint_and_a_committed_one_raises_it() {
     // The floor (TTL + 500 from t0) is less than half a ttl away at 6 s.
     let lagging = lessor.due(t0 + ms(6_000), ms(5_000));
     assert_eq!(lagging.len(), 1);
-    assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(6_000)), TTL + 500 - 6_000);
+    assert_eq!(
+        lessor.remaining(&node("a"), g, t0 + ms(6_000)),
+        TTL + 500 - 6_000
+    );
     lessor.checkpointed(&lagging, t0 + ms(6_000));
     assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(6_000)), TTL);
     assert!(lessor.due(t0 + ms(6_000), ms(5_000)).is_empty());
