@@ -63,8 +63,9 @@ impl Probe {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no status line in {text:?}"));
         let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-        let body: ErrorBody = serde_json::from_str(json)
-            .unwrap_or_else(|e| panic!("{path}: {status} body is not the error shape ({e}): {text}"));
+        let body: ErrorBody = serde_json::from_str(json).unwrap_or_else(|e| {
+            panic!("{path}: {status} body is not the error shape ({e}): {text}")
+        });
         (StatusCode::from_u16(status).unwrap(), body)
     }
 }

@@ -66,7 +66,11 @@ async fn wait_freed(client: &Client, name: &str, within: Duration) -> Instant {
     let deadline = Instant::now() + within;
     loop {
         let usage = client.licenses().await.expect("usage");
-        if !usage.licenses[0].nodes.iter().any(|n| n.node.as_str() == name) {
+        if !usage.licenses[0]
+            .nodes
+            .iter()
+            .any(|n| n.node.as_str() == name)
+        {
             return Instant::now();
         }
         assert!(Instant::now() < deadline, "{name}'s cores were never freed");
@@ -90,7 +94,10 @@ async fn heartbeats_renew_leases_without_log_writes() {
     let after = cluster.node(leader).metrics().last_log_index;
     assert_eq!(before, after, "a heartbeat wrote to the log");
     // A renewal promises what a successor would honour: the grant's time plus the bound.
-    assert!(promises.iter().all(|p| *p > TTL_MS / 2 && *p <= TTL_MS), "{promises:?}");
+    assert!(
+        promises.iter().all(|p| *p > TTL_MS / 2 && *p <= TTL_MS),
+        "{promises:?}"
+    );
     // Past the first lease, heartbeats kept it live.
     tokio::time::sleep(Duration::from_millis(TTL_MS / 2)).await;
     heartbeat(&client, "app-1").await;
@@ -134,8 +141,14 @@ async fn a_failover_keeps_every_promised_lease_and_frees_a_dead_one_within_the_b
         "dead server held its cores {held:?} after its last heartbeat was sent (bound {:?})",
         bound(&cluster)
     );
-    assert!(held <= bound(&cluster) + Duration::from_millis(500), "held {held:?}");
-    assert!(held >= Duration::from_millis(TTL_MS / 2), "freed too early: {held:?}");
+    assert!(
+        held <= bound(&cluster) + Duration::from_millis(500),
+        "held {held:?}"
+    );
+    assert!(
+        held >= Duration::from_millis(TTL_MS / 2),
+        "freed too early: {held:?}"
+    );
     cluster.shutdown().await;
 }
 

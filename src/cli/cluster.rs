@@ -222,6 +222,13 @@ pub fn print_status(status: &StatusBody) {
                     Some(false) => "NO".to_string(),
                     None => "-".to_string(),
                 },
+                m.clock_skew_ms.map_or_else(
+                    || "-".to_string(),
+                    |ms| {
+                        let sign = if ms < 0 { "-" } else { "+" };
+                        format!("{sign}{}", human_duration_ms(ms.unsigned_abs()))
+                    },
+                ),
             ]
         })
         .collect();
@@ -241,7 +248,8 @@ pub fn print_status(status: &StatusBody) {
                     "MATCHED",
                     "LAG",
                     "LAST CONTACT",
-                    "HEALTHY"
+                    "HEALTHY",
+                    "CLOCK SKEW"
                 ],
                 &rows
             )

@@ -59,6 +59,16 @@ pub struct ServeArgs {
     /// Log entries kept behind a snapshot.
     #[arg(long, env = "LICD_LOGS_KEPT_AFTER_SNAPSHOT")]
     pub logs_kept_after_snapshot: Option<u64>,
+    /// How often the leader frees leases that are over, in milliseconds.
+    #[arg(long, env = "LICD_TICK_MS")]
+    pub tick_ms: Option<u64>,
+    /// How far a lease's logged remaining time may run ahead of what is left before the
+    /// leader checkpoints it, in milliseconds.
+    #[arg(long, env = "LICD_LEASE_CHECKPOINT_MS")]
+    pub lease_checkpoint_ms: Option<u64>,
+    /// How far a voter's clock may be from the voters' median, in milliseconds.
+    #[arg(long, env = "LICD_CLOCK_SKEW_BOUND_MS")]
+    pub clock_skew_bound_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -121,6 +131,9 @@ impl ServeArgs {
                 &mut t.logs_kept_after_snapshot,
                 self.logs_kept_after_snapshot,
             ),
+            (&mut t.tick_ms, self.tick_ms),
+            (&mut t.lease_checkpoint_ms, self.lease_checkpoint_ms),
+            (&mut t.clock_skew_bound_ms, self.clock_skew_bound_ms),
         ] {
             if let Some(v) = value {
                 *field = v;
