@@ -8,7 +8,7 @@ use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId}
 
 use super::common::{ClientOpts, default_node_name, mac_or_default, parse_cores};
 use super::output::{Output, human_duration_ms};
-use crate::api::{AllocateBody, GrantBody, RenewBody};
+use crate::api::{AllocateBody, AllocationBody, GrantBody, RenewBody};
 use crate::client::new_request_id;
 
 /// Options of `licd allocate`.
@@ -70,26 +70,63 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
 }
 
 fn print_grant(verb: &str, g: &GrantBody) {
-    let a = &g.allocation;
+    print_allocation(
+        verb,
+        &g.node,
+        &g.allocation,
+        g.allocated_cores,
+        g.licensed_cores,
+    );
+    print_lease(
+        g.allocation.lease_remaining_ms,
+        g.allocation.lease_ttl.as_millis(),
+        &g.node,
+    );
+    if g.replaced {
+        println!("(this replaced the node's earlier allocation)");
+    }
+    println!("request id {} (log index {})", g.request_id, g.log.index);
+}
+
+fn print_renewal(r: &RenewBody) {
+    let verb = "renewed the lease of";
+    print_allocation(
+        verb,
+        &r.node,
+        &r.allocation,
+        r.allocated_cores,
+        r.licensed_cores,
+    );
+    print_lease(
+        r.lease_remaining_ms,
+        r.allocation.lease_ttl.as_millis(),
+        &r.node,
+    );
     println!(
-        "{verb} node {}: {} cores (counts {}) under license {}, MAC {}",
-        g.node,
+        "renewed by leader node {} (term {}) without a log write",
+        r.leader_id, r.term
+    );
+}
+
+/// The allocation and the license's usage, the first lines of a grant or a renewal.
+fn print_allocation(
+    verb: &str,
+    node: &NodeName,
+    a: &AllocationBody,
+    allocated_cores: u64,
+    licensed_cores: u32,
+) {
+    println!(
+        "{verb} node {node}: {} cores (counts {}) under license {}, MAC {}",
         a.cores.get(),
         a.counted_cores,
         a.license,
         a.mac
     );
     println!(
-        "license usage: {} of {} cores allocated, {} free",
-        g.allocated_cores,
-        g.licensed_cores,
-        u64::from(g.licensed_cores).saturating_sub(g.allocated_cores)
+        "license usage: {allocated_cores} of {licensed_cores} cores allocated, {} free",
+        u64::from(licensed_cores).saturating_sub(allocated_cores)
     );
-    print_lease(a.lease_remaining_ms, a.lease_ttl.as_millis(), &g.node);
-    if g.replaced {
-        println!("(this replaced the node's earlier allocation)");
-    }
-    println!("request id {} (log index {})", g.request_id, g.log.index);
 }
 
 fn print_lease(remaining_ms: u64, ttl_ms: u64, node: &NodeName) {
@@ -97,29 +134,6 @@ fn print_lease(remaining_ms: u64, ttl_ms: u64, node: &NodeName) {
         "lease ends in {} unless renewed (ttl {}; renew with `licd heartbeat --node {node}`)",
         human_duration_ms(remaining_ms),
         human_duration_ms(ttl_ms),
-    );
-}
-
-fn print_renewal(r: &RenewBody) {
-    let a = &r.allocation;
-    println!(
-        "renewed the lease of node {}: {} cores (counts {}) under license {}, MAC {}",
-        r.node,
-        a.cores.get(),
-        a.counted_cores,
-        a.license,
-        a.mac
-    );
-    println!(
-        "license usage: {} of {} cores allocated, {} free",
-        r.allocated_cores,
-        r.licensed_cores,
-        u64::from(r.licensed_cores).saturating_sub(r.allocated_cores)
-    );
-    print_lease(r.lease_remaining_ms, a.lease_ttl.as_millis(), &r.node);
-    println!(
-        "renewed by leader node {} (term {}) without a log write",
-        r.leader_id, r.term
     );
 }
 

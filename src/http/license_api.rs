@@ -66,9 +66,8 @@ async fn heartbeat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let node = node_name(node)?;
     // A renewal is not a log write, so it needs no request id; one sent is still checked.
-    request_id(&headers, optional_body(&body?)?)?;
+    let (node, _) = node_and_request_id(node, &headers, body)?;
     let renewal = app.node.heartbeat(&node).await?;
     let body = RenewBody::new(node, &renewal, app.node.id(), app.node.term());
     Ok(axum::Json(body).into_response())
@@ -98,9 +97,20 @@ async fn release(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let node = node_name(node)?;
-    let request_id = request_id(&headers, optional_body(&body?)?)?;
+    let (node, request_id) = node_and_request_id(node, &headers, body)?;
     release_node(&app, node, request_id).await
+}
+
+/// The server named in the path and the request id of a heartbeat or a release (header,
+/// else the optional body).
+fn node_and_request_id(
+    node: String,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(NodeName, RequestId), ApiError> {
+    let node = node_name(node)?;
+    let request_id = request_id(headers, optional_body(&body?)?)?;
+    Ok((node, request_id))
 }
 
 /// Releases a server's allocation (the license API's release and the admin force-release).

@@ -145,20 +145,15 @@ async fn admin_auth(
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let presented = header_text(&request, axum::http::header::AUTHORIZATION.as_str())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match check_secret(
+    let checked = check_secret(
         presented,
         &app.node.secrets().admin_token,
         "admin routes need an Authorization: Bearer <admin token> header",
         "admin token",
-    ) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
+    );
+    pass_or_refuse(checked, request, next).await
 }
 
 /// Raft routes need the cluster secret header: 401 without, 403 when wrong.
@@ -167,16 +162,27 @@ async fn raft_auth(
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    let presented = request
-        .headers()
-        .get(crate::api::CLUSTER_SECRET_HEADER)
-        .and_then(|v| v.to_str().ok());
-    match check_secret(
-        presented,
+    let checked = check_secret(
+        header_text(&request, crate::api::CLUSTER_SECRET_HEADER),
         &app.node.secrets().cluster_secret,
         "raft routes need the cluster secret header",
         "cluster secret",
-    ) {
+    );
+    pass_or_refuse(checked, request, next).await
+}
+
+/// A request header's value as text, if present and valid text.
+fn header_text<'a>(request: &'a axum::extract::Request, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Runs the rest of the stack when the credential was accepted, else answers the refusal.
+async fn pass_or_refuse(
+    checked: Result<(), ApiError>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    match checked {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }

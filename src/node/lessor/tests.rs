@@ -76,12 +76,18 @@ impl World {
     }
 }
 
+/// A lessor promoted in `term` over `w`'s state at a fresh instant, and that instant.
+fn promoted(w: &World, term: u64) -> (Lessor, Instant) {
+    let mut lessor = Lessor::new(ELECTION);
+    let t0 = Instant::now();
+    lessor.sync(term, &w.state, t0, t0);
+    (lessor, t0)
+}
+
 #[test]
 fn a_new_grant_has_its_whole_ttl_and_a_renewal_restarts_it() {
     let mut w = World::new();
-    let mut lessor = Lessor::new(ELECTION);
-    let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0, t0);
+    let (mut lessor, t0) = promoted(&w, 1);
     let g = w.allocate("a", 1);
     lessor.sync(1, &w.state, t0 + ms(10), t0 + ms(10));
     assert_eq!(lessor.remaining(&node("a"), g, t0 + ms(10)), TTL);
@@ -136,9 +142,7 @@ fn a_promotion_gives_the_checkpointed_time_plus_the_election_bound() {
 fn a_new_term_rebuilds_the_table_but_the_same_term_keeps_renewals() {
     let mut w = World::new();
     let g = w.allocate("a", 1);
-    let mut lessor = Lessor::new(ELECTION);
-    let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0, t0);
+    let (mut lessor, t0) = promoted(&w, 1);
     lessor.renew(&node("a"), g, t0 + ms(8_000));
     // Another allocation in the same term leaves the renewal alone.
     w.allocate("b", 2);
@@ -157,9 +161,7 @@ fn a_released_or_reallocated_grant_leaves_the_table() {
     let mut w = World::new();
     let a = w.allocate("a", 1);
     let b = w.allocate("b", 2);
-    let mut lessor = Lessor::new(ELECTION);
-    let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0, t0);
+    let (mut lessor, t0) = promoted(&w, 1);
     assert_eq!(lessor.len(), 2);
     w.apply(Command::Release { node: node("a") });
     let b2 = w.allocate("b", 3);
@@ -177,9 +179,7 @@ fn checkpoints_carry_each_live_lease_and_expirations_the_dead_ones() {
     let mut w = World::new();
     let a = w.allocate("a", 1);
     let b = w.allocate("b", 2);
-    let mut lessor = Lessor::new(ELECTION);
-    let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0, t0);
+    let (mut lessor, t0) = promoted(&w, 1);
     lessor.renew(&node("b"), b, t0 + ms(5_000));
     // The first sync of a term is a promotion: "a" got the election grace too.
     let at = t0 + ms(TTL) + ELECTION + ms(1);
@@ -246,9 +246,7 @@ fn flapping_leadership_with_checkpoints_ends_a_dead_lease() {
 fn a_lagging_floor_asks_for_a_checkpoint_and_a_committed_one_raises_it() {
     let mut w = World::new();
     let g = w.allocate("a", 1);
-    let mut lessor = Lessor::new(ELECTION);
-    let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0, t0);
+    let (mut lessor, t0) = promoted(&w, 1);
     assert!(lessor.due(t0 + ms(1_000), ms(5_000)).is_empty());
     lessor.renew(&node("a"), g, t0 + ms(6_000));
     // The floor (TTL + 500 from t0) is less than half a ttl away at 6 s.
@@ -275,9 +273,7 @@ fn a_lagging_floor_asks_for_a_checkpoint_and_a_committed_one_raises_it() {
 fn a_lease_not_renewed_is_checkpointed_once_its_logged_time_is_an_interval_stale() {
     let mut w = World::new();
     let g = w.allocate("a", 1);
-    let mut lessor = Lessor::new(ELECTION);
-    let t0 = Instant::now();
-    lessor.sync(1, &w.state, t0, t0);
+    let (mut lessor, t0) = promoted(&w, 1);
     // The log holds the ttl; after 1 s less is left than that by exactly the interval.
     assert!(lessor.due(t0 + ms(1_000), ms(1_000)).is_empty());
     let due = lessor.due(t0 + ms(1_001), ms(1_000));
