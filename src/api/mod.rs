@@ -26,11 +26,8 @@ pub const NODE_ID_HEADER: &str = "x-licd-node-id";
 /// Request header a follower sets when it forwards a request to the leader; a node that is
 /// not the leader answers a forwarded request with 503 instead of forwarding it again.
 pub const FORWARDED_HEADER: &str = "x-licd-forwarded";
-/// Response header of `/raft` routes: the answering node's wall-clock time, in milliseconds
-/// since the Unix epoch, from which the leader learns the voters' clock offsets.
-pub const CLOCK_HEADER: &str = "x-licd-clock";
-/// Request header carrying the cluster secret on `/raft` routes.
-pub const CLUSTER_SECRET_HEADER: &str = "x-licd-cluster-secret";
+/// The headers of `/raft` routes, defined with the Raft transport that sends them.
+pub use crate::node::network::{CLOCK_HEADER, CLUSTER_SECRET_HEADER};
 
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::calendar::ClockSample;
-use crate::api::{CLOCK_HEADER, CLUSTER_SECRET_HEADER};
+
+/// Response header of `/raft` routes: the answering node's wall-clock time, in milliseconds
+/// since the Unix epoch, from which the leader learns the voters' clock offsets.
+pub const CLOCK_HEADER: &str = "x-licd-clock";
+/// Request header carrying the cluster secret on `/raft` routes.
+pub const CLUSTER_SECRET_HEADER: &str = "x-licd-cluster-secret";
 
 /// When each peer last answered an RPC (the heartbeat monitoring view of `/admin/status`),
 /// and its wall clock against this node's (the samples of [`super::calendar`]).
