@@ -89,7 +89,11 @@ pub struct ClusterView {
     pub healthy_servers: Option<usize>,
     /// The number of voters.
     pub voters: Option<usize>,
-    /// Warnings, such as "one more failure stops licensing".
+    /// Each license server's wall clock minus the cluster's, in milliseconds, where the
+    /// leader knows it (a skew past the bound also shows in `warnings`).
+    #[serde(default)]
+    pub clock_skew_ms: std::collections::BTreeMap<u64, i64>,
+    /// Warnings, such as "one more failure stops licensing" or a skewed clock.
     pub warnings: Vec<String>,
 }
 
@@ -395,6 +399,7 @@ impl Loop {
                 s.cluster.leader = Some(health.leader_id);
                 s.cluster.healthy_servers = Some(health.healthy_servers);
                 s.cluster.voters = Some(health.voters.len());
+                s.cluster.clock_skew_ms = health.clock_skew_ms;
                 s.cluster.warnings = health.warnings;
             });
         }

@@ -215,6 +215,14 @@ fn print_status(s: &AgentStatus) {
             .map_or_else(|| "?".into(), |h| h.to_string()),
         c.voters.map_or_else(|| "?".into(), |v| v.to_string()),
     );
+    if !c.clock_skew_ms.is_empty() {
+        let skews: Vec<String> = c
+            .clock_skew_ms
+            .iter()
+            .map(|(id, ms)| format!("node {id} {ms:+} ms"))
+            .collect();
+        println!("  clocks:  {}", skews.join(", "));
+    }
     for w in &c.warnings {
         println!("  !!! WARNING: {w}");
     }
