@@ -98,9 +98,11 @@ impl Node {
     /// table, brought in step with each other for this term.
     pub async fn read_leases<T>(&self, f: impl FnOnce(LeaseView<'_>) -> T) -> Result<T, NodeError> {
         let today = self.calendar_now();
-        let term = self.term();
         let confirmed = Instant::now();
         self.read(|applied| {
+            // The term of the confirmed leadership: read after the confirmation, so a node
+            // deposed and elected again meanwhile rebuilds its table for the new term.
+            let term = self.term();
             let state = &applied.licenses;
             let at = Instant::now();
             let mut lessor = self.inner.lessor.lock().unwrap_or_else(|p| p.into_inner());
