@@ -4,11 +4,13 @@
 //! `licd-raft`) and the sled storage ([`storage`], crate `licd-storage`):
 //!
 //! - [`config`]: node configuration and secrets;
-//! - [`node`]: a running node: Raft, storage, the read batcher and the lease ticker;
+//! - [`node`]: a running node: Raft, storage, the read batcher, the leader's leases and
+//!   the cluster calendar;
 //! - [`http`]: the license API, the admin API, the Raft transport and the probes;
 //! - [`api`]: the JSON shapes of the HTTP API, shared with the client;
 //! - [`client`]: the failover client library used by the CLI and the agent;
 //! - [`cli`]: the `licd` command line;
+//! - [`logging`]: text or JSON logs, colours only on a terminal, repeated lines held back;
 //! - [`process`]: child processes started in their own group and stopped for sure (`licd dev`,
 //!   the fault harness and the tests).
 
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod node;
 pub mod process;
 

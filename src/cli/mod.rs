@@ -26,6 +26,15 @@ pub struct Cli {
     /// Print the raw JSON answer instead of human text (errors too, as {"code", "message"}).
     #[arg(long, global = true)]
     pub json: bool,
+    /// How `serve` and `agent` write their log on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "LICD_LOG_FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -57,6 +66,7 @@ pub enum Command {
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = LOG_FORMAT.set(cli.log_format);
     let out = Output { json: cli.json };
     let is_serve = matches!(cli.command, Command::Serve(_))
         || matches!(&cli.command, Command::Agent(a) if a.command.is_none());
@@ -107,13 +117,10 @@ fn report_error(e: &anyhow::Error, out: Output) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Installs the log subscriber: `RUST_LOG` or `LICD_LOG` chooses the levels, `info` by default.
+/// The `--log-format` of this invocation, for the commands that log.
+static LOG_FORMAT: std::sync::OnceLock<crate::logging::LogFormat> = std::sync::OnceLock::new();
+
+/// Installs the log subscriber in the format `--log-format` chose (see [`crate::logging`]).
 pub fn init_tracing() {
-    let filter = std::env::var("LICD_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,openraft=warn,sled=warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::logging::init(LOG_FORMAT.get().copied().unwrap_or_default());
 }

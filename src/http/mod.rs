@@ -70,6 +70,7 @@ pub fn router(node: Node) -> Router {
             app.clone(),
             forward::leader_headers,
         ))
+        .layer(middleware::from_fn(access_log))
         .with_state(app)
 }
 
@@ -83,6 +84,36 @@ pub async fn run(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// One line per request at debug level (target `licd::access`): method, path, status,
+/// latency and request id.
+async fn access_log(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if !tracing::enabled!(target: "licd::access", tracing::Level::DEBUG) {
+        return next.run(request).await;
+    }
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let request_id = request
+        .headers()
+        .get(crate::api::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let response = next.run(request).await;
+    tracing::debug!(
+        target: "licd::access",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        request_id = request_id.as_deref().unwrap_or("-"),
+        "request"
+    );
+    response
 }
 
 async fn not_found() -> ApiError {
