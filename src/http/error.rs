@@ -86,6 +86,23 @@ impl ApiError {
         }
     }
 
+    /// The outcome label of the error in the metrics: `refused` (a license rule),
+    /// `bad_request` (input, credentials, routes), `unavailable` (503) or `error` (500).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ApiError::Refused(_) | ApiError::LicenseFile(_) => "refused",
+            ApiError::NotLeader(_)
+            | ApiError::ForwardedToFollower
+            | ApiError::NoLeader
+            | ApiError::NoQuorum(_)
+            | ApiError::LeaderUnreachable
+            | ApiError::Timeout(_)
+            | ApiError::Stopped => "unavailable",
+            ApiError::Internal { .. } => "error",
+            _ => "bad_request",
+        }
+    }
+
     /// The status and the body of the answer.
     fn parts(&self) -> (StatusCode, ErrorBody) {
         use ErrorCode as C;

@@ -22,8 +22,8 @@ use super::AppState;
 use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use super::request::{license_id, node_name, optional_body, request_id, unexpected};
 use crate::api::{
-    AllocateBody, CheckAnswer, CheckBody, ClusterHealthBody, GrantBody, LicensesBody, LogPosition,
-    ReleaseBody, RenewBody, UsageBody,
+    AllocateBody, CheckAnswer, CheckBody, ClusterHealthBody, ErrorCode, GrantBody, LicensesBody,
+    LogPosition, ReleaseBody, RenewBody, UsageBody,
 };
 use crate::node::Proposed;
 
@@ -43,21 +43,27 @@ async fn allocate(
     headers: HeaderMap,
     AppJson(body): AppJson<AllocateBody>,
 ) -> Result<Response, ApiError> {
-    let node = node_name(node)?;
-    let request_id = request_id(&headers, body.request_id.clone())?;
-    let lease_ttl = match body.ttl_ms {
-        Some(ms) => LeaseTtl::from_millis(ms).map_err(|e| ApiError::bad_request(e.to_string()))?,
-        None => app.node.default_lease_ttl(),
-    };
-    let command = Command::Allocate(Allocate {
-        node,
-        license: body.license,
-        mac: body.mac,
-        cores: body.cores,
-        lease_ttl,
-    });
-    let proposed = app.node.propose(request_id.clone(), command).await?;
-    grant_answer(&app, &proposed, request_id)
+    let meter_app = app.clone();
+    metered(&meter_app, "allocate", async move {
+        let node = node_name(node)?;
+        let request_id = request_id(&headers, body.request_id.clone())?;
+        let lease_ttl = match body.ttl_ms {
+            Some(ms) => {
+                LeaseTtl::from_millis(ms).map_err(|e| ApiError::bad_request(e.to_string()))?
+            }
+            None => app.node.default_lease_ttl(),
+        };
+        let command = Command::Allocate(Allocate {
+            node,
+            license: body.license,
+            mac: body.mac,
+            cores: body.cores,
+            lease_ttl,
+        });
+        let proposed = app.node.propose(request_id.clone(), command).await?;
+        grant_answer(&app, &proposed, request_id)
+    })
+    .await
 }
 
 async fn heartbeat(
@@ -66,11 +72,38 @@ async fn heartbeat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    // A renewal is not a log write, so it needs no request id; one sent is still checked.
-    let (node, _) = node_and_request_id(node, &headers, body)?;
-    let renewal = app.node.heartbeat(&node).await?;
-    let body = RenewBody::new(node, &renewal, app.node.id(), app.node.term());
-    Ok(axum::Json(body).into_response())
+    let meter_app = app.clone();
+    metered(&meter_app, "heartbeat", async move {
+        // A renewal is not a log write, so it needs no request id; one sent is still checked.
+        let (node, _) = node_and_request_id(node, &headers, body)?;
+        let renewal = app.node.heartbeat(&node).await?;
+        let body = RenewBody::new(node, &renewal, app.node.id(), app.node.term());
+        Ok(axum::Json(body).into_response())
+    })
+    .await
+}
+
+/// Answers `answer`, counting it in the node's metrics by `kind` and outcome (refusals by
+/// code too) with its latency.
+async fn metered(
+    app: &AppState,
+    kind: &'static str,
+    answer: impl Future<Output = Result<Response, ApiError>>,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let result = answer.await;
+    let meter = app.node.meter();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => {
+            if let ApiError::Refused(r) = e {
+                meter.refusal(ErrorCode::from(r.code).as_str());
+            }
+            e.outcome()
+        }
+    };
+    meter.request(kind, outcome, started.elapsed());
+    result
 }
 
 /// The answer to an allocation: 201, or 200 when it replaced one.
@@ -97,8 +130,12 @@ async fn release(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (node, request_id) = node_and_request_id(node, &headers, body)?;
-    release_node(&app, node, request_id).await
+    let meter_app = app.clone();
+    metered(&meter_app, "release", async move {
+        let (node, request_id) = node_and_request_id(node, &headers, body)?;
+        release_node(&app, node, request_id).await
+    })
+    .await
 }
 
 /// The server named in the path and the request id of a heartbeat or a release (header,
@@ -143,22 +180,27 @@ async fn check(
     AppPath(node): AppPath<String>,
     AppQuery(query): AppQuery<crate::api::CheckQuery>,
 ) -> Result<Response, ApiError> {
-    let node = node_name(node)?;
-    let check = app
-        .node
-        .read_leases(|v| {
-            let result = v
-                .state
-                .check(&node, query.mac, v.today, |n, a| v.remaining(n, a));
-            CheckAnswer::from(&result)
+    let meter_app = app.clone();
+    metered(&meter_app, "check", async move {
+        let node = node_name(node)?;
+        let check = app
+            .node
+            .read_leases(|v| {
+                let result = v
+                    .state
+                    .check(&node, query.mac, v.today, |n, a| v.remaining(n, a));
+                CheckAnswer::from(&result)
+            })
+            .await?;
+        app.node.meter().check_answer(check.code.as_str());
+        Ok(axum::Json(CheckBody {
+            check,
+            leader_id: app.node.id(),
+            term: app.node.term(),
         })
-        .await?;
-    Ok(axum::Json(CheckBody {
-        check,
-        leader_id: app.node.id(),
-        term: app.node.term(),
+        .into_response())
     })
-    .into_response())
+    .await
 }
 
 async fn list_licenses(State(app): State<AppState>) -> Result<Response, ApiError> {

@@ -64,6 +64,7 @@ pub fn router(node: Node) -> Router {
         .nest("/admin", admin.layer(DefaultBodyLimit::max(MAX_API_BODY)))
         .nest("/raft", raft)
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -118,6 +119,17 @@ async fn access_log(
 
 async fn not_found() -> ApiError {
     ApiError::NoRoute
+}
+
+/// Prometheus metrics of this node (text exposition format), answered by the node asked.
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.node.meter().render(&app.node),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -24,6 +24,7 @@ mod error;
 mod leases;
 pub mod lessor;
 pub mod membership;
+pub mod meter;
 pub mod network;
 mod reads;
 pub mod status;
@@ -106,6 +107,8 @@ struct Inner {
     calendar: Mutex<calendar::Calendar>,
     /// How far a voter's clock may be from the voters' median.
     clock_skew_bound: Duration,
+    /// The node's Prometheus metrics.
+    meter: meter::Meter,
 }
 
 impl Node {
@@ -164,11 +167,13 @@ impl Node {
             tasks: vec![
                 read_rounds,
                 TaskGuard::spawn("lease keeper", ticker::run(weak.clone(), keeper)),
+                TaskGuard::spawn("leader watch", watch_leader(weak.clone())),
             ],
             contacts,
             lessor: Mutex::new(Lessor::new(election_timeout_max)),
             calendar: Mutex::new(calendar::Calendar::default()),
             clock_skew_bound: Duration::from_millis(t.clock_skew_bound_ms),
+            meter: meter::Meter::default(),
         });
         Ok(Node { inner })
     }
@@ -176,6 +181,11 @@ impl Node {
     /// This node's Raft member id.
     pub fn id(&self) -> RaftNodeId {
         self.inner.id
+    }
+
+    /// The node's metrics.
+    pub fn meter(&self) -> &meter::Meter {
+        &self.inner.meter
     }
 
     /// The address this node advertises.
@@ -339,6 +349,24 @@ impl Node {
         if let Err(e) = self.inner.log_store.flush().await {
             tracing::error!(error = %e, "final flush of the database failed");
         }
+    }
+}
+
+/// Counts the changes of leader this node sees (for `licd_leader_changes_total`).
+async fn watch_leader(node: Weak<Inner>) {
+    let Some(mut watch) = node.upgrade().map(|inner| inner.raft.metrics()) else {
+        return;
+    };
+    let mut leader = watch.borrow().current_leader;
+    while watch.changed().await.is_ok() {
+        let now = watch.borrow().current_leader;
+        if now != leader && now.is_some() {
+            let Some(inner) = node.upgrade() else {
+                return;
+            };
+            inner.meter.leader_changed();
+        }
+        leader = now;
     }
 }
 
