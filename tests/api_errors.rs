@@ -188,6 +188,20 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
         (status, error.code.as_str()),
         (StatusCode::NOT_FOUND, "NOT_FOUND")
     );
+    // A known route with a wrong method is a 405 with the JSON error too.
+    for (method, path) in [
+        (Method::GET, "/v1/nodes/app-1/heartbeat"),
+        (Method::POST, "/v1/nodes/app-1/check"),
+        (Method::DELETE, "/healthz"),
+        (Method::PUT, "/admin/status"),
+    ] {
+        let (status, error) = probe.error(method.clone(), path, |r| r).await;
+        assert_eq!(
+            (status, error.code.as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            "{method} {path}"
+        );
+    }
     cluster.shutdown().await;
 }
 

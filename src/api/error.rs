@@ -52,6 +52,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// No such route.
     NotFound,
+    /// The route exists, not with this method.
+    MethodNotAllowed,
     /// A credential is missing.
     Unauthorized,
     /// A credential is wrong.
@@ -120,6 +122,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::LicenseNotTrusted => "LICENSE_NOT_TRUSTED",

@@ -35,6 +35,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 404: no such route.
     NoRoute,
+    /// 405: the route exists, not with this method.
+    MethodNotAllowed,
     /// 401: a credential is missing; the message says which.
     Unauthorized(&'static str),
     /// 403: a credential is wrong; names what was wrong.
@@ -125,6 +127,11 @@ impl ApiError {
                 m,
             ),
             ApiError::NoRoute => plain(StatusCode::NOT_FOUND, C::NotFound, "no such route"),
+            ApiError::MethodNotAllowed => plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                C::MethodNotAllowed,
+                "this route does not take this method (docs/api.md lists each route's)",
+            ),
             ApiError::Unauthorized(m) => plain(StatusCode::UNAUTHORIZED, C::Unauthorized, m),
             ApiError::Forbidden(what) => plain(
                 StatusCode::FORBIDDEN,

@@ -33,6 +33,10 @@ pub const MAX_API_BODY: usize = 2 << 20;
 /// Largest body accepted on `/raft`: a snapshot chunk or an append batch.
 pub const MAX_RAFT_BODY: usize = 256 << 20;
 
+/// How long a follower waits for the leader's answer to a forwarded request: past the
+/// node's own deadline for writes and reads, and past a membership change's.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(65);
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -44,8 +48,11 @@ pub struct AppState {
 
 /// Builds the node's whole HTTP service.
 pub fn router(node: Node) -> Router {
+    // A forwarded request gets the node's own deadline for the leader's answer, plus time
+    // for the hop: a stuck leader cannot hold a follower's connections for ever.
     let forwarder = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(500))
+        .timeout(FORWARD_TIMEOUT)
         .no_proxy()
         .build()
         .unwrap_or_default();
@@ -67,6 +74,7 @@ pub fn router(node: Node) -> Router {
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             app.clone(),
             forward::leader_headers,
@@ -119,6 +127,10 @@ async fn access_log(
 
 async fn not_found() -> ApiError {
     ApiError::NoRoute
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Prometheus metrics of this node (text exposition format), answered by the node asked.

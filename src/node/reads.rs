@@ -7,7 +7,9 @@
 //! each check is still covered by a confirmation that began after its arrival. A round serves
 //! everyone who queued before it started.
 //!
-//! The rounds run in one task owned by a [`TaskGuard`]: it ends with the node.
+//! The rounds run in one task owned by a [`TaskGuard`]: it ends with the node. The queue is
+//! bounded ([`MAX_WAITING`]): past it, a read waits for room rather than the node's memory
+//! growing without limit under a flood of checks.
 
 use licd_raft::RaftNodeId;
 use openraft::BasicNode;
@@ -19,16 +21,19 @@ use super::tasks::TaskGuard;
 
 type ReadResult = Result<(), RaftError<RaftNodeId, CheckIsLeaderError<RaftNodeId, BasicNode>>>;
 
+/// The most reads queued for the next round.
+pub const MAX_WAITING: usize = 16_384;
+
 /// The handle through which requests join a read round.
 #[derive(Clone)]
 pub struct ReadBatcher {
-    tx: mpsc::UnboundedSender<oneshot::Sender<ReadResult>>,
+    tx: mpsc::Sender<oneshot::Sender<ReadResult>>,
 }
 
 impl ReadBatcher {
     /// Starts the task that runs the rounds; it stops when the guard is dropped.
     pub fn spawn(raft: LicdRaft) -> (Self, TaskGuard) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(MAX_WAITING);
         let guard = TaskGuard::spawn("read rounds", run(raft, rx));
         (ReadBatcher { tx }, guard)
     }
@@ -36,7 +41,7 @@ impl ReadBatcher {
     /// Waits for a round that started after this call, and returns its outcome.
     pub async fn confirm(&self) -> ReadResult {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(tx).is_err() {
+        if self.tx.send(tx).await.is_err() {
             return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
         }
         rx.await
@@ -44,7 +49,7 @@ impl ReadBatcher {
     }
 }
 
-async fn run(raft: LicdRaft, mut rx: mpsc::UnboundedReceiver<oneshot::Sender<ReadResult>>) {
+async fn run(raft: LicdRaft, mut rx: mpsc::Receiver<oneshot::Sender<ReadResult>>) {
     let mut waiting = Vec::new();
     while let Some(first) = rx.recv().await {
         waiting.push(first);
