@@ -278,6 +278,11 @@ fn bad_input_and_unreachable_clusters_are_readable_errors() {
         "300",
     ]);
     assert_readable_failure(&out, "UNAVAILABLE");
+    // ... with its own exit code, apart from "not licensed" (1) and bad input (2).
+    assert_eq!(out.status.code(), Some(3));
+    let out = run(&["check", "--node", "bad name", "--endpoints", "127.0.0.1:1"]);
+    assert_ne!(out.status.code(), Some(3));
+    assert_ne!(out.status.code(), Some(0));
 
     // With --json the error is a JSON body on stdout as well.
     let out = run(&[
@@ -288,7 +293,7 @@ fn bad_input_and_unreachable_clusters_are_readable_errors() {
         "--timeout-ms",
         "300",
     ]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3));
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("error JSON");
     assert_eq!(body["code"], "UNAVAILABLE");
 

@@ -9,7 +9,7 @@ use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId}
 use super::common::{ClientOpts, default_node_name, mac_or_default, parse_cores};
 use super::output::{Output, human_duration_ms};
 use crate::api::{AllocateBody, AllocationBody, GrantBody, RenewBody};
-use crate::client::new_request_id;
+use crate::client::{ClientError, new_request_id};
 
 /// Options of `licd allocate`.
 #[derive(Debug, Args)]
@@ -177,10 +177,35 @@ pub async fn release(a: NodeArgs, out: Output) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `licd check`: exits with 0 only when the server is licensed.
+/// `licd check`'s exit code when the cluster answered that the server is not licensed.
+pub const CHECK_NOT_LICENSED: u8 = 1;
+/// `licd check`'s exit code when the input was refused (bad node name, MAC, endpoints).
+pub const CHECK_BAD_INPUT: u8 = 2;
+/// `licd check`'s exit code when no license server answered in time.
+pub const CHECK_UNREACHABLE: u8 = 3;
+
+/// `licd check`: exits with 0 only when the server is licensed, [`CHECK_NOT_LICENSED`] when
+/// the cluster says it is not, [`CHECK_UNREACHABLE`] when no server answered, and
+/// [`CHECK_BAD_INPUT`] for input the cluster or the command refused.
 pub async fn check(a: CheckArgs, out: Output) -> anyhow::Result<ExitCode> {
-    let client = a.client.client()?;
-    let body = client.check(&a.node, a.mac).await?;
+    let client = a
+        .client
+        .client()
+        .map_err(|e| exit_with(CHECK_BAD_INPUT, &e))?;
+    let body = match client.check(&a.node, a.mac).await {
+        Ok(body) => body,
+        Err(e) => {
+            let code = match e {
+                ClientError::Unavailable { .. } => CHECK_UNREACHABLE,
+                _ => CHECK_BAD_INPUT,
+            };
+            let e = anyhow::Error::new(e);
+            if out.json {
+                out.print_json(&super::output::error_body(&e))?;
+            }
+            return Err(exit_with(code, &e));
+        }
+    };
     let c = &body.check;
     out.emit(&body, || {
         println!("{}: {}", c.code.as_str(), c.message);
@@ -206,6 +231,15 @@ pub async fn check(a: CheckArgs, out: Output) -> anyhow::Result<ExitCode> {
     if c.valid && c.code == crate::api::ErrorCode::Valid {
         Ok(ExitCode::SUCCESS)
     } else {
-        Ok(ExitCode::FAILURE)
+        Ok(ExitCode::from(CHECK_NOT_LICENSED))
     }
+}
+
+/// An error that exits with `code`.
+fn exit_with(code: u8, e: &anyhow::Error) -> anyhow::Error {
+    super::output::Exit {
+        message: super::output::describe_error(e),
+        code,
+    }
+    .into()
 }

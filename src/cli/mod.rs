@@ -57,7 +57,8 @@ pub enum Command {
     Heartbeat(alloc::NodeArgs),
     /// Release an application server's cores.
     Release(alloc::NodeArgs),
-    /// Check whether an application server is licensed: exit code 0 only when it is.
+    /// Check whether an application server is licensed: exit code 0 when it is, 1 when the
+    /// cluster says it is not, 2 for bad input, 3 when no license server answered.
     Check(alloc::CheckArgs),
     /// Run the agent on an application server, or ask it (`licd agent status`).
     Agent(agent::AgentArgs),

@@ -182,12 +182,18 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
         ),
     ]);
     println!();
+    let agent = agent_status_addr(p.base_port);
+    // The command shown must work as printed: name the address unless it is the default.
+    let agent_command = if agent.to_string() == crate::cli::agent::DEFAULT_STATUS_ADDR {
+        "licd agent status".to_string()
+    } else {
+        format!("licd agent status --addr {agent}")
+    };
     println!(
-        "licd dev runs an agent for this machine: it heartbeats every {}, and `licd agent status` \
-         (or GET http://{}/status) tells whether this server is licensed. Press Ctrl-C to stop \
-         the cluster.",
+        "licd dev runs an agent for this machine: it heartbeats every {}, and `{agent_command}` \
+         (or GET http://{agent}/status) tells whether this server is licensed. Press Ctrl-C to \
+         stop the cluster.",
         human_duration_ms(DEV_LEASE_MS / 3),
-        agent_status_addr(p.base_port)
     );
 }
 
