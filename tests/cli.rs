@@ -570,6 +570,33 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         text(&out.stdout)
     );
 
+    // A node killed during the tour: licd dev starts it again, and the cluster is whole.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(i32::try_from(pids[2]).unwrap(), libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut saw_warning = false;
+    loop {
+        let out = with_env(&["--json", "cluster", "status"]);
+        if let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            let warnings = status["warnings"].as_array().map_or(0, Vec::len);
+            saw_warning |= warnings > 0;
+            let healthy = status["members"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["healthy"] == true));
+            if saw_warning && healthy && warnings == 0 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed node was not restarted: {}",
+            text(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
     // SIGTERM: licd dev stops the nodes and exits 0.
     dev.signal(libc::SIGTERM).unwrap();
     let status = dev

@@ -137,49 +137,74 @@ pub(super) fn log_tail(path: &Path, lines: usize) -> String {
 
 /// Starts the three `licd serve` children.
 pub(super) fn spawn_nodes(p: &Prepared, children: &mut Children) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the licd executable")?;
-    for (id, (listen, config, log)) in &p.members {
-        let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-        let err = out.try_clone().context("cannot share the log file")?;
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(config)
-            .current_dir(&p.dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        // The node reads LICD_* overrides: only the configuration file must count.
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            if k.starts_with("LICD_") && k != "LICD_LOG" {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.env("LICD_ADMIN_TOKEN", &p.admin_token)
-            .env("LICD_CLUSTER_SECRET", &p.cluster_secret)
-            .env("NO_COLOR", "1");
-        let options = SpawnOptions {
-            // Own process group: Ctrl-C reaches licd dev, which stops the nodes in order.
-            own_group: true,
-            // If licd dev dies without stopping the nodes, they get SIGTERM.
-            #[cfg(unix)]
-            parent_death_signal: Some(libc::SIGTERM),
-            ..SpawnOptions::default()
-        };
-        let child = Supervised::spawn(&mut cmd, options)
-            .with_context(|| format!("cannot start {} serve", exe.display()))?;
-        children.nodes.push(DevNode {
-            id: *id,
-            addr: listen.to_string(),
-            config: config.clone(),
-            log: log.clone(),
-            pid: child.pid(),
-            child,
-            exit: None,
-        });
+    for id in p.members.keys() {
+        children.nodes.push(spawn_node(p, *id, false)?);
     }
     Ok(())
+}
+
+impl Children {
+    /// Starts node `id` again from its data directory, its log appended to.
+    pub(super) fn restart(&mut self, p: &Prepared, id: RaftNodeId) -> anyhow::Result<u32> {
+        let node = spawn_node(p, id, true)?;
+        let pid = node.pid;
+        match self.nodes.iter_mut().find(|n| n.id == id) {
+            Some(slot) => *slot = node,
+            None => self.nodes.push(node),
+        }
+        Ok(pid)
+    }
+}
+
+/// Starts `licd serve` for member `id` of `p`; `append` keeps its earlier log.
+fn spawn_node(p: &Prepared, id: RaftNodeId, append: bool) -> anyhow::Result<DevNode> {
+    let exe = std::env::current_exe().context("cannot find the licd executable")?;
+    let (listen, config, log) = p.members.get(&id).context("no such member")?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let err = out.try_clone().context("cannot share the log file")?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .current_dir(&p.dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // The node reads LICD_* overrides: only the configuration file must count.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("LICD_") && k != "LICD_LOG" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("LICD_ADMIN_TOKEN", &p.admin_token)
+        .env("LICD_CLUSTER_SECRET", &p.cluster_secret)
+        .env("NO_COLOR", "1");
+    let options = SpawnOptions {
+        // Own process group: Ctrl-C reaches licd dev, which stops the nodes in order.
+        own_group: true,
+        // If licd dev dies without stopping the nodes, they get SIGTERM.
+        #[cfg(unix)]
+        parent_death_signal: Some(libc::SIGTERM),
+        ..SpawnOptions::default()
+    };
+    let child = Supervised::spawn(&mut cmd, options)
+        .with_context(|| format!("cannot start {} serve", exe.display()))?;
+    Ok(DevNode {
+        id,
+        addr: listen.to_string(),
+        config: config.clone(),
+        log: log.clone(),
+        pid: child.pid(),
+        child,
+        exit: None,
+    })
 }
 
 /// Fails if a child died, with the end of its log.

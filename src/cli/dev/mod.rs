@@ -12,6 +12,7 @@ mod prepare;
 mod startup;
 mod summary;
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,12 +20,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use licd_raft::RaftNodeId;
 use licd_raft::types::{LeaseTtl, NodeName};
 
 use self::children::{Children, describe_status};
 use self::prepare::{Prepared, prepare};
 use self::startup::bring_up;
-use self::summary::{NodeSummary, Summary, print_summary, shell_quote};
+use self::summary::{NodeSummary, Summary, print_summary};
 use super::common::default_node_name;
 use super::output::{Output, describe_client_error};
 use crate::agent::{Agent, AgentConfig};
@@ -203,6 +205,13 @@ pub async fn run(args: DevArgs, out: Output) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// How long licd dev waits before it starts a node that exited again: long enough to see the
+/// cluster carry on with two nodes and warn about its redundancy.
+const RESTART_PAUSE: Duration = Duration::from_secs(5);
+
+/// How often licd dev restarts one node before it leaves it down.
+const MAX_RESTARTS: u32 = 5;
+
 /// The dev agent's status address: 79 above the base port (7180 by default).
 fn agent_status_addr(base_port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, base_port.saturating_add(79)))
@@ -220,6 +229,9 @@ async fn wait(
     let status_addr = agent_status_addr(prepared.base_port);
     let agent = start_agent(summary, prepared, node, status_addr).await;
     let mut watch = tokio::time::interval(Duration::from_millis(300));
+    // Nodes that exited, with when licd dev starts them again and how often it did.
+    let mut pending: BTreeMap<RaftNodeId, tokio::time::Instant> = BTreeMap::new();
+    let mut restarts: BTreeMap<RaftNodeId, u32> = BTreeMap::new();
     let code = loop {
         tokio::select! {
             name = signals.recv() => {
@@ -228,25 +240,44 @@ async fn wait(
             }
             _ = watch.tick() => {
                 for (id, pid, status, log) in children.newly_exited() {
-                    let config = children
-                        .nodes
-                        .iter()
-                        .find(|n| n.id == id)
-                        .map(|n| n.config.clone())
-                        .unwrap_or_default();
                     eprintln!(
                         "licd dev: node {id} (pid {pid}) {}; {} of 3 nodes are running (log: {})",
                         describe_status(status),
                         children.running(),
                         log.display()
                     );
-                    eprintln!(
-                        "licd dev: to bring it back (outside licd dev's control): licd serve \
-                         --config {}",
-                        shell_quote(&config)
-                    );
+                    let count = restarts.entry(id).or_default();
+                    if *count < MAX_RESTARTS {
+                        *count += 1;
+                        pending.insert(id, tokio::time::Instant::now() + RESTART_PAUSE);
+                        eprintln!(
+                            "licd dev: restarting node {id} in {} s; meanwhile `licd cluster \
+                             status` shows the redundancy warning",
+                            RESTART_PAUSE.as_secs()
+                        );
+                    } else {
+                        eprintln!(
+                            "licd dev: node {id} exited {MAX_RESTARTS} times; not restarting it \
+                             (see its log)"
+                        );
+                    }
                 }
-                if children.running() == 0 {
+                let due: Vec<RaftNodeId> = pending
+                    .iter()
+                    .filter(|(_, at)| tokio::time::Instant::now() >= **at)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in due {
+                    pending.remove(&id);
+                    match children.restart(prepared, id) {
+                        Ok(pid) => eprintln!(
+                            "licd dev: node {id} restarted (pid {pid}); it catches up from the \
+                             leader"
+                        ),
+                        Err(e) => eprintln!("licd dev: cannot restart node {id}: {e:#}"),
+                    }
+                }
+                if children.running() == 0 && pending.is_empty() {
                     eprintln!("licd dev: every node has exited; giving up");
                     break ExitCode::FAILURE;
                 }

@@ -39,7 +39,7 @@ pub(super) struct NodeSummary {
     pub(super) log: PathBuf,
 }
 
-pub(super) fn shell_quote(path: &Path) -> String {
+fn shell_quote(path: &Path) -> String {
     let s = path.display().to_string();
     if s.chars()
         .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@".contains(c))
@@ -178,7 +178,7 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
         ),
         (
             "licd cluster status".into(),
-            "WARNING: redundancy lost (exit code 2)".into(),
+            "WARNING: redundancy lost (exit code 2); licd dev restarts the node after 5 s".into(),
         ),
     ]);
     println!();
