@@ -35,6 +35,7 @@ fn agent(cluster: &Cluster, name: &str, mac: MacAddr, cores: u32) -> Agent {
             cores: Cores::new(cores).unwrap(),
             lease_ttl: LeaseTtl::from_millis(TTL_MS).unwrap(),
             refused_retry: Duration::from_millis(300),
+            state_file: None,
         },
     )
 }
@@ -167,6 +168,62 @@ async fn grace_lasts_until_the_confirmed_lease_ends_and_licensing_returns_with_t
     );
     agent.shutdown().await;
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_during_an_outage_is_licensed_until_its_saved_lease_ends() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 16)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("agent.json");
+    let with_state = |cluster: &Cluster| {
+        Agent::spawn(
+            agent_client(cluster),
+            AgentConfig {
+                node: NodeName::new("app-1").unwrap(),
+                license: None,
+                mac: mac(1),
+                cores: Cores::new(8).unwrap(),
+                lease_ttl: LeaseTtl::from_millis(TTL_MS).unwrap(),
+                refused_retry: Duration::from_millis(300),
+                state_file: Some(licd::agent::saved::StateFile::new(&state)),
+            },
+        )
+    };
+    let first = with_state(&cluster);
+    wait_for(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
+    // The cluster goes away; then the agent crashes and starts again.
+    let ids: Vec<u64> = cluster.running.keys().copied().collect();
+    for id in &ids {
+        cluster.stop(*id).await;
+    }
+    let stopped = Instant::now();
+    first.abort();
+    let second = with_state(&cluster);
+    let status = second.status();
+    assert!(
+        status.licensed,
+        "not licensed after the restart: {status:?}"
+    );
+    assert_eq!(status.code, "GRACE");
+    assert_eq!(status.cores, 8);
+    // ... only until the lease confirmed before the outage ends.
+    let unlicensed = wait_for(&second, Duration::from_millis(TTL_MS * 3), |s| !s.licensed).await;
+    assert!(
+        stopped.elapsed() <= Duration::from_millis(TTL_MS + 200),
+        "licensed for {:?} after the outage began",
+        stopped.elapsed()
+    );
+    assert_eq!(unlicensed.code, "SERVERS_UNREACHABLE", "{unlicensed:?}");
+    second.abort();
+    // A lease that ended is not restored.
+    let third = with_state(&cluster);
+    assert!(!third.status().licensed);
+    third.abort();
+    // Without a state file, a restart during the outage starts unlicensed.
+    let plain = agent(&cluster, "app-1", mac(1), 8);
+    assert!(!plain.status().licensed);
+    plain.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

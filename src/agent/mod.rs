@@ -24,6 +24,7 @@
 //! expiry date comes (the cluster says how far away it is, counted the same way), and never
 //! survives a lost lease.
 
+pub mod saved;
 pub mod status;
 
 use std::sync::{Arc, RwLock};
@@ -52,6 +53,8 @@ pub struct AgentConfig {
     pub lease_ttl: LeaseTtl,
     /// The pause between attempts while the cluster refuses the license.
     pub refused_retry: Duration,
+    /// Where the last confirmed lease is kept across the agent's restarts, if anywhere.
+    pub state_file: Option<saved::StateFile>,
 }
 
 /// The status the agent reports to the local application (`GET /status`).
@@ -158,6 +161,14 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent loop.
     pub fn spawn(client: Client, config: AgentConfig) -> Agent {
+        let restored = config
+            .state_file
+            .as_ref()
+            .and_then(|f| f.load(&config.node))
+            .map(|(left, counted_cores)| Held {
+                until: Instant::now() + left,
+                counted_cores,
+            });
         let status = Arc::new(RwLock::new(Shared {
             status: AgentStatus {
                 licensed: false,
@@ -171,8 +182,25 @@ impl Agent {
             },
             lease_until: None,
         }));
+        if let Some(held) = restored {
+            // Licensed on the lease confirmed before the restart, while it runs; the first
+            // renewal tells whether the cluster still holds it.
+            let mut shared = status.write().unwrap_or_else(|p| p.into_inner());
+            shared.status.licensed = true;
+            shared.status.code = "GRACE".into();
+            shared.status.message =
+                "Restarted on the last confirmed lease; confirming it with the cluster.".into();
+            shared.status.cores = held.counted_cores;
+            shared.lease_until = Some(held.until);
+        }
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(Arc::new(client), config, status.clone(), stop_rx));
+        let task = tokio::spawn(run(
+            Arc::new(client),
+            config,
+            status.clone(),
+            stop_rx,
+            restored,
+        ));
         Agent { status, stop, task }
     }
 
@@ -187,6 +215,12 @@ impl Agent {
     /// A shared handle on the status, for the status server.
     pub fn status_handle(&self) -> StatusHandle {
         self.status.clone()
+    }
+
+    /// Stops the loop at once without releasing anything, the way a crash of the agent would
+    /// (the state file keeps the last confirmed lease).
+    pub fn abort(self) {
+        self.task.abort();
     }
 
     /// Stops the loop and releases the allocation (bounded by the client's deadline).
@@ -231,12 +265,13 @@ async fn run(
     config: AgentConfig,
     status: StatusHandle,
     mut stop: watch::Receiver<bool>,
+    restored: Option<Held>,
 ) {
     let mut agent = Loop {
         client,
         config,
         status,
-        held: None,
+        held: restored,
     };
     loop {
         let pause = agent.step().await;
@@ -300,7 +335,7 @@ impl Loop {
             Err(e) if e.is(licd_raft::Code::NotAllocated) => {
                 // The lease was lost (a long pause, a forced release): allocate again now.
                 tracing::warn!(node = %self.config.node, "lease lost; allocating again");
-                self.held = None;
+                self.forget();
                 self.set(|s| {
                     s.licensed = false;
                     s.code = "NOT_ALLOCATED".into();
@@ -316,7 +351,7 @@ impl Loop {
                     return self.config.refused_retry;
                 };
                 tracing::warn!(code = %body.code, message = %body.message, "license refused");
-                self.held = None;
+                self.forget();
                 let (code, message) = (body.code.to_string(), body.message.clone());
                 self.set(|s| {
                     s.licensed = false;
@@ -348,6 +383,12 @@ impl Loop {
             counted_cores: c.counted_cores,
         };
         self.held = Some(held);
+        if let Some(file) = &self.config.state_file {
+            let left = until.saturating_duration_since(Instant::now());
+            if let Err(e) = file.save(&self.config.node, left, held.counted_cores) {
+                tracing::warn!(path = %file.path().display(), error = %e, "cannot save the agent state");
+            }
+        }
         self.set(|s| {
             s.licensed = true;
             s.code = "VALID".into();
@@ -356,6 +397,14 @@ impl Loop {
             s.grace_until = None;
             s.cluster.reachable = true;
         });
+    }
+
+    /// Drops the held lease, in memory and in the state file.
+    fn forget(&mut self) {
+        self.held = None;
+        if let Some(file) = &self.config.state_file {
+            file.clear();
+        }
     }
 
     /// No node answered: grace while the confirmed lease runs, then unlicensed.
@@ -378,7 +427,7 @@ impl Loop {
             }
             _ => {
                 // The lease ended: it must be allocated anew when the cluster returns.
-                self.held = None;
+                self.forget();
                 self.set(|s| {
                     s.licensed = false;
                     s.code = "SERVERS_UNREACHABLE".into();
@@ -417,7 +466,7 @@ impl Loop {
             Ok(_) => tracing::info!(node = %self.config.node, "allocation released"),
             Err(e) => tracing::warn!(error = %e, "could not release the allocation"),
         }
-        self.held = None;
+        self.forget();
         self.set(|s| {
             s.licensed = false;
             s.code = "STOPPED".into();

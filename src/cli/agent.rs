@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// Where the local status endpoint listens.
     #[arg(long = "status-addr", env = "LICD_AGENT_ADDR", default_value = DEFAULT_STATUS_ADDR)]
     pub status_addr: SocketAddr,
+    /// A file (mode 0600) that keeps the last confirmed lease across restarts of the agent,
+    /// so a server restarted during a cluster outage stays licensed until that lease ends.
+    #[arg(long, env = "LICD_AGENT_STATE_FILE")]
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// Runs `licd agent ...`.
@@ -110,6 +114,10 @@ pub fn agent_setup(args: &RunArgs) -> anyhow::Result<(Client, AgentConfig)> {
         cores: args.cores.unwrap_or_else(default_cores),
         lease_ttl,
         refused_retry: Duration::from_millis(args.refused_retry_ms),
+        state_file: args
+            .state_file
+            .clone()
+            .map(crate::agent::saved::StateFile::new),
     };
     let third = Duration::from_millis(args.ttl_ms / 3);
     let policy = RetryPolicy {

@@ -323,6 +323,9 @@ async fn start_agent(
         cores: prepared.cores,
         lease_ttl: LeaseTtl::from_millis(DEV_LEASE_MS).ok()?,
         refused_retry: Duration::from_secs(5),
+        state_file: Some(crate::agent::saved::StateFile::new(
+            prepared.dir.join("agent-state.json"),
+        )),
     };
     let agent = Agent::spawn(client, config);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
