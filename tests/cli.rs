@@ -76,6 +76,10 @@ fn every_command_has_help() {
         &["cluster", "promote"],
         &["cluster", "remove"],
         &["cluster", "status"],
+        &["cluster", "voters"],
+        &["cluster", "elect"],
+        &["cluster", "snapshot"],
+        &["cluster", "force-release"],
         &["license"],
         &["license", "keygen"],
         &["license", "issue"],
@@ -566,6 +570,52 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("NOT_ALLOCATED"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The admin commands that have an API route: a snapshot, an election, the voter set, a
+    // forced release.
+    let out = with_env(&["cluster", "snapshot"]);
+    assert!(
+        text(&out.stdout).contains("snapshot"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(out.status.success());
+    let mut elect = licd();
+    elect
+        .args([
+            "cluster",
+            "elect",
+            "--endpoints",
+            &format!("127.0.0.1:{}", port + 1),
+        ])
+        .env("LICD_ADMIN_TOKEN", token.trim());
+    let out = run_for(elect, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("node 2 campaigned"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = with_env(&["cluster", "voters", "1", "2", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&[
+        "allocate",
+        "--node",
+        "app-4",
+        "--mac",
+        "02:00:00:00:00:03",
+        "--cores",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["cluster", "force-release", "--node", "app-4"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("released node app-4"),
         "{}",
         text(&out.stdout)
     );

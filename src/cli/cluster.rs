@@ -39,6 +39,38 @@ pub enum ClusterCommand {
     /// Exits with 0 when all is well and with 2 when the cluster reports warnings (such as a
     /// lost redundancy), so that monitoring scripts can use it.
     Status(StatusArgs),
+    /// Set the complete voter set (PUT /admin/voters): voters left out leave the cluster.
+    Voters(VotersArgs),
+    /// Make the first endpoint's node campaign for leadership (POST /admin/elect), to move
+    /// the leader off a node before maintaining it. Never fails over to another node.
+    Elect(StatusArgs),
+    /// Build a snapshot on the leader now (POST /admin/snapshot), so the log behind it can
+    /// be purged.
+    Snapshot(StatusArgs),
+    /// Release an application server's cores as an administrator (DELETE
+    /// /admin/nodes/{node}/allocation), say for a server that was retired without stopping
+    /// its agent.
+    ForceRelease(ForceReleaseArgs),
+}
+
+/// Options of `cluster voters`.
+#[derive(Debug, Args)]
+pub struct VotersArgs {
+    /// Every voter after the change, by Raft id.
+    #[arg(required = true, num_args = 1.., value_parser = clap::value_parser!(u64).range(1..))]
+    pub ids: Vec<RaftNodeId>,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+/// Options of `cluster force-release`.
+#[derive(Debug, Args)]
+pub struct ForceReleaseArgs {
+    /// The application server.
+    #[arg(long)]
+    pub node: licd_raft::types::NodeName,
+    #[command(flatten)]
+    pub client: ClientOpts,
 }
 
 /// Options of `cluster init`.
@@ -138,6 +170,45 @@ pub async fn run(args: ClusterArgs, out: Output) -> anyhow::Result<ExitCode> {
             let client = a.client.admin_client()?;
             let body = client.remove_member(a.id).await?;
             print_membership(out, &format!("node {} removed", a.id), &body)?;
+        }
+        ClusterCommand::Voters(a) => {
+            let client = a.client.admin_client()?;
+            let body = client.set_voters(a.ids).await?;
+            print_membership(out, "voters set", &body)?;
+        }
+        ClusterCommand::Elect(a) => {
+            let client = a.client.admin_client()?;
+            let status = client.elect().await?;
+            out.emit(&status, || {
+                println!(
+                    "node {} campaigned; the leader is now {}",
+                    status.node_id,
+                    status
+                        .leader_id
+                        .map_or_else(|| "not known yet".to_string(), |l| format!("node {l}"))
+                );
+            })?;
+        }
+        ClusterCommand::Snapshot(a) => {
+            let client = a.client.admin_client()?;
+            let body = client.snapshot().await?;
+            out.emit(&body, || match body.snapshot_index {
+                Some(i) => println!("snapshot built at log index {i}"),
+                None => println!("snapshot requested; not built yet (see `licd cluster status`)"),
+            })?;
+        }
+        ClusterCommand::ForceRelease(a) => {
+            let client = a.client.admin_client()?;
+            let body = client
+                .force_release(&a.node, &crate::client::new_request_id())
+                .await?;
+            out.emit(&body, || {
+                if body.released {
+                    println!("released node {}'s cores", body.node);
+                } else {
+                    println!("node {} held no cores", body.node);
+                }
+            })?;
         }
         ClusterCommand::Status(a) => {
             let client = a.client.admin_client()?;
