@@ -26,20 +26,39 @@ fn licd() -> Command {
     cmd
 }
 
-/// Runs a command to completion, killing it (and failing) after `limit`.
+/// Runs a command to completion, killing it (and failing) after `limit`. Its output goes to
+/// files, not pipes, so a command that prints more than a pipe holds cannot block.
 fn run_for(mut cmd: Command, limit: Duration) -> Output {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    use std::io::{Read as _, Seek as _};
+    let mut stdout = tempfile::tempfile().expect("stdout file");
+    let mut stderr = tempfile::tempfile().expect("stderr file");
+    cmd.stdout(stdout.try_clone().unwrap())
+        .stderr(stderr.try_clone().unwrap());
     let mut child = Supervised::spawn(&mut cmd, SpawnOptions::default()).expect("spawn licd");
-    if child.wait_timeout(limit).expect("try_wait").is_some() {
-        return child.into_output().expect("output");
+    let finished = child.wait_timeout(limit).expect("try_wait");
+    if finished.is_none() {
+        let _ = child.kill();
     }
-    let _ = child.kill();
-    let out = child.into_output().expect("output");
-    panic!(
-        "{cmd:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = child.wait().expect("wait");
+    let mut read = |f: &mut std::fs::File| {
+        let mut bytes = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut bytes).unwrap();
+        bytes
+    };
+    let out = Output {
+        status,
+        stdout: read(&mut stdout),
+        stderr: read(&mut stderr),
+    };
+    if finished.is_none() {
+        panic!(
+            "{cmd:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
 }
 
 fn run(args: &[&str]) -> Output {
@@ -91,6 +110,8 @@ fn every_command_has_help() {
         &["heartbeat"],
         &["release"],
         &["check"],
+        &["completions"],
+        &["man"],
     ];
     for args in commands {
         let mut full: Vec<&str> = args.to_vec();
@@ -122,6 +143,30 @@ fn keygen(path: &Path) -> String {
         .as_str()
         .expect("public_key")
         .to_string()
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for word in ["licd", "cluster", "force-release", "heartbeat"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["man", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = std::fs::read_to_string(dir.path().join("licd.1")).unwrap();
+    assert!(page.contains(".TH licd 1"), "{page}");
+    let serve = std::fs::read_to_string(dir.path().join("licd-serve.1")).unwrap();
+    assert!(
+        serve.contains("lease\\-checkpoint\\-ms") || serve.contains("lease-checkpoint-ms"),
+        "{serve}"
+    );
+    let out = run(&["completions", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

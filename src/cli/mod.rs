@@ -7,6 +7,7 @@ pub mod alloc;
 pub mod cluster;
 pub mod common;
 pub mod dev;
+pub mod docs;
 pub mod license;
 pub mod output;
 pub mod serve;
@@ -62,6 +63,10 @@ pub enum Command {
     Check(alloc::CheckArgs),
     /// Run the agent on an application server, or ask it (`licd agent status`).
     Agent(agent::AgentArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(docs::CompletionsArgs),
+    /// Write man pages for licd and each subcommand into a directory.
+    Man(docs::ManArgs),
 }
 
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
@@ -92,6 +97,8 @@ pub fn main() -> ExitCode {
             Command::Release(args) => alloc::release(args, out).await,
             Command::Check(args) => alloc::check(args, out).await,
             Command::Agent(args) => agent::run(args, out).await,
+            Command::Completions(args) => docs::completions(&args),
+            Command::Man(args) => docs::man(&args),
         }
     });
     if !is_serve {
