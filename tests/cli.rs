@@ -40,7 +40,7 @@ fn run_for(mut cmd: Command, limit: Duration) -> Output {
         let _ = child.kill();
     }
     let status = child.wait().expect("wait");
-    let mut read = |f: &mut std::fs::File| {
+    let read = |f: &mut std::fs::File| {
         let mut bytes = Vec::new();
         f.rewind().unwrap();
         f.read_to_end(&mut bytes).unwrap();
