@@ -149,6 +149,8 @@ async fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
         "licd agent started"
     );
     let agent = Agent::spawn(client, config);
+    // The status endpoint is bound: the application can ask from here on.
+    super::notify::notify("READY=1");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::agent::status::serve(
         listener,

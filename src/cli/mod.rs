@@ -9,6 +9,7 @@ pub mod common;
 pub mod dev;
 pub mod docs;
 pub mod license;
+pub mod notify;
 pub mod output;
 pub mod serve;
 

@@ -162,7 +162,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "licd node started"
     );
     let router = crate::http::router(node.clone());
-    crate::http::run(listener, router, shutdown_signal()).await?;
+    // The listener is bound and the node started: requests are served from here on.
+    super::notify::notify("READY=1");
+    let stopping = async {
+        shutdown_signal().await;
+        super::notify::notify("STOPPING=1");
+    };
+    crate::http::run(listener, router, stopping).await?;
     tracing::info!("HTTP server stopped; shutting Raft down");
     node.shutdown().await;
     tracing::info!("licd node stopped");
