@@ -122,7 +122,9 @@ pub fn summary(o: &RunOutcome) -> String {
     format!(
         "{name}: {verdict}\n  faults {faults:?}, {injected} injected over {secs:.1} s; {ops} operations, \
          availability {avail:.1}%, longest gap under faults {gap:.0} ms ({ok_ops} ok)\n  \
-         linearizable: {lin:?}; cap: {cap}; durability: {dur}; recovery: {rec}\n  report: {dir}",
+         linearizable: {lin:?}; cap: {cap}; durability: {dur}; recovery: {rec}; lease: {lease}\n  \
+         leases: {servers} servers, {promises} promises, {deaths} deaths ({judged} judged), \
+         {held}\n  report: {dir}",
         name = o.name,
         verdict = if r.valid { "VALID" } else { "INVALID" },
         faults = fault::names(&o.faults),
@@ -135,6 +137,18 @@ pub fn summary(o: &RunOutcome) -> String {
         cap = r.cap.valid,
         dur = r.durability.valid,
         rec = r.recovery.valid,
+        lease = r.lease.valid,
+        servers = r.lease.servers,
+        promises = r.lease.promises,
+        deaths = r.lease.deaths,
+        judged = r.lease.deaths_judged,
+        held = match &r.lease.longest_held_after_death {
+            Some(h) => format!(
+                "longest held after death {:.0} ms (bound {} ms, {} leader changes, {})",
+                h.held_ms, h.bound_ms, h.leader_changes, h.node
+            ),
+            None => "no dead server seen held".to_string(),
+        },
         dir = o.dir.display(),
     )
 }
