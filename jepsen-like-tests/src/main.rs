@@ -19,6 +19,9 @@ use licd_jepsen::history::History;
 
 const SETUP_FAILED: u8 = 2;
 
+/// One run of `--quick`: name, faults, seconds, lease servers, the injected bug if any.
+type QuickRun = (&'static str, Vec<Selection>, u64, usize, Option<Bug>);
+
 /// A bug injected into a licd build, which a `--quick` run must catch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bug {
@@ -116,6 +119,9 @@ enum Command {
         /// The license's min_cores_per_node.
         #[arg(long, default_value_t = 4)]
         min_cores_per_node: u32,
+        /// The lease license's max_cores (the lease workload's).
+        #[arg(long, default_value_t = 16)]
+        lease_max_cores: u64,
     },
 }
 
@@ -125,9 +131,10 @@ fn main() -> ExitCode {
         history,
         max_cores,
         min_cores_per_node,
+        lease_max_cores,
     }) = &args.command
     {
-        return check_file(history, *max_cores, *min_cores_per_node);
+        return check_file(history, *max_cores, *min_cores_per_node, *lease_max_cores);
     }
     if args.inside {
         return inside(args);
@@ -135,7 +142,12 @@ fn main() -> ExitCode {
     outside(args)
 }
 
-fn check_file(path: &PathBuf, max_cores: u64, min_cores_per_node: u32) -> ExitCode {
+fn check_file(
+    path: &PathBuf,
+    max_cores: u64,
+    min_cores_per_node: u32,
+    lease_max_cores: u64,
+) -> ExitCode {
     let events = match licd_jepsen::history::read_history(path) {
         Ok(e) => e,
         Err(e) => {
@@ -150,13 +162,12 @@ fn check_file(path: &PathBuf, max_cores: u64, min_cores_per_node: u32) -> ExitCo
             return ExitCode::from(SETUP_FAILED);
         }
     };
-    let report = checker::check_all(
-        &history,
-        &CheckConfig::new(checker::License {
-            max_cores,
-            min_cores_per_node,
-        }),
-    );
+    let mut config = CheckConfig::new(checker::License {
+        max_cores,
+        min_cores_per_node,
+    });
+    config.lease.max_cores = lease_max_cores;
+    let report = checker::check_all(&history, &config);
     println!(
         "{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -321,12 +332,17 @@ async fn suite(args: &Args) -> ExitCode {
             Selection::Fault(Fault::PartitionLeader),
             Selection::Fault(Fault::PartitionHalves),
         ];
-        // (name, faults, seconds, lease servers, injected bug)
-        let plan: Vec<(&str, Vec<Selection>, u64, usize, Option<Bug>)> = vec![
+        let plan: Vec<QuickRun> = vec![
             ("quick-kill", group(FaultGroup::Kill), 15, 0, None),
             ("quick-pause", group(FaultGroup::Pause), 15, 0, None),
             ("quick-partition", group(FaultGroup::Partition), 20, 0, None),
-            ("quick-membership", group(FaultGroup::Membership), 20, 0, None),
+            (
+                "quick-membership",
+                group(FaultGroup::Membership),
+                20,
+                0,
+                None,
+            ),
             ("quick-clock", group(FaultGroup::Clock), 15, 0, None),
             ("quick-leases", time_faults, 45, 6, None),
             (
@@ -409,7 +425,10 @@ async fn suite(args: &Args) -> ExitCode {
             Some(bug) => match bug.caught(&outcome.report) {
                 Some(how) => println!("  the injected bug ({}) was caught: {how}", bug.name()),
                 None => {
-                    println!("  FAILURE: the injected bug ({}) was NOT caught", bug.name());
+                    println!(
+                        "  FAILURE: the injected bug ({}) was NOT caught",
+                        bug.name()
+                    );
                     failed = true;
                 }
             },

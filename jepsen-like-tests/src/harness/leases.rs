@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use licd::api::AllocateBody;
 use licd::client::{Client, new_request_id};
+use licd_raft::Code;
 use licd_raft::license::License;
 use licd_raft::types::{Cores, LicenseId, MacAddr, NodeName, Timestamp};
-use licd_raft::Code;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -116,7 +116,13 @@ fn answer(outcome: &str, leader: Option<u64>, term: Option<u64>) -> Output {
 
 /// Records one lease operation: its invocation, the call, its completion. The output's
 /// function is set to the input's.
-async fn operate<Fut>(rec: &Recorder, process: &str, f: F, input: LeaseInput, call: Fut) -> Option<LeaseOutput>
+async fn operate<Fut>(
+    rec: &Recorder,
+    process: &str,
+    f: F,
+    input: LeaseInput,
+    call: Fut,
+) -> Option<LeaseOutput>
 where
     Fut: std::future::Future<Output = Result<Output, (EventKind, ErrorValue)>>,
 {
@@ -136,7 +142,15 @@ where
 }
 
 /// One server's life until `stop`.
-async fn serve(rec: Recorder, client: Client, server: LeaseServer, process: String, mut rng: StdRng, bound: Duration, stop: Arc<AtomicBool>) {
+async fn serve(
+    rec: Recorder,
+    client: Client,
+    server: LeaseServer,
+    process: String,
+    mut rng: StdRng,
+    bound: Duration,
+    stop: Arc<AtomicBool>,
+) {
     let node = NodeName::new(server.name.clone()).expect("lease server names are valid");
     let ttl = Duration::from_millis(server.ttl_ms);
     let mut promised: Option<Instant> = None; // when the next heartbeat is due
@@ -207,7 +221,15 @@ async fn serve(rec: Recorder, client: Client, server: LeaseServer, process: Stri
                 Err(e) => Err((EventKind::Info, describe(&e))),
             }
         };
-        match operate(&rec, &process, F::Heartbeat, LeaseInput::node(&server.name), call).await {
+        match operate(
+            &rec,
+            &process,
+            F::Heartbeat,
+            LeaseInput::node(&server.name),
+            call,
+        )
+        .await
+        {
             Some(out) if out.outcome == HELD => {
                 promised = Some(next_heartbeat(sent, ttl, out.remaining_ms));
             }
@@ -254,11 +276,24 @@ async fn check(rec: &Recorder, process: &str, client: &Client, node: &NodeName) 
             Err(e) => Err((EventKind::Fail, describe(&e))),
         }
     };
-    operate(rec, process, F::LeaseCheck, LeaseInput::node(node.as_str()), call).await;
+    operate(
+        rec,
+        process,
+        F::LeaseCheck,
+        LeaseInput::node(node.as_str()),
+        call,
+    )
+    .await;
 }
 
 /// The observer: the lease license's usage and the leader's term, every few hundred ms.
-async fn observe(rec: Recorder, client: Client, admin: Client, mut rng: StdRng, stop: Arc<AtomicBool>) {
+async fn observe(
+    rec: Recorder,
+    client: Client,
+    admin: Client,
+    mut rng: StdRng,
+    stop: Arc<AtomicBool>,
+) {
     let id = LicenseId::new(LEASE_LICENSE_ID).expect("valid id");
     while !stop.load(Ordering::Relaxed) {
         let call = async {
@@ -309,11 +344,27 @@ pub async fn run_lease_workload(
         let client = client(&endpoints, CLIENT_OFFSET + i, Duration::from_millis(1_500))?;
         let rng = StdRng::seed_from_u64(seed.wrapping_mul(7_919).wrapping_add(i as u64));
         let bound = Duration::from_millis(timing.bound_ms(server.ttl_ms, 1));
-        tasks.push(tokio::spawn(serve(rec.clone(), client, server, format!("s{i}"), rng, bound, stop.clone())));
+        tasks.push(tokio::spawn(serve(
+            rec.clone(),
+            client,
+            server,
+            format!("s{i}"),
+            rng,
+            bound,
+            stop.clone(),
+        )));
     }
-    let observer = client(&endpoints, CLIENT_OFFSET + count, Duration::from_millis(1_500))?;
-    let admin = client(&endpoints, CLIENT_OFFSET + count + 1, Duration::from_millis(1_500))?
-        .with_admin_token(ADMIN_TOKEN);
+    let observer = client(
+        &endpoints,
+        CLIENT_OFFSET + count,
+        Duration::from_millis(1_500),
+    )?;
+    let admin = client(
+        &endpoints,
+        CLIENT_OFFSET + count + 1,
+        Duration::from_millis(1_500),
+    )?
+    .with_admin_token(ADMIN_TOKEN);
     let rng = StdRng::seed_from_u64(seed ^ 0x0b5e);
     tasks.push(tokio::spawn(observe(rec, observer, admin, rng, stop)));
     for t in tasks {

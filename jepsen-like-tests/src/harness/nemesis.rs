@@ -28,9 +28,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context;
-use rand::{Rng, SeedableRng};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
 use super::cluster::{Clock, Cluster, PORT, node_ip};
 use super::fault::Fault;

@@ -115,6 +115,28 @@ pub fn plot_latency(path: &Path, history: &History) -> Result<(), Box<dyn std::e
     Ok(())
 }
 
+/// The lease workload's line of the summary.
+fn lease_line(v: &crate::checker::LeaseVerdict) -> String {
+    if v.servers == 0 {
+        return "leases: no lease workload".to_string();
+    }
+    let held = match &v.longest_held_after_death {
+        Some(h) => format!(
+            "longest held after death {:.0} ms (bound {} ms, {} leader changes, {})",
+            h.held_ms, h.bound_ms, h.leader_changes, h.node
+        ),
+        None => "no dead server seen held".to_string(),
+    };
+    format!(
+        "leases: {} servers, {} promises, {} deaths ({} judged), {held}, {} violations",
+        v.servers,
+        v.promises,
+        v.deaths,
+        v.deaths_judged,
+        v.violations.len()
+    )
+}
+
 /// One line per checker for the terminal.
 pub fn summary(o: &RunOutcome) -> String {
     let r = &o.report;
@@ -123,8 +145,7 @@ pub fn summary(o: &RunOutcome) -> String {
         "{name}: {verdict}\n  faults {faults:?}, {injected} injected over {secs:.1} s; {ops} operations, \
          availability {avail:.1}%, longest gap under faults {gap:.0} ms ({ok_ops} ok)\n  \
          linearizable: {lin:?}; cap: {cap}; durability: {dur}; recovery: {rec}; lease: {lease}\n  \
-         leases: {servers} servers, {promises} promises, {deaths} deaths ({judged} judged), \
-         {held}\n  report: {dir}",
+         {leases}\n  report: {dir}",
         name = o.name,
         verdict = if r.valid { "VALID" } else { "INVALID" },
         faults = fault::names(&o.faults),
@@ -138,17 +159,7 @@ pub fn summary(o: &RunOutcome) -> String {
         dur = r.durability.valid,
         rec = r.recovery.valid,
         lease = r.lease.valid,
-        servers = r.lease.servers,
-        promises = r.lease.promises,
-        deaths = r.lease.deaths,
-        judged = r.lease.deaths_judged,
-        held = match &r.lease.longest_held_after_death {
-            Some(h) => format!(
-                "longest held after death {:.0} ms (bound {} ms, {} leader changes, {})",
-                h.held_ms, h.bound_ms, h.leader_changes, h.node
-            ),
-            None => "no dead server seen held".to_string(),
-        },
+        leases = lease_line(&r.lease),
         dir = o.dir.display(),
     )
 }

@@ -17,10 +17,10 @@ use rand::rngs::StdRng;
 
 use super::cluster::Cluster;
 use super::fault::Fault;
+use super::leases::{self, LEASE_MAX_CORES};
 use super::nemesis::Nemesis;
 use super::outcome::RunOutcome;
 use super::report;
-use super::leases::{self, LEASE_MAX_CORES};
 use super::workload::{self, LICENSE_ID, MAX_CORES, MIN_CORES_PER_NODE, Recorder};
 use crate::checker::{self, CheckConfig, LeaseConfig};
 use crate::history::{F, History};
