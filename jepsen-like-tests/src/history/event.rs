@@ -380,4 +380,46 @@ mod tests {
         assert_eq!(h.ops[0].error, Some(ErrorValue::default()));
         assert_eq!(h.ops[1].outcome, Outcome::Fail);
     }
+
+    #[test]
+    fn lease_lines_round_trip_and_stay_out_of_the_model_operations() {
+        let text = r#"{"index": 1, "time_ns": 1, "process": "s0", "type": "invoke", "f": "lease-allocate", "value": {"node": "lease-0", "cores": 4, "ttl_ms": 3000}}
+{"index": 2, "time_ns": 2, "process": "s0", "type": "ok", "f": "lease-allocate", "value": {"outcome": "held", "remaining_ms": 3000, "counted_cores": 4, "term": 2}}
+{"index": 3, "time_ns": 3, "process": "c0", "type": "invoke", "f": "check", "value": {"node": "app-1"}}
+{"index": 4, "time_ns": 4, "process": "s0", "type": "info", "f": "die", "value": {"node": "lease-0"}}
+{"index": 5, "time_ns": 5, "process": "c0", "type": "ok", "f": "check", "value": {"valid": false}}
+{"index": 6, "time_ns": 6, "process": "obs", "type": "invoke", "f": "lease-usage", "value": {}}
+{"index": 7, "time_ns": 7, "process": "obs", "type": "ok", "f": "lease-usage", "value": {"outcome": "read", "nodes": {"lease-0": 4}}}
+{"index": 8, "time_ns": 8, "process": "s0", "type": "info", "f": "revive", "value": {"node": "lease-0"}}"#;
+        let h = History::parse(text).unwrap();
+        assert_eq!(h.ops.len(), 1);
+        assert_eq!(h.ops[0].f, F::Check);
+        assert_eq!(h.lease_ops.len(), 2);
+        assert_eq!(h.lease_ops[0].input.node(), Some("lease-0"));
+        let Some(Output::Lease(F::LeaseAllocate, out)) = &h.lease_ops[0].output else {
+            panic!("{:?}", h.lease_ops[0].output);
+        };
+        assert_eq!(
+            (out.outcome.as_str(), out.remaining_ms, out.term),
+            ("held", Some(3000), Some(2))
+        );
+        let marks: Vec<(F, &str, u64)> = h
+            .markers
+            .iter()
+            .map(|m| (m.f, m.node.as_str(), m.index))
+            .collect();
+        assert_eq!(marks, [(F::Die, "lease-0", 4), (F::Revive, "lease-0", 8)]);
+        for (line, event) in text.lines().zip(&h.events) {
+            let written: serde_json::Value = serde_json::from_str(&event.to_json_line()).unwrap();
+            let read: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(written, read, "{line}");
+        }
+    }
+
+    #[test]
+    fn markers_must_be_info() {
+        let text = r#"{"index": 1, "time_ns": 1, "process": "s0", "type": "ok", "f": "die", "value": {"node": "a"}}"#;
+        let err = History::parse(text).unwrap_err().to_string();
+        assert!(err.contains("markers must be `info`"), "{err}");
+    }
 }
