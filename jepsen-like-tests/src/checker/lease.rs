@@ -17,8 +17,8 @@
 //!   show the server. The bound is `ttl + max(checkpoint, ttl/16) + election_timeout_max +
 //!   tick` when leadership moves at most once, plus `max(checkpoint, ttl/16) +
 //!   election_timeout_max` for every further change, counting changes as the distinct terms
-//!   above L's that answers completed between L's invocation and the read's completion
-//!   carry. An `info` heartbeat after L moves the start to its completion; an `info`
+//!   above L's that leaders' answers (naming their leader, or allocations) completed
+//!   between L's invocation and the read's completion carry. An `info` heartbeat after L moves the start to its completion; an `info`
 //!   allocate after L may take effect at any later time, so that death is not judged. The
 //!   verdict reports the longest a dead server was seen holding cores, against its bound.
 //! - **(c) no grant over the cap** (`grant-over-cap`): a granted `lease-allocate` G must
@@ -345,10 +345,16 @@ pub fn check_lease(history: &History, config: &LeaseConfig) -> LeaseVerdict {
     }
 }
 
-/// Every term an answer carried, with the answer's completion time.
+/// Every term a leader's answer carried, with the answer's completion time: answers that
+/// name their leader, and allocations (the term of their log entry). A term a node reached
+/// campaigning, with no leader, is no change of leader.
 fn answer_terms(ops: &[Operation]) -> Vec<(u64, u64)> {
     ops.iter()
-        .filter_map(|op| Some((lease_output(op)?.term?, op.complete_time_ns?)))
+        .filter_map(|op| {
+            let out = lease_output(op)?;
+            (out.leader.is_some() || op.f == F::LeaseAllocate).then_some(())?;
+            Some((out.term?, op.complete_time_ns?))
+        })
         .collect()
 }
 
