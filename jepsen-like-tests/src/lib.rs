@@ -9,9 +9,9 @@
 //!   and writer, and the pairing of invocations with completions into
 //!   [`history::Operation`]s and of nemesis events into [`history::FaultInterval`]s.
 //! - [`checker`]: the checkers a run's history must pass — linearizability against the
-//!   sequential license model, the core cap, durability of acknowledged grants, and
-//!   recovery after the faults heal — each returning a verdict serializable to JSON, and
-//!   [`checker::check_all`] to run them all.
+//!   sequential license model, the core cap, durability of acknowledged grants, recovery
+//!   after the faults heal, and the promises of short leases — each returning a verdict
+//!   serializable to JSON, and [`checker::check_all`] to run them all.
 //!
 //! The format and the checkers' rules are described in `docs/jepsen-history.md`.
 //!

@@ -19,6 +19,45 @@ use licd_jepsen::history::History;
 
 const SETUP_FAILED: u8 = 2;
 
+/// One run of `--quick`: name, faults, seconds, lease servers, the injected bug if any.
+type QuickRun = (&'static str, Vec<Selection>, u64, usize, Option<Bug>);
+
+/// A bug injected into a licd build, which a `--quick` run must catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bug {
+    /// `--features bug-stale-reads`: the linearizability checker must refute the history.
+    StaleReads,
+    /// `--features bug-wall-clock-leases`: the lease checker must see a lease end early.
+    WallClockLeases,
+}
+
+impl Bug {
+    fn name(self) -> &'static str {
+        match self {
+            Bug::StaleReads => "stale reads",
+            Bug::WallClockLeases => "wall-clock leases",
+        }
+    }
+
+    /// How the report shows the bug, if it does.
+    fn caught(self, report: &checker::Report) -> Option<String> {
+        match self {
+            Bug::StaleReads => report
+                .linearizable
+                .counterexample
+                .as_ref()
+                .filter(|_| !report.linearizable.valid)
+                .map(|c| c.message.clone()),
+            Bug::WallClockLeases => report
+                .lease
+                .violations
+                .iter()
+                .find(|v| v.kind == "lease-ended-early")
+                .map(|v| v.message.clone()),
+        }
+    }
+}
+
 /// Fault-injection tests of licd: crashes, pauses, partitions, membership changes and clock
 /// skew against a real three-node cluster, with every run's history checked.
 #[derive(Debug, Parser)]
@@ -50,6 +89,14 @@ struct Args {
     /// A licd built with `--features bug-stale-reads`, for the bug-injection run of `--quick`.
     #[arg(long)]
     buggy_licd: Option<PathBuf>,
+    /// A licd built with `--features bug-wall-clock-leases`, for the lease bug-injection run
+    /// of `--quick`.
+    #[arg(long)]
+    buggy_lease_licd: Option<PathBuf>,
+    /// Application servers of the lease workload beside the license workload (full runs;
+    /// 0: none).
+    #[arg(long, default_value_t = 6)]
+    lease_servers: usize,
     /// Where run directories are written.
     #[arg(long, default_value = "target/jepsen")]
     out: PathBuf,
@@ -72,6 +119,9 @@ enum Command {
         /// The license's min_cores_per_node.
         #[arg(long, default_value_t = 4)]
         min_cores_per_node: u32,
+        /// The lease license's max_cores (the lease workload's).
+        #[arg(long, default_value_t = 16)]
+        lease_max_cores: u64,
     },
 }
 
@@ -81,9 +131,10 @@ fn main() -> ExitCode {
         history,
         max_cores,
         min_cores_per_node,
+        lease_max_cores,
     }) = &args.command
     {
-        return check_file(history, *max_cores, *min_cores_per_node);
+        return check_file(history, *max_cores, *min_cores_per_node, *lease_max_cores);
     }
     if args.inside {
         return inside(args);
@@ -91,7 +142,12 @@ fn main() -> ExitCode {
     outside(args)
 }
 
-fn check_file(path: &PathBuf, max_cores: u64, min_cores_per_node: u32) -> ExitCode {
+fn check_file(
+    path: &PathBuf,
+    max_cores: u64,
+    min_cores_per_node: u32,
+    lease_max_cores: u64,
+) -> ExitCode {
     let events = match licd_jepsen::history::read_history(path) {
         Ok(e) => e,
         Err(e) => {
@@ -106,13 +162,12 @@ fn check_file(path: &PathBuf, max_cores: u64, min_cores_per_node: u32) -> ExitCo
             return ExitCode::from(SETUP_FAILED);
         }
     };
-    let report = checker::check_all(
-        &history,
-        &CheckConfig::new(checker::License {
-            max_cores,
-            min_cores_per_node,
-        }),
-    );
+    let mut config = CheckConfig::new(checker::License {
+        max_cores,
+        min_cores_per_node,
+    });
+    config.lease.max_cores = lease_max_cores;
+    let report = checker::check_all(&history, &config);
     println!(
         "{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -131,7 +186,10 @@ fn outside(args: Args) -> ExitCode {
         eprintln!("licd-jepsen: {e:#}");
         return ExitCode::from(SETUP_FAILED);
     }
-    for bin in std::iter::once(&args.licd).chain(args.buggy_licd.iter()) {
+    for bin in std::iter::once(&args.licd)
+        .chain(args.buggy_licd.iter())
+        .chain(args.buggy_lease_licd.iter())
+    {
         if !bin.is_file() {
             eprintln!(
                 "licd-jepsen: no licd binary at {} (build it with `cargo build --release`)",
@@ -190,6 +248,12 @@ fn outside(args: Args) -> ExitCode {
     ]);
     if let Some(b) = &args.buggy_licd {
         inner_args.extend(["--buggy-licd".into(), absolutize(b).display().to_string()]);
+    }
+    if let Some(b) = &args.buggy_lease_licd {
+        inner_args.extend([
+            "--buggy-lease-licd".into(),
+            absolutize(b).display().to_string(),
+        ]);
     }
     let status = ns.exec(&exe, &inner_args, |pid| {
         CHILD.store(
@@ -250,51 +314,69 @@ async fn suite(args: &Args) -> ExitCode {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs())
     });
-    let specs: Vec<(RunSpec, bool)> = if args.quick {
-        let Some(buggy) = &args.buggy_licd else {
+    let specs: Vec<(RunSpec, Option<Bug>)> = if args.quick {
+        let (Some(buggy), Some(buggy_lease)) = (&args.buggy_licd, &args.buggy_lease_licd) else {
             eprintln!(
-                "licd-jepsen: --quick needs --buggy-licd (a debug build with --features bug-stale-reads)"
+                "licd-jepsen: --quick needs --buggy-licd (a debug build with --features \
+                 bug-stale-reads) and --buggy-lease-licd (one with --features \
+                 bug-wall-clock-leases)"
             );
             return ExitCode::from(SETUP_FAILED);
         };
-        let plan: [(&str, Selection, u64); 6] = [
-            ("quick-kill", Selection::Group(FaultGroup::Kill), 15),
-            ("quick-pause", Selection::Group(FaultGroup::Pause), 15),
-            (
-                "quick-partition",
-                Selection::Group(FaultGroup::Partition),
-                20,
-            ),
+        let group = |g| vec![Selection::Group(g)];
+        let fault = |f| vec![Selection::Fault(f)];
+        let time_faults = vec![
+            Selection::Group(FaultGroup::Clock),
+            Selection::Fault(Fault::KillLeader),
+            Selection::Fault(Fault::KillRandom),
+            Selection::Fault(Fault::PartitionLeader),
+            Selection::Fault(Fault::PartitionHalves),
+        ];
+        let plan: Vec<QuickRun> = vec![
+            ("quick-kill", group(FaultGroup::Kill), 15, 0, None),
+            ("quick-pause", group(FaultGroup::Pause), 15, 0, None),
+            ("quick-partition", group(FaultGroup::Partition), 20, 0, None),
             (
                 "quick-membership",
-                Selection::Group(FaultGroup::Membership),
+                group(FaultGroup::Membership),
                 20,
+                0,
+                None,
             ),
-            ("quick-clock", Selection::Group(FaultGroup::Clock), 15),
+            ("quick-clock", group(FaultGroup::Clock), 15, 0, None),
+            ("quick-leases", time_faults, 45, 6, None),
             (
                 "quick-bug-stale-reads",
-                Selection::Fault(Fault::PartitionLeader),
+                fault(Fault::PartitionLeader),
                 30,
+                0,
+                Some(Bug::StaleReads),
+            ),
+            (
+                "quick-bug-wall-clock-leases",
+                fault(Fault::ClockLead),
+                30,
+                6,
+                Some(Bug::WallClockLeases),
             ),
         ];
         let mut specs = Vec::new();
-        for (i, (name, selection, secs)) in plan.iter().enumerate() {
-            let bug = name.contains("bug");
-            let faults = selection.faults();
+        for (i, (name, selection, secs, lease_servers, bug)) in plan.into_iter().enumerate() {
             specs.push((
                 RunSpec {
                     name: name.to_string(),
-                    bin: if bug {
-                        buggy.clone()
-                    } else {
-                        args.licd.clone()
+                    bin: match bug {
+                        Some(Bug::StaleReads) => buggy.clone(),
+                        Some(Bug::WallClockLeases) => buggy_lease.clone(),
+                        None => args.licd.clone(),
                     },
-                    faults,
-                    time: Duration::from_secs(*secs),
+                    faults: fault::expand(&selection),
+                    time: Duration::from_secs(secs),
                     seed: args.seed.unwrap_or(100 + i as u64),
                     concurrency: args.concurrency,
                     out: args.out.clone(),
                     max_skew_minutes: args.max_skew_minutes,
+                    lease_servers,
                 },
                 bug,
             ));
@@ -312,14 +394,15 @@ async fn suite(args: &Args) -> ExitCode {
                 concurrency: args.concurrency,
                 out: args.out.clone(),
                 max_skew_minutes: args.max_skew_minutes,
+                lease_servers: args.lease_servers,
             },
-            false,
+            None,
         )]
     };
 
     let mut outcomes: Vec<RunOutcome> = Vec::new();
     let mut failed = false;
-    for (spec, expect_violation) in &specs {
+    for (spec, bug) in &specs {
         eprintln!(
             "licd-jepsen: {} ({:?}, {} s, seed {})",
             spec.name,
@@ -338,26 +421,19 @@ async fn suite(args: &Args) -> ExitCode {
             }
         };
         println!("{}", report::summary(&outcome));
-        if *expect_violation {
-            let caught = !outcome.report.linearizable.valid
-                && outcome.report.linearizable.counterexample.is_some();
-            if caught {
-                println!(
-                    "  the injected bug was caught: {}",
-                    outcome
-                        .report
-                        .linearizable
-                        .counterexample
-                        .as_ref()
-                        .map(|c| c.message.clone())
-                        .unwrap_or_default()
-                );
-            } else {
-                println!("  FAILURE: the injected bug (stale reads) was NOT caught");
-                failed = true;
-            }
-        } else if !outcome.report.valid {
-            failed = true;
+        match bug {
+            Some(bug) => match bug.caught(&outcome.report) {
+                Some(how) => println!("  the injected bug ({}) was caught: {how}", bug.name()),
+                None => {
+                    println!(
+                        "  FAILURE: the injected bug ({}) was NOT caught",
+                        bug.name()
+                    );
+                    failed = true;
+                }
+            },
+            None if !outcome.report.valid => failed = true,
+            None => {}
         }
         outcomes.push(outcome);
     }

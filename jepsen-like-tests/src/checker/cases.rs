@@ -30,7 +30,7 @@ use serde_json::Value as Json;
 use super::test_support::LICENSE;
 use super::{
     CheckConfig, DEFAULT_STEP_BUDGET, LinearizabilityOptions, check_all, check_cap,
-    check_durability, check_linearizable, check_recovery,
+    check_durability, check_lease, check_linearizable, check_recovery,
 };
 use crate::history::History;
 
@@ -41,6 +41,7 @@ const BASE_CONFIG: CheckConfig = CheckConfig {
     step_budget: DEFAULT_STEP_BUDGET,
     recovery_bound_ns: 10_000_000_000,
     info_horizon_ns: None,
+    lease: crate::checker::LeaseConfig::DEFAULT,
 };
 
 /// The verdict a run expects.
@@ -313,6 +314,7 @@ fn run_checker(checker: &str, history: &History, config: &CheckConfig) -> Result
         "cap" => serde_json::to_value(check_cap(&history.ops, &config.license)),
         "durability" => serde_json::to_value(check_durability(&history.ops)),
         "recovery" => serde_json::to_value(check_recovery(history, config.recovery_bound_ns)),
+        "lease" => serde_json::to_value(check_lease(history, &config.lease)),
         "all" => serde_json::to_value(check_all(history, config)),
         other => return Err(format!("no checker named {other:?}")),
     };
@@ -456,6 +458,11 @@ fn durability_cases() {
 #[test]
 fn recovery_cases() {
     assert!(check_folder("recovery") >= 7);
+}
+
+#[test]
+fn lease_cases() {
+    assert!(check_folder("lease") >= 6);
 }
 
 #[test]

@@ -5,6 +5,9 @@
 //!   certainly stood at the same time never sum above it.
 //! - [`durability`]: every node whose acknowledged grant was never possibly released appears
 //!   in the final read.
+//! - [`lease`]: the lease workload's promises: no lease ends before the time it was
+//!   promised, a dead server's cores are freed within the bound, no grant beside certainly
+//!   held leases exceeds the lease license's cap.
 //! - [`recovery`]: after the last fault healed, a write and a check succeed within a bound;
 //!   availability and the longest gap without success during faults.
 //!
@@ -27,11 +30,13 @@ use crate::history::{
 
 pub mod cap;
 pub mod durability;
+pub mod lease;
 pub mod linearizable;
 pub mod recovery;
 
 pub use cap::{CapVerdict, CapViolation, check_cap};
 pub use durability::{DurabilityVerdict, LostNode, ValueMismatch, check_durability};
+pub use lease::{HeldAfterDeath, LeaseConfig, LeaseVerdict, LeaseViolation, check_lease};
 pub use linearizable::{
     Counterexample, DEFAULT_STEP_BUDGET, LinearizabilityOptions, LinearizabilityResult,
     LinearizabilityVerdict, PendingOp, check_linearizable,
@@ -102,6 +107,9 @@ impl ModelState {
                 allocated_cores: self.allocated_cores(),
                 nodes: self.nodes.clone(),
             }),
+            // Lease operations never reach the model (`History::lease_ops`); it has no
+            // answer for them.
+            Input::Lease(f, _) => Output::Lease(*f, Default::default()),
         }
     }
 }
@@ -177,6 +185,9 @@ pub struct CheckConfig {
     pub recovery_bound_ns: u64,
     /// See [`LinearizabilityOptions::info_horizon_ns`]; `None` (the default) assumes nothing.
     pub info_horizon_ns: Option<u64>,
+    /// The lease license's cap and licd's lease timing, for the lease checker.
+    #[serde(default)]
+    pub lease: LeaseConfig,
 }
 
 impl CheckConfig {
@@ -187,6 +198,7 @@ impl CheckConfig {
             step_budget: DEFAULT_STEP_BUDGET,
             recovery_bound_ns: 10_000_000_000,
             info_horizon_ns: None,
+            lease: LeaseConfig::default(),
         }
     }
 }
@@ -205,6 +217,8 @@ pub struct Report {
     pub durability: DurabilityVerdict,
     /// The recovery verdict.
     pub recovery: RecoveryVerdict,
+    /// The lease verdict (trivially valid without a lease workload).
+    pub lease: LeaseVerdict,
 }
 
 /// Runs every checker on a history.
@@ -220,12 +234,14 @@ pub fn check_all(history: &History, config: &CheckConfig) -> Report {
     let cap = check_cap(&history.ops, &config.license);
     let durability = check_durability(&history.ops);
     let recovery = check_recovery(history, config.recovery_bound_ns);
+    let lease = check_lease(history, &config.lease);
     Report {
-        valid: linearizable.valid && cap.valid && durability.valid && recovery.valid,
+        valid: linearizable.valid && cap.valid && durability.valid && recovery.valid && lease.valid,
         linearizable,
         cap,
         durability,
         recovery,
+        lease,
     }
 }
 

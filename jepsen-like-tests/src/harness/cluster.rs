@@ -81,6 +81,11 @@ impl Cluster {
     /// Starts (or restarts) node `id`; with `skew` (a faketime offset such as `+2h` or
     /// `-30m`) its wall clock is moved by that much.
     pub fn start(&mut self, id: u64, skew: Option<&str>) -> anyhow::Result<()> {
+        self.start_with_clock(id, skew.map_or(Clock::True, Clock::Offset))
+    }
+
+    /// Starts (or restarts) node `id` with the wall clock `clock`.
+    pub fn start_with_clock(&mut self, id: u64, clock: Clock<'_>) -> anyhow::Result<()> {
         let bin = self.bin.clone();
         let proc = self.procs.get_mut(&id).context("no such node")?;
         if proc.child.is_some() {
@@ -90,15 +95,30 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(&proc.log)?;
-        let mut command = match skew {
-            Some(offset) => {
+        let mut command = match clock {
+            Clock::Offset(offset) => {
                 let mut c = Command::new("faketime");
                 c.args(["-f", offset]).arg(&bin);
                 // Timers and timeouts keep real time; only the wall clock is skewed.
                 c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
                 c
             }
-            None => Command::new(&bin),
+            Clock::File(file) => {
+                // libfaketime preloaded directly: the `faketime` wrapper's own offset would
+                // take precedence over the file.
+                let mut c = Command::new(&bin);
+                c.env("LD_PRELOAD", libfaketime()?)
+                    .env("FAKETIME_TIMESTAMP_FILE", file)
+                    .env("FAKETIME_NO_CACHE", "1")
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+            Clock::True => Command::new(&bin),
+        };
+        let skew = match clock {
+            Clock::True => None,
+            Clock::Offset(offset) => Some(offset.to_string()),
+            Clock::File(file) => Some(format!("from {}", file.display())),
         };
         command
             .arg("serve")
@@ -119,7 +139,7 @@ impl Cluster {
         let child = Supervised::spawn(&mut command, options)
             .with_context(|| format!("cannot start {}", bin.display()))?;
         proc.child = Some(child);
-        proc.skew = skew.map(str::to_string);
+        proc.skew = skew;
         Ok(())
     }
 
@@ -271,6 +291,23 @@ impl Cluster {
         None
     }
 
+    /// Makes node `id` campaign for leadership (its own election, never failed over).
+    pub async fn elect(&self, id: u64) -> anyhow::Result<Option<u64>> {
+        let status = Client::with_policy(
+            &[format!("{}:{PORT}", node_ip(id))],
+            RetryPolicy {
+                deadline: Duration::from_secs(10),
+                attempt_timeout: Duration::from_secs(5),
+                ..RetryPolicy::default()
+            },
+        )?
+        .with_admin_token(ADMIN_TOKEN)
+        .with_local_address(std::net::IpAddr::V4(HARNESS_IP))?
+        .elect()
+        .await?;
+        Ok(status.leader_id)
+    }
+
     /// Installs a license file.
     pub async fn install_license(&self, text: &str) -> anyhow::Result<()> {
         self.admin(Duration::from_secs(20))?
@@ -291,6 +328,32 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// The wall clock a node starts with.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock<'a> {
+    /// The machine's.
+    True,
+    /// Moved by a faketime offset such as `+2h`, `-30m` or `+3y`.
+    Offset(&'a str),
+    /// Moved by the faketime offset this file holds, read again at every clock reading, so
+    /// that the harness can move the clock of a running node by rewriting the file.
+    File(&'a Path),
+}
+
+/// Where libfaketime is (Debian's `faketime` package).
+fn libfaketime() -> anyhow::Result<PathBuf> {
+    let arch = std::env::consts::ARCH;
+    [
+        format!("/usr/lib/{arch}-linux-gnu/faketime/libfaketime.so.1"),
+        "/usr/lib/faketime/libfaketime.so.1".to_string(),
+        "/usr/local/lib/faketime/libfaketime.so.1".to_string(),
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .context("libfaketime.so.1 not found (install the faketime package)")
 }
 
 /// The harness's own address for admin calls (clients use 127.0.0.100 and up).

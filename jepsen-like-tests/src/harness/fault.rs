@@ -39,11 +39,17 @@ pub enum Fault {
     MembershipReplace,
     /// Restart a node with its wall clock moved.
     ClockSkew,
+    /// Restart a node with its wall clock moved by seconds to years, either way.
+    ClockJump,
+    /// Jump a running node's wall clock back and forth while the fault lasts.
+    ClockStrobe,
+    /// Move a follower's wall clock ahead and make it campaign: a skewed leader.
+    ClockLead,
 }
 
 impl Fault {
     /// Every fault, in the order `all` and the groups list them.
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 15] = [
         Fault::KillLeader,
         Fault::KillRandom,
         Fault::KillMajority,
@@ -56,6 +62,9 @@ impl Fault {
         Fault::MembershipRemove,
         Fault::MembershipReplace,
         Fault::ClockSkew,
+        Fault::ClockJump,
+        Fault::ClockStrobe,
+        Fault::ClockLead,
     ];
 
     /// Its name on the command line and in the recorded files.
@@ -73,6 +82,9 @@ impl Fault {
             Fault::MembershipRemove => "membership-remove",
             Fault::MembershipReplace => "membership-replace",
             Fault::ClockSkew => "clock-skew",
+            Fault::ClockJump => "clock-jump",
+            Fault::ClockStrobe => "clock-strobe",
+            Fault::ClockLead => "clock-lead",
         }
     }
 
@@ -86,7 +98,9 @@ impl Fault {
             | Fault::PartitionBridge
             | Fault::PartitionClients => FaultGroup::Partition,
             Fault::MembershipRemove | Fault::MembershipReplace => FaultGroup::Membership,
-            Fault::ClockSkew => FaultGroup::Clock,
+            Fault::ClockSkew | Fault::ClockJump | Fault::ClockStrobe | Fault::ClockLead => {
+                FaultGroup::Clock
+            }
         }
     }
 }
@@ -166,8 +180,8 @@ pub enum Selection {
 
 impl Selection {
     /// Every value `--nemesis` accepts: `all`, the groups, then the faults.
-    pub const ALL: [Selection; 18] = {
-        let mut all = [Selection::All; 18];
+    pub const ALL: [Selection; 21] = {
+        let mut all = [Selection::All; 21];
         let mut i = 0;
         while i < FaultGroup::ALL.len() {
             all[1 + i] = Selection::Group(FaultGroup::ALL[i]);
@@ -230,7 +244,7 @@ mod tests {
     use super::*;
 
     /// The fault names as the recorded histories of earlier runs spell them.
-    const RECORDED_NAMES: [&str; 12] = [
+    const RECORDED_NAMES: [&str; 15] = [
         "kill-leader",
         "kill-random",
         "kill-majority",
@@ -243,14 +257,16 @@ mod tests {
         "membership-remove",
         "membership-replace",
         "clock-skew",
+        "clock-jump",
+        "clock-strobe",
+        "clock-lead",
     ];
 
-    /// The rule `--nemesis` followed when names were plain strings: `all`, `clock`, or every
-    /// fault equal to the name or starting with the name and a `-`; nothing for other names.
+    /// The rule `--nemesis` followed when names were plain strings: `all`, or every fault
+    /// equal to the name or starting with the name and a `-`; nothing for other names.
     fn by_prefix(name: &str) -> Vec<&'static str> {
         match name {
             "all" => RECORDED_NAMES.to_vec(),
-            "clock" => vec!["clock-skew"],
             group => RECORDED_NAMES
                 .into_iter()
                 .filter(|f| *f == group || f.starts_with(&format!("{group}-")))

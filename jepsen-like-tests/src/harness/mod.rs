@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod fault;
 pub mod firewall;
+pub mod leases;
 pub mod nemesis;
 pub mod netns;
 pub mod outcome;

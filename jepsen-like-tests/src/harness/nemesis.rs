@@ -16,16 +16,23 @@
 //! | `membership-remove` | remove a follower from the voters | add it back as learner, promote it |
 //! | `membership-replace` | add a fresh node, promote it, remove and kill an old follower | (none: the cluster is whole) |
 //! | `clock-skew` | restart a node under faketime, minutes to hours ahead or behind | restart it with the true time |
+//! | `clock-jump` | restart a node under faketime, seconds to years ahead or behind | restart it with the true time |
+//! | `clock-strobe` | restart a node with its clock read from a file, then rewrite the file every few hundred ms: the running node's clock jumps back and forth by seconds to years | restart it with the true time |
+//! | `clock-lead` | restart a follower with its clock minutes to years ahead, and make it campaign (`POST /admin/elect`): the skewed node leads | restart it with the true time |
+//!
+//! Every clock fault moves the wall clock only (`FAKETIME_DONT_FAKE_MONOTONIC=1`): leases are
+//! measured on monotonic time, and license dates on the median of the voters' clocks, so one
+//! skewed node, leading or not, must not end a lease or a license early.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context;
-use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
-use super::cluster::{Cluster, PORT, node_ip};
+use super::cluster::{Clock, Cluster, PORT, node_ip};
 use super::fault::Fault;
 use super::firewall::{self, Cuts};
 use super::workload::client_ip;
@@ -43,6 +50,8 @@ pub enum Undo {
     Rejoin(u64),
     /// Restart this node with the true time.
     Unskew(u64),
+    /// Stop rewriting this node's clock file, and restart it with the true time.
+    Unstrobe(u64, tokio::task::JoinHandle<()>),
     /// Nothing.
     Nothing,
 }
@@ -245,6 +254,78 @@ impl Nemesis {
                     Undo::Unskew(random),
                 )
             }
+            Fault::ClockJump => {
+                let offset = offset(&mut self.rng, &["", "m", "h", "d", "y"], None);
+                cluster.kill(random);
+                cluster.start(random, Some(&offset))?;
+                cluster
+                    .wait_healthy(random, Duration::from_secs(20))
+                    .await?;
+                done(
+                    format!("restarted node {random} with its clock {offset}"),
+                    Undo::Unskew(random),
+                )
+            }
+            Fault::ClockStrobe => {
+                let file = cluster
+                    .dir(random)
+                    .context("no such node")?
+                    .join("clock-offset");
+                write_offset(&file, "+0")?;
+                cluster.kill(random);
+                cluster.start_with_clock(random, Clock::File(&file))?;
+                cluster
+                    .wait_healthy(random, Duration::from_secs(20))
+                    .await?;
+                let mut rng = StdRng::seed_from_u64(self.rng.r#gen());
+                let strobe = tokio::spawn(async move {
+                    let mut ahead = true;
+                    loop {
+                        let sign = if ahead { '+' } else { '-' };
+                        let units: &[&str] = if rng.gen_bool(0.1) {
+                            &["y"]
+                        } else {
+                            &["", "m", "h", "d"]
+                        };
+                        let offset = offset(&mut rng, units, Some(sign));
+                        let _ = write_offset(&file, &offset);
+                        ahead = !ahead;
+                        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..600))).await;
+                    }
+                });
+                done(
+                    format!("node {random}'s clock jumps back and forth (seconds to years)"),
+                    Undo::Unstrobe(random, strobe),
+                )
+            }
+            Fault::ClockLead => {
+                let victim = followers.choose(&mut self.rng).copied().unwrap_or(random);
+                let offset = offset(&mut self.rng, &["m", "h", "d", "y"], Some('+'));
+                cluster.kill(victim);
+                cluster.start(victim, Some(&offset))?;
+                cluster
+                    .wait_healthy(victim, Duration::from_secs(20))
+                    .await?;
+                let mut led = None;
+                for _ in 0..3 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if let Ok(Some(l)) = cluster.elect(victim).await {
+                        led = Some(l);
+                        if l == victim {
+                            break;
+                        }
+                    }
+                }
+                let outcome = match led {
+                    Some(l) if l == victim => "now leads".to_string(),
+                    Some(l) => format!("did not win (leader {l})"),
+                    None => "could not campaign".to_string(),
+                };
+                done(
+                    format!("node {victim} restarted with its clock {offset}, {outcome}"),
+                    Undo::Unskew(victim),
+                )
+            }
         })
     }
 
@@ -273,6 +354,12 @@ impl Nemesis {
                     .context("re-adding the removed voter")?;
                 admin.promote(id).await.context("promoting it again")?;
             }
+            Undo::Unstrobe(id, strobe) => {
+                strobe.abort();
+                cluster.kill(id);
+                cluster.start(id, None)?;
+                cluster.wait_healthy(id, Duration::from_secs(20)).await?;
+            }
             Undo::Unskew(id) => {
                 cluster.kill(id);
                 cluster.start(id, None)?;
@@ -300,4 +387,26 @@ impl Nemesis {
         }
         Ok(())
     }
+}
+
+/// A faketime offset: a random amount in one of `units` (`""` seconds, `m`, `h`, `d`, `y`),
+/// ahead or behind (`sign`, or either at random).
+fn offset(rng: &mut StdRng, units: &[&str], sign: Option<char>) -> String {
+    let unit = *units.choose(rng).unwrap_or(&"m");
+    let amount = match unit {
+        "" => rng.gen_range(2..60),
+        "m" => rng.gen_range(1..60),
+        "h" => rng.gen_range(1..24),
+        "d" => rng.gen_range(1..300),
+        _ => rng.gen_range(1..=3),
+    };
+    let sign = sign.unwrap_or(if rng.gen_bool(0.5) { '+' } else { '-' });
+    format!("{sign}{amount}{unit}")
+}
+
+/// Replaces the clock file in one rename, so that the node never reads half an offset.
+fn write_offset(file: &std::path::Path, offset: &str) -> std::io::Result<()> {
+    let tmp = file.with_extension("new");
+    std::fs::write(&tmp, format!("{offset}\n"))?;
+    std::fs::rename(tmp, file)
 }

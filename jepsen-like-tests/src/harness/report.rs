@@ -115,6 +115,28 @@ pub fn plot_latency(path: &Path, history: &History) -> Result<(), Box<dyn std::e
     Ok(())
 }
 
+/// The lease workload's line of the summary.
+fn lease_line(v: &crate::checker::LeaseVerdict) -> String {
+    if v.servers == 0 {
+        return "leases: no lease workload".to_string();
+    }
+    let held = match &v.longest_held_after_death {
+        Some(h) => format!(
+            "longest held after death {:.0} ms (bound {} ms, {} leader changes, {})",
+            h.held_ms, h.bound_ms, h.leader_changes, h.node
+        ),
+        None => "no dead server seen held".to_string(),
+    };
+    format!(
+        "leases: {} servers, {} promises, {} deaths ({} judged), {held}, {} violations",
+        v.servers,
+        v.promises,
+        v.deaths,
+        v.deaths_judged,
+        v.violations.len()
+    )
+}
+
 /// One line per checker for the terminal.
 pub fn summary(o: &RunOutcome) -> String {
     let r = &o.report;
@@ -122,7 +144,8 @@ pub fn summary(o: &RunOutcome) -> String {
     format!(
         "{name}: {verdict}\n  faults {faults:?}, {injected} injected over {secs:.1} s; {ops} operations, \
          availability {avail:.1}%, longest gap under faults {gap:.0} ms ({ok_ops} ok)\n  \
-         linearizable: {lin:?}; cap: {cap}; durability: {dur}; recovery: {rec}\n  report: {dir}",
+         linearizable: {lin:?}; cap: {cap}; durability: {dur}; recovery: {rec}; lease: {lease}\n  \
+         {leases}\n  report: {dir}",
         name = o.name,
         verdict = if r.valid { "VALID" } else { "INVALID" },
         faults = fault::names(&o.faults),
@@ -135,6 +158,8 @@ pub fn summary(o: &RunOutcome) -> String {
         cap = r.cap.valid,
         dur = r.durability.valid,
         rec = r.recovery.valid,
+        lease = r.lease.valid,
+        leases = lease_line(&r.lease),
         dir = o.dir.display(),
     )
 }

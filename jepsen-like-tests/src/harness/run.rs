@@ -17,11 +17,12 @@ use rand::rngs::StdRng;
 
 use super::cluster::Cluster;
 use super::fault::Fault;
+use super::leases::{self, LEASE_MAX_CORES};
 use super::nemesis::Nemesis;
 use super::outcome::RunOutcome;
 use super::report;
 use super::workload::{self, LICENSE_ID, MAX_CORES, MIN_CORES_PER_NODE, Recorder};
-use crate::checker::{self, CheckConfig};
+use crate::checker::{self, CheckConfig, LeaseConfig};
 use crate::history::{F, History};
 
 /// What to run.
@@ -43,6 +44,8 @@ pub struct RunSpec {
     pub out: PathBuf,
     /// The largest clock skew, in minutes.
     pub max_skew_minutes: i64,
+    /// Application servers of the lease workload (none: no lease workload).
+    pub lease_servers: usize,
 }
 
 /// The license of harness runs.
@@ -91,6 +94,26 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
         .install_license(&license_text)
         .await
         .context("installing the license")?;
+    let now = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+    );
+    let lease_servers = leases::lease_servers(spec.lease_servers, spec.seed);
+    if spec.lease_servers > 0 {
+        let text = LicenseFile::issue(&leases::lease_license(&lease_servers, now), &vendor)?;
+        cluster
+            .install_license(&text)
+            .await
+            .context("installing the lease license")?;
+    }
+    let timing = licd::config::RaftTiming::default();
+    let lease_config = LeaseConfig {
+        max_cores: u64::from(LEASE_MAX_CORES),
+        checkpoint_ms: timing.lease_checkpoint_ms,
+        election_timeout_max_ms: timing.election_timeout_max_ms,
+        tick_ms: timing.tick_ms,
+    };
 
     let rec = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
@@ -99,6 +122,14 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
         Cluster::all_endpoints(),
         spec.concurrency,
         spec.seed,
+        stop.clone(),
+    ));
+    let lease_clients = tokio::spawn(leases::run_lease_workload(
+        rec.clone(),
+        Cluster::all_endpoints(),
+        spec.lease_servers,
+        spec.seed,
+        lease_config,
         stop.clone(),
     ));
 
@@ -154,6 +185,7 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     clients.await??;
+    lease_clients.await??;
     let read =
         workload::final_reads(&rec, &Cluster::all_endpoints(), Duration::from_secs(30)).await?;
     if !read {
@@ -167,10 +199,11 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
     let events = rec.events();
     report::write_history(&dir.join("history.jsonl"), &events)?;
     let history = History::from_events(events).context("the recorded history is malformed")?;
-    let config = CheckConfig::new(checker::License {
+    let mut config = CheckConfig::new(checker::License {
         max_cores: u64::from(MAX_CORES),
         min_cores_per_node: MIN_CORES_PER_NODE,
     });
+    config.lease = lease_config;
     let report = checker::check_all(&history, &config);
     let outcome = RunOutcome {
         name: spec.name.clone(),

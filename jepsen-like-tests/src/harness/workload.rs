@@ -121,7 +121,7 @@ pub fn client(endpoints: &[String], i: usize, deadline: Duration) -> anyhow::Res
     .with_local_address(IpAddr::V4(client_ip(i)))?)
 }
 
-fn describe(e: &ClientError) -> ErrorValue {
+pub(crate) fn describe(e: &ClientError) -> ErrorValue {
     ErrorValue {
         error: e.to_string(),
         code: e.code().map(|c| c.as_str().to_string()),
@@ -201,6 +201,11 @@ pub async fn operate(rec: &Recorder, name: &str, client: &Client, input: Input) 
             }
             Err(e) => Err((EventKind::Fail, describe(&e))),
         },
+        // Lease operations are run by `super::leases`, never here.
+        Input::Lease(..) => Err((
+            EventKind::Fail,
+            ErrorValue::new("not an operation of this workload"),
+        )),
     };
     match completion {
         Ok(output) => rec.record(|i, t| Event::ok(i, t, name, output)),

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::NEMESIS;
-use super::value::{ErrorValue, FaultValue, Input, Output, Value};
+use super::value::{ErrorValue, FaultValue, Input, LeaseInput, Output, Value};
 
 /// The `type` of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,7 +38,8 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// The function of an event: the four client operations and the two nemesis events.
+/// The function of an event: the four client operations of the license model, the
+/// operations and markers of the lease workload, and the two nemesis events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum F {
@@ -50,6 +51,23 @@ pub enum F {
     Check,
     /// Read the whole allocation map.
     Usage,
+    /// Lease workload: allocate cores with a short lease (`ttl_ms`).
+    #[serde(rename = "lease-allocate")]
+    LeaseAllocate,
+    /// Lease workload: renew a server's lease.
+    Heartbeat,
+    /// Lease workload: a server checks its own status.
+    #[serde(rename = "lease-check")]
+    LeaseCheck,
+    /// Lease workload: the observer reads the lease license's usage.
+    #[serde(rename = "lease-usage")]
+    LeaseUsage,
+    /// Lease workload: the observer reads the leader and its term.
+    Leader,
+    /// Lease workload marker: a server stops heartbeating on purpose.
+    Die,
+    /// Lease workload marker: a dead server comes back (and allocates again).
+    Revive,
     /// Nemesis: a fault starts.
     Start,
     /// Nemesis: a fault stops.
@@ -70,6 +88,26 @@ impl F {
         !matches!(self, F::Start | F::Stop)
     }
 
+    /// True for the functions of the lease workload, operations and markers alike: the
+    /// license model knows nothing of them, and only the lease checker reads them.
+    pub fn is_lease(self) -> bool {
+        matches!(
+            self,
+            F::LeaseAllocate
+                | F::Heartbeat
+                | F::LeaseCheck
+                | F::LeaseUsage
+                | F::Leader
+                | F::Die
+                | F::Revive
+        )
+    }
+
+    /// True for `die` and `revive`: single `info` lines that mark a moment, not operations.
+    pub fn is_marker(self) -> bool {
+        matches!(self, F::Die | F::Revive)
+    }
+
     /// The name as it appears in the history.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -77,6 +115,13 @@ impl F {
             F::Release => "release",
             F::Check => "check",
             F::Usage => "usage",
+            F::LeaseAllocate => "lease-allocate",
+            F::Heartbeat => "heartbeat",
+            F::LeaseCheck => "lease-check",
+            F::LeaseUsage => "lease-usage",
+            F::Leader => "leader",
+            F::Die => "die",
+            F::Revive => "revive",
             F::Start => "start",
             F::Stop => "stop",
         }
@@ -152,6 +197,18 @@ impl Event {
         }
     }
 
+    /// A lease workload marker (`f` = [`F::Die`] or [`F::Revive`]) for `node`.
+    pub fn marker(index: u64, time_ns: u64, process: impl Into<String>, f: F, node: &str) -> Self {
+        Event {
+            index,
+            time_ns,
+            process: process.into(),
+            kind: EventKind::Info,
+            f,
+            value: Value::Input(Input::Lease(f, LeaseInput::node(node))),
+        }
+    }
+
     /// A nemesis `start` (`f` = [`F::Start`]) or `stop` (`f` = [`F::Stop`]).
     pub fn nemesis(index: u64, time_ns: u64, f: F, fault: FaultValue) -> Self {
         Event {
@@ -223,6 +280,18 @@ impl TryFrom<RawEvent> for Event {
                 ));
             }
             match kind {
+                _ if f.is_marker() => {
+                    if kind != EventKind::Info {
+                        return Err(format!("`{f}` markers must be `info`, not `{kind}`"));
+                    }
+                    Value::Input(Input::Lease(f, decode(&what, value)?))
+                }
+                EventKind::Invoke if f.is_lease() => {
+                    Value::Input(Input::Lease(f, decode(&what, value)?))
+                }
+                EventKind::Ok if f.is_lease() => {
+                    Value::Output(Output::Lease(f, decode(&what, value)?))
+                }
                 EventKind::Invoke => Value::Input(match f {
                     F::Allocate => Input::Allocate(decode(&what, value)?),
                     F::Release => Input::Release(decode(&what, value)?),
@@ -263,6 +332,8 @@ impl From<Event> for RawEvent {
             Value::Input(Input::Allocate(a)) => to_json(a),
             Value::Input(Input::Release(n) | Input::Check(n)) => to_json(n),
             Value::Input(Input::Usage) => serde_json::Value::Object(Default::default()),
+            Value::Input(Input::Lease(_, l)) => to_json(l),
+            Value::Output(Output::Lease(_, l)) => to_json(l),
             Value::Output(Output::Allocate(a)) => to_json(a),
             Value::Output(Output::Release(r)) => to_json(r),
             Value::Output(Output::Check(c)) => to_json(c),
@@ -308,5 +379,47 @@ mod tests {
         assert_eq!(h.ops[0].outcome, Outcome::Info);
         assert_eq!(h.ops[0].error, Some(ErrorValue::default()));
         assert_eq!(h.ops[1].outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn lease_lines_round_trip_and_stay_out_of_the_model_operations() {
+        let text = r#"{"index": 1, "time_ns": 1, "process": "s0", "type": "invoke", "f": "lease-allocate", "value": {"node": "lease-0", "cores": 4, "ttl_ms": 3000}}
+{"index": 2, "time_ns": 2, "process": "s0", "type": "ok", "f": "lease-allocate", "value": {"outcome": "held", "remaining_ms": 3000, "counted_cores": 4, "term": 2}}
+{"index": 3, "time_ns": 3, "process": "c0", "type": "invoke", "f": "check", "value": {"node": "app-1"}}
+{"index": 4, "time_ns": 4, "process": "s0", "type": "info", "f": "die", "value": {"node": "lease-0"}}
+{"index": 5, "time_ns": 5, "process": "c0", "type": "ok", "f": "check", "value": {"valid": false}}
+{"index": 6, "time_ns": 6, "process": "obs", "type": "invoke", "f": "lease-usage", "value": {}}
+{"index": 7, "time_ns": 7, "process": "obs", "type": "ok", "f": "lease-usage", "value": {"outcome": "read", "nodes": {"lease-0": 4}}}
+{"index": 8, "time_ns": 8, "process": "s0", "type": "info", "f": "revive", "value": {"node": "lease-0"}}"#;
+        let h = History::parse(text).unwrap();
+        assert_eq!(h.ops.len(), 1);
+        assert_eq!(h.ops[0].f, F::Check);
+        assert_eq!(h.lease_ops.len(), 2);
+        assert_eq!(h.lease_ops[0].input.node(), Some("lease-0"));
+        let Some(Output::Lease(F::LeaseAllocate, out)) = &h.lease_ops[0].output else {
+            panic!("{:?}", h.lease_ops[0].output);
+        };
+        assert_eq!(
+            (out.outcome.as_str(), out.remaining_ms, out.term),
+            ("held", Some(3000), Some(2))
+        );
+        let marks: Vec<(F, &str, u64)> = h
+            .markers
+            .iter()
+            .map(|m| (m.f, m.node.as_str(), m.index))
+            .collect();
+        assert_eq!(marks, [(F::Die, "lease-0", 4), (F::Revive, "lease-0", 8)]);
+        for (line, event) in text.lines().zip(&h.events) {
+            let written: serde_json::Value = serde_json::from_str(&event.to_json_line()).unwrap();
+            let read: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(written, read, "{line}");
+        }
+    }
+
+    #[test]
+    fn markers_must_be_info() {
+        let text = r#"{"index": 1, "time_ns": 1, "process": "s0", "type": "ok", "f": "die", "value": {"node": "a"}}"#;
+        let err = History::parse(text).unwrap_err().to_string();
+        assert!(err.contains("markers must be `info`"), "{err}");
     }
 }

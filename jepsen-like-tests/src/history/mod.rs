@@ -40,8 +40,9 @@ pub use operation::{
     FaultInterval, Operation, Outcome, check_order, fault_intervals, pair_operations,
 };
 pub use value::{
-    AllocateInput, AllocateOutput, CheckOutput, ErrorValue, FaultValue, Input, NodeInput, Output,
-    ReleaseOutput, UsageOutput, Value,
+    AllocateInput, AllocateOutput, CheckOutput, ErrorValue, FaultValue, HELD, Input, LEASE_EXPIRED,
+    LeaseInput, LeaseOutput, NOT_ALLOCATED, NodeInput, Output, READ, REJECTED, ReleaseOutput,
+    UsageOutput, Value,
 };
 
 /// The process name of the fault injector.
@@ -88,13 +89,33 @@ impl HistoryError {
     }
 }
 
+/// A `die` or `revive` of the lease workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// The server's process.
+    pub process: String,
+    /// The server.
+    pub node: String,
+    /// [`F::Die`] or [`F::Revive`].
+    pub f: F,
+    /// The event's `index`.
+    pub index: u64,
+    /// The event's `time_ns`.
+    pub time_ns: u64,
+}
+
 /// A parsed and paired history: what the checkers take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct History {
     /// Every event, in order.
     pub events: Vec<Event>,
-    /// The client operations, in invocation order.
+    /// The client operations of the license model, in invocation order.
     pub ops: Vec<Operation>,
+    /// The operations of the lease workload (`F::is_lease`), in invocation order: kept
+    /// apart, since the license model ignores lease expiry.
+    pub lease_ops: Vec<Operation>,
+    /// The `die` and `revive` markers of the lease workload, in order.
+    pub markers: Vec<Marker>,
     /// The faults, in start order.
     pub faults: Vec<FaultInterval>,
 }
@@ -102,11 +123,29 @@ pub struct History {
 impl History {
     /// Pairs operations and faults (see [`pair_operations`] and [`fault_intervals`]).
     pub fn from_events(events: Vec<Event>) -> Result<History, HistoryError> {
-        let ops = pair_operations(&events)?;
+        let (lease_ops, ops) = pair_operations(&events)?
+            .into_iter()
+            .partition(|op| op.f.is_lease());
         let faults = fault_intervals(&events)?;
+        let markers = events
+            .iter()
+            .filter(|e| e.f.is_marker())
+            .map(|e| Marker {
+                process: e.process.clone(),
+                node: match &e.value {
+                    Value::Input(input) => input.node().unwrap_or_default().to_string(),
+                    _ => String::new(),
+                },
+                f: e.f,
+                index: e.index,
+                time_ns: e.time_ns,
+            })
+            .collect();
         Ok(History {
             events,
             ops,
+            lease_ops,
+            markers,
             faults,
         })
     }

@@ -145,8 +145,8 @@ pub fn check_order(events: &[Event]) -> Result<(), HistoryError> {
     Ok(())
 }
 
-/// Pairs each client invocation with its completion, in invocation order. Nemesis events are
-/// skipped. An invocation without completion becomes an `Info` operation without
+/// Pairs each client invocation with its completion, in invocation order. Nemesis events and
+/// lease markers are skipped. An invocation without completion becomes an `Info` operation without
 /// `complete_index`. Errors: an invocation while the process has one outstanding, a
 /// completion without an invocation, a completion whose `f` differs from the invocation's,
 /// or indices/times out of order.
@@ -155,7 +155,7 @@ pub fn pair_operations(events: &[Event]) -> Result<Vec<Operation>, HistoryError>
     let mut ops: Vec<Operation> = Vec::new();
     let mut open: HashMap<&str, usize> = HashMap::new();
     for e in events {
-        if e.is_nemesis() {
+        if e.is_nemesis() || e.f.is_marker() {
             continue;
         }
         match (&e.kind, &e.value) {

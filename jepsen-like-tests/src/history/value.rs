@@ -44,6 +44,8 @@ pub enum Input {
     Check(NodeInput),
     /// `{}`
     Usage,
+    /// An operation or marker of the lease workload, with its function.
+    Lease(F, LeaseInput),
 }
 
 impl Input {
@@ -73,6 +75,7 @@ impl Input {
             Input::Release(_) => F::Release,
             Input::Check(_) => F::Check,
             Input::Usage => F::Usage,
+            Input::Lease(f, _) => *f,
         }
     }
 
@@ -82,6 +85,7 @@ impl Input {
             Input::Allocate(a) => Some(&a.node),
             Input::Release(n) | Input::Check(n) => Some(&n.node),
             Input::Usage => None,
+            Input::Lease(_, l) => l.node.as_deref(),
         }
     }
 }
@@ -93,6 +97,16 @@ impl fmt::Display for Input {
             Input::Release(n) => write!(f, "release({})", n.node),
             Input::Check(n) => write!(f, "check({})", n.node),
             Input::Usage => f.write_str("usage()"),
+            Input::Lease(name, l) => {
+                write!(f, "{name}({}", l.node.as_deref().unwrap_or(""))?;
+                if let Some(c) = l.cores {
+                    write!(f, ", {c}")?;
+                }
+                if let Some(t) = l.ttl_ms {
+                    write!(f, ", ttl {t} ms")?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }
@@ -143,6 +157,69 @@ pub struct UsageOutput {
     pub nodes: BTreeMap<String, u32>,
 }
 
+/// The input of a lease workload operation or marker: which server, and for
+/// `lease-allocate` its cores and lease. `lease-usage` and `leader` carry none of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct LeaseInput {
+    /// The application server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The cores a `lease-allocate` asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores: Option<u32>,
+    /// The lease a `lease-allocate` asks for, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+impl LeaseInput {
+    /// The input naming only a server (heartbeat, check, markers).
+    pub fn node(node: &str) -> Self {
+        LeaseInput {
+            node: Some(node.to_string()),
+            ..LeaseInput::default()
+        }
+    }
+}
+
+/// What a lease workload operation was told. One shape for every lease function; the fields
+/// an answer does not carry are absent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct LeaseOutput {
+    /// `held` (granted, renewed, or checked valid), `rejected` (`CPU_LIMIT_EXHAUSTED`),
+    /// `not_allocated`, `lease_expired`, or `read` for `lease-usage` and `leader`.
+    pub outcome: String,
+    /// The lease time the answer promised, in milliseconds (`held` answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_ms: Option<u64>,
+    /// The cores the server counts (`held` answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_cores: Option<u32>,
+    /// The license's counted cores over all servers, when the answer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated_cores: Option<u64>,
+    /// The leader that answered, when the answer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<u64>,
+    /// Its term, when the answer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+    /// `lease-usage`: server -> counted cores, for every server holding cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<BTreeMap<String, u32>>,
+}
+
+/// The `outcome` of an answer that promised a lease.
+pub const HELD: &str = "held";
+/// The `outcome` of an allocation refused by the cap.
+pub const REJECTED: &str = "rejected";
+/// The `outcome` of an answer saying the server holds nothing.
+pub const NOT_ALLOCATED: &str = "not_allocated";
+/// The `outcome` of a check made after the leader measured the lease as over.
+pub const LEASE_EXPIRED: &str = "lease_expired";
+/// The `outcome` of `lease-usage` and `leader` reads.
+pub const READ: &str = "read";
+
 /// The result of an operation: the `value` of its `ok` event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Output {
@@ -154,6 +231,8 @@ pub enum Output {
     Check(CheckOutput),
     /// The allocation map.
     Usage(UsageOutput),
+    /// The answer to a lease workload operation, with its function.
+    Lease(F, LeaseOutput),
 }
 
 impl Output {
@@ -202,6 +281,7 @@ impl Output {
             Output::Release(_) => F::Release,
             Output::Check(_) => F::Check,
             Output::Usage(_) => F::Usage,
+            Output::Lease(f, _) => *f,
         }
     }
 }
@@ -225,6 +305,19 @@ impl fmt::Display for Output {
                     write!(f, "{n}: {c}")?;
                 }
                 write!(f, "}} (total {})", u.allocated_cores)
+            }
+            Output::Lease(_, l) => {
+                write!(f, "{}", l.outcome)?;
+                if let Some(r) = l.remaining_ms {
+                    write!(f, " {r} ms")?;
+                }
+                if let Some(nodes) = &l.nodes {
+                    write!(f, " {nodes:?}")?;
+                }
+                if let (Some(leader), Some(term)) = (l.leader, l.term) {
+                    write!(f, " (leader {leader}, term {term})")?;
+                }
+                Ok(())
             }
         }
     }

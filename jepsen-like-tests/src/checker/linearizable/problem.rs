@@ -96,7 +96,8 @@ impl<'a> Problem<'a> {
     pub(super) fn new(ops: &'a [Operation], license: &'a License, horizon: Option<u64>) -> Self {
         let (mut ok_ops, mut info_writes, mut dropped_info_reads, mut dropped_fail) = (0, 0, 0, 0);
         let mut checked: Vec<&Operation> = Vec::new();
-        for op in ops {
+        // Lease operations are not the model's (`History::lease_ops`): skipped, not counted.
+        for op in ops.iter().filter(|op| !op.f.is_lease()) {
             match op.outcome {
                 Outcome::Ok if op.output.is_some() => {
                     ok_ops += 1;
@@ -255,5 +256,6 @@ fn to_step(
             }
             Step::Usage { nodes, total }
         }
+        (Input::Lease(..), _) => unreachable!("lease operations are filtered out in Problem::new"),
     }
 }

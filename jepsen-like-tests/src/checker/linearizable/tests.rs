@@ -109,6 +109,8 @@ fn mutate(out: &Output, pick: u64) -> Output {
                 nodes,
             })
         }
+        // Generated histories have no lease operations.
+        Output::Lease(..) => unreachable!("no lease operations in generated histories"),
     }
 }
 
