@@ -20,7 +20,9 @@
 //! server's lease is that excess plus the time the election took: a dead server's cores are
 //! freed at most `ttl + max(checkpoint interval, ttl/16) + election bound + tick` after its
 //! last successful heartbeat when leadership moves once meanwhile, plus as much again for
-//! each further change of leader during that time.
+//! each further change of leader during that time. An election is counted as taking at most
+//! the election bound: time with no leader at all (a majority down) is measured by nobody and
+//! lengthens a dead server's lease by as much.
 //!
 //! **What an answer promises.** A renewal restarts the lease here, but a successor knows
 //! only the log: the latest committed checkpoint, plus the election bound, from its
