@@ -132,6 +132,8 @@ pub fn agent_setup(args: &RunArgs) -> anyhow::Result<(Client, AgentConfig)> {
 
 async fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
     super::init_tracing();
+    // Installed first: a SIGTERM while the agent starts still releases its allocation.
+    let signal = super::serve::shutdown_signal();
     let (client, config) = agent_setup(&args)?;
     let listener = tokio::net::TcpListener::bind(args.status_addr)
         .await
@@ -159,7 +161,7 @@ async fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
             let _ = stop_rx.await;
         },
     ));
-    super::serve::shutdown_signal().await;
+    signal.await;
     tracing::info!("stopping: releasing this server's allocation");
     agent.shutdown().await;
     let _ = stop_tx.send(());

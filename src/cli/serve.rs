@@ -148,6 +148,8 @@ impl ServeArgs {
 /// in-flight requests, shut Raft down, flush the database.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     super::init_tracing();
+    // Before anything is bound: a SIGTERM from now on stops the node gracefully.
+    let signal = shutdown_signal();
     let config = args.into_config()?;
     let secrets = config.secrets()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -165,7 +167,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The listener is bound and the node started: requests are served from here on.
     super::notify::notify("READY=1");
     let stopping = async {
-        shutdown_signal().await;
+        signal.await;
         super::notify::notify("STOPPING=1");
     };
     crate::http::run(listener, router, stopping).await?;
@@ -175,27 +177,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives while the server is
+/// still starting is not lost (and does not kill the process before its graceful shutdown).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the node");
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+                (term, int) => {
+                    tracing::warn!(
+                        term = ?term.err(),
+                        int = ?int.err(),
+                        "cannot watch SIGTERM and SIGINT; only Ctrl-C stops the node"
+                    );
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
