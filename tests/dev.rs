@@ -1,0 +1,367 @@
+//! `licd dev` as a user runs it: it brings a cluster up and stops it with `--no-wait`, and
+//! kept running it answers the other commands, restarts a killed node, and stops on SIGTERM
+//! leaving nothing behind.
+
+#[path = "support/cli.rs"]
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use licd::process::{SpawnOptions, Supervised};
+use support::{assert_readable_failure, licd, run_for, text};
+
+/// A base port with the two next ports free too, searched from `from`.
+fn free_base_port(from: u16) -> u16 {
+    (from..from + 500)
+        .step_by(3)
+        .find(|&p| (p..p + 3).all(|q| TcpListener::bind((Ipv4Addr::LOCALHOST, q)).is_ok()))
+        .expect("three free ports")
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Asserts that no process runs from the dev directory any more.
+fn assert_nothing_left(dir: &Path, pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dir_text = dir.to_string_lossy().to_string();
+    loop {
+        let mut left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        // A pid may have been reused by something unrelated: only count licd nodes of `dir`.
+        left.retain(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&dir_text))
+                .unwrap_or(false)
+        });
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node processes still running: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Ok(out) = Command::new("pgrep").arg("-f").arg(&dir_text).output() {
+        assert!(
+            text(&out.stdout).trim().is_empty(),
+            "pgrep -f {dir_text} finds: {}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    let port = free_base_port(17301);
+    let mut cmd = licd();
+    cmd.args([
+        "--json",
+        "dev",
+        "--no-wait",
+        "--base-port",
+        &port.to_string(),
+        "--dir",
+    ])
+    .arg(&dir);
+    let out = run_for(cmd, Duration::from_secs(120));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "licd dev failed:\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    let pids: Vec<u32> = summary["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| u32::try_from(n["pid"].as_u64().expect("pid")).unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3);
+    assert!(summary["leader_id"].as_u64().is_some());
+    assert_eq!(summary["license"]["id"], "demo");
+    assert!(
+        summary["allocation"]["allocation"]["cores"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(stderr.contains("stopped"), "{stderr}");
+    for file in [
+        "admin-token",
+        "cluster-secret",
+        "vendor.key",
+        "demo.lic",
+        "node-1.toml",
+    ] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    assert!(token.trim().len() >= 32);
+    assert!(!dir.join("dev.pid").exists());
+    let canonical = dir.canonicalize().unwrap();
+    assert_nothing_left(&canonical, &pids);
+
+    // The same ports in use: a clear refusal.
+    let _busy = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    let mut cmd = licd();
+    cmd.args([
+        "dev",
+        "--no-wait",
+        "--base-port",
+        &port.to_string(),
+        "--dir",
+    ])
+    .arg(&dir);
+    let out = run_for(cmd, Duration::from_secs(30));
+    assert_readable_failure(&out, &format!("port {port} is in use"));
+    assert!(text(&out.stderr).contains("--base-port"));
+}
+
+/// `licd dev` kept running, driven with the other commands, then stopped with SIGTERM.
+#[cfg(unix)]
+#[test]
+fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    let port = free_base_port(17401);
+    let mut cmd = licd();
+    cmd.args(["dev", "--base-port", &port.to_string(), "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Dropped if the test fails half-way: SIGTERM, so that licd dev stops its nodes (they
+    // would get SIGTERM anyway when it dies), then SIGKILL if it does not exit.
+    let options = SpawnOptions {
+        drop_grace: Duration::from_secs(30),
+        ..SpawnOptions::default()
+    };
+    let mut dev = Supervised::spawn(&mut cmd, options).expect("spawn licd dev");
+
+    // Read its output until it is ready.
+    let stdout = dev.take_stdout().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut printed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                printed.push_str(&line);
+                printed.push('\n');
+                if line.contains("Press Ctrl-C") {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let out = dev.into_output().unwrap();
+                panic!("licd dev exited early:\n{printed}\n{}", text(&out.stderr));
+            }
+        }
+        assert!(Instant::now() < deadline, "licd dev not ready:\n{printed}");
+    }
+    let pids: Vec<u32> = printed
+        .lines()
+        .filter(|l| l.trim_start().starts_with("node ") && l.contains(" pid "))
+        .filter_map(|l| {
+            l.split(" pid ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(pids.len(), 3, "{printed}");
+    let endpoints: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
+    let endpoints = endpoints.join(",");
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    let with_env = |args: &[&str]| {
+        let mut cmd = licd();
+        cmd.args(args)
+            .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_ADMIN_TOKEN", token.trim());
+        run_for(cmd, Duration::from_secs(60))
+    };
+
+    // This machine is licensed: the default node name is the one licd dev allocated.
+    let out = with_env(&["check"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).starts_with("VALID"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = with_env(&["license", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("demo"), "{}", text(&out.stdout));
+
+    let out = with_env(&["--json", "cluster", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
+
+    // More cores than the license has left: the field error, with the figures.
+    let out = with_env(&[
+        "allocate",
+        "--node",
+        "big-server",
+        "--mac",
+        "02:00:00:00:00:02",
+        "--cores",
+        "4096",
+    ]);
+    assert_readable_failure(&out, "CPU_LIMIT_EXHAUSTED");
+    assert!(
+        text(&out.stderr).contains("requested 4096"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = with_env(&[
+        "allocate",
+        "--node",
+        "stranger",
+        "--mac",
+        "02:00:00:00:00:99",
+        "--cores",
+        "4",
+    ]);
+    assert_readable_failure(&out, "INVALID_MULTI_SERVER_LICENSE");
+
+    // Installing the same file again changes nothing.
+    let lic = dir.join("demo.lic");
+    let out = with_env(&["license", "install", lic.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Allocate, heartbeat and release another server; then it is no longer licensed.
+    let out = with_env(&[
+        "allocate",
+        "--node",
+        "app-2",
+        "--mac",
+        "02:00:00:00:00:03",
+        "--cores",
+        "1",
+        "--ttl-ms",
+        "60000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["heartbeat", "--node", "app-2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["check", "--node", "app-2", "--mac", "02:00:00:00:00:03"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["release", "--node", "app-2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["check", "--node", "app-2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("NOT_ALLOCATED"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The admin commands that have an API route: a snapshot, an election, the voter set, a
+    // forced release.
+    let out = with_env(&["cluster", "snapshot"]);
+    assert!(
+        text(&out.stdout).contains("snapshot"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(out.status.success());
+    let mut elect = licd();
+    elect
+        .args([
+            "cluster",
+            "elect",
+            "--endpoints",
+            &format!("127.0.0.1:{}", port + 1),
+        ])
+        .env("LICD_ADMIN_TOKEN", token.trim());
+    let out = run_for(elect, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("node 2 campaigned"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = with_env(&["cluster", "voters", "1", "2", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&[
+        "allocate",
+        "--node",
+        "app-4",
+        "--mac",
+        "02:00:00:00:00:03",
+        "--cores",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env(&["cluster", "force-release", "--node", "app-4"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("released node app-4"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A node killed during the tour: licd dev starts it again, and the cluster is whole.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(i32::try_from(pids[2]).unwrap(), libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut saw_warning = false;
+    loop {
+        let out = with_env(&["--json", "cluster", "status"]);
+        if let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            let warnings = status["warnings"].as_array().map_or(0, Vec::len);
+            saw_warning |= warnings > 0;
+            let healthy = status["members"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["healthy"] == true));
+            if saw_warning && healthy && warnings == 0 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed node was not restarted: {}",
+            text(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // SIGTERM: licd dev stops the nodes and exits 0.
+    dev.signal(libc::SIGTERM).unwrap();
+    let status = dev
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap()
+        .expect("licd dev did not stop on SIGTERM");
+    assert!(status.success(), "licd dev exited with {status}");
+    assert_nothing_left(&dir.canonicalize().unwrap(), &pids);
+}
