@@ -180,6 +180,18 @@ async fn a_whole_cluster_restart_during_a_lease_does_not_end_it() {
     cluster.shutdown().await;
 }
 
+/// Every node runs its lease keeper: a node whose keeper ended would never free a dead
+/// server's cores while it leads (it once could end as the node was being built).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_node_keeps_its_background_tasks_running() {
+    let cluster = cluster().await;
+    tokio::time::sleep(Duration::from_millis(3 * TICK_MS)).await;
+    for (id, running) in &cluster.running {
+        assert_eq!(running.node.background_tasks_running(), 3, "node {id}");
+    }
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_ran_out_is_not_renewed() {
     let cluster = cluster().await;

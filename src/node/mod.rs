@@ -98,8 +98,9 @@ struct Inner {
     secrets: Secrets,
     election_timeout_max: Duration,
     reads: ReadBatcher,
-    /// The read rounds and the lease keeper; dropped (and so stopped) with the node.
-    tasks: Vec<TaskGuard>,
+    /// The read rounds, the lease keeper and the leader watch; dropped (and so stopped)
+    /// with the node.
+    tasks: Mutex<Vec<TaskGuard>>,
     contacts: Arc<network::Contacts>,
     /// The leases this node measures while it leads.
     lessor: Mutex<Lessor>,
@@ -153,7 +154,7 @@ impl Node {
             every: Duration::from_millis(t.tick_ms),
             checkpoint_every: Duration::from_millis(t.lease_checkpoint_ms),
         };
-        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+        let inner = Arc::new(Inner {
             id: config.node_id,
             advertise: config.advertise_addr(),
             raft,
@@ -164,17 +165,24 @@ impl Node {
             secrets,
             election_timeout_max,
             reads,
-            tasks: vec![
-                read_rounds,
-                TaskGuard::spawn("lease keeper", ticker::run(weak.clone(), keeper)),
-                TaskGuard::spawn("leader watch", watch_leader(weak.clone())),
-            ],
+            tasks: Mutex::new(vec![read_rounds]),
             contacts,
             lessor: Mutex::new(Lessor::new(election_timeout_max)),
             calendar: Mutex::new(calendar::Calendar::default()),
             clock_skew_bound: Duration::from_millis(t.clock_skew_bound_ms),
             meter: meter::Meter::default(),
         });
+        // Spawned once the node exists: a task that started while it was being built would
+        // find no node behind its weak handle and end at once.
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([
+                TaskGuard::spawn("lease keeper", ticker::run(weak.clone(), keeper)),
+                TaskGuard::spawn("leader watch", watch_leader(weak)),
+            ]);
         Ok(Node { inner })
     }
 
@@ -338,9 +346,22 @@ impl Node {
             .await
     }
 
+    /// How many of the node's background tasks (read rounds, lease keeper, leader watch) are
+    /// running: all three while the node is up.
+    pub fn background_tasks_running(&self) -> usize {
+        let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.iter().filter(|t| !t.is_finished()).count()
+    }
+
     /// Stops Raft and the background tasks and flushes the database.
     pub async fn shutdown(&self) {
-        for task in &self.inner.tasks {
+        for task in self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             task.stop();
         }
         if let Err(e) = self.inner.raft.shutdown().await {
