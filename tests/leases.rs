@@ -36,11 +36,15 @@ fn bound(cluster: &Cluster) -> Duration {
 }
 
 async fn allocate(client: &Client, name: &str, mac_index: u8) -> (Instant, u64) {
+    allocate_for(client, name, mac_index, TTL_MS).await
+}
+
+async fn allocate_for(client: &Client, name: &str, mac_index: u8, ttl_ms: u64) -> (Instant, u64) {
     let body = AllocateBody {
         license: None,
         mac: mac(mac_index),
         cores: licd_raft::types::Cores::new(4).unwrap(),
-        ttl_ms: Some(TTL_MS),
+        ttl_ms: Some(ttl_ms),
         request_id: None,
     };
     let sent = Instant::now();
@@ -83,21 +87,27 @@ async fn heartbeats_renew_leases_without_log_writes() {
     let cluster = cluster().await;
     cluster.install(&license("lic", 16)).await;
     let client = cluster.client();
-    let (_, promised) = allocate(&client, "app-1", 1).await;
-    assert_eq!(promised, TTL_MS);
+    // A long lease for the log count: no checkpoint is due for half a minute, however slow
+    // the machine.
+    const LONG_MS: u64 = 60_000;
+    let (_, promised) = allocate_for(&client, "steady", 2, LONG_MS).await;
+    assert_eq!(promised, LONG_MS);
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let before = cluster.node(leader).metrics().last_log_index;
     let mut promises = Vec::new();
     for _ in 0..20 {
-        promises.push(heartbeat(&client, "app-1").await.1);
+        promises.push(heartbeat(&client, "steady").await.1);
     }
     let after = cluster.node(leader).metrics().last_log_index;
     assert_eq!(before, after, "a heartbeat wrote to the log");
     // A renewal promises what a successor would honour: the grant's time plus the bound.
     assert!(
-        promises.iter().all(|p| *p > TTL_MS / 2 && *p <= TTL_MS),
+        promises.iter().all(|p| *p > LONG_MS / 2 && *p <= LONG_MS),
         "{promises:?}"
     );
+    // A short lease lives past its first ttl on heartbeats alone.
+    let (_, promised) = allocate(&client, "app-1", 1).await;
+    assert_eq!(promised, TTL_MS);
     // Past the first lease, heartbeats kept it live.
     tokio::time::sleep(Duration::from_millis(TTL_MS / 2)).await;
     heartbeat(&client, "app-1").await;
