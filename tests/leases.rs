@@ -131,11 +131,14 @@ async fn a_failover_keeps_every_promised_lease_and_frees_a_dead_one_within_the_b
     // "dead" stops heartbeating now; the leader goes away.
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     cluster.stop(leader).await;
+    let stopped = Instant::now();
+    let mut answered_again: Option<Instant> = None;
     let promised_until = sent + Duration::from_millis(promised);
     // Until the promise runs out, every check of "live" says VALID, across the failover.
     let mut checks = 0;
     while Instant::now() + Duration::from_millis(300) < promised_until {
         let check = client.check(&node("live"), None).await.unwrap();
+        answered_again.get_or_insert_with(Instant::now);
         if Instant::now() < promised_until {
             assert_eq!(check.check.code, ErrorCode::Valid, "{check:?}");
             checks += 1;
@@ -147,12 +150,16 @@ async fn a_failover_keeps_every_promised_lease_and_frees_a_dead_one_within_the_b
     heartbeat(&client, "live").await;
     let freed = wait_freed(&client, "dead", Duration::from_secs(20)).await;
     let held = freed - dead_sent;
+    // Time with no leader at all lengthens the bound (nobody measures); the first answer
+    // after the stop is an upper estimate of it.
+    let leaderless = answered_again.map_or(Duration::ZERO, |t| t - stopped);
     println!(
-        "dead server held its cores {held:?} after its last heartbeat was sent (bound {:?})",
+        "dead server held its cores {held:?} after its last heartbeat was sent (bound {:?} \
+         + {leaderless:?} without a leader)",
         bound(&cluster)
     );
     assert!(
-        held <= bound(&cluster) + Duration::from_millis(500),
+        held <= bound(&cluster) + leaderless + Duration::from_millis(500),
         "held {held:?}"
     );
     assert!(
