@@ -61,10 +61,7 @@ pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
             .open()
         {
             Ok(db) => break db,
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(sled::Error::Io(e)) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => {
@@ -78,10 +75,35 @@ pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
     open_db(db)
 }
 
+/// Whether sled failed to open because another handle still holds the database's file lock.
+/// sled reports it either as `WouldBlock` or as an `Other` error that wraps the `WouldBlock`
+/// of its lock call in a message.
+fn is_lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
 /// Builds the stores over an already opened sled database.
 pub fn open_db(db: sled::Db) -> Result<(LogStore, StateMachineStore), OpenError> {
     format::check_database(&db)?;
     let log = LogStore::new(&db)?;
     let sm = StateMachineStore::new(&db)?;
     Ok((log, sm))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::is_lock_held;
+
+    #[test]
+    fn both_forms_of_a_held_lock_are_recognized() {
+        assert!(is_lock_held(&Error::from(ErrorKind::WouldBlock)));
+        let wrapped = Error::other(
+            "could not acquire lock on \"/tmp/x/db\": Os { code: 11, kind: WouldBlock }",
+        );
+        assert!(is_lock_held(&wrapped));
+        assert!(!is_lock_held(&Error::from(ErrorKind::NotFound)));
+        assert!(!is_lock_held(&Error::other("disk full")));
+    }
 }
