@@ -43,8 +43,7 @@ async fn allocate(
     headers: HeaderMap,
     AppJson(body): AppJson<AllocateBody>,
 ) -> Result<Response, ApiError> {
-    let meter_app = app.clone();
-    metered(&meter_app, "allocate", async move {
+    metered(&app, "allocate", async {
         let node = node_name(node)?;
         let request_id = request_id(&headers, body.request_id.clone())?;
         let lease_ttl = match body.ttl_ms {
@@ -72,8 +71,7 @@ async fn heartbeat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let meter_app = app.clone();
-    metered(&meter_app, "heartbeat", async move {
+    metered(&app, "heartbeat", async {
         // A renewal is not a log write, so it needs no request id; one sent is still checked.
         let (node, _) = node_and_request_id(node, &headers, body)?;
         let renewal = app.node.heartbeat(&node).await?;
@@ -130,8 +128,7 @@ async fn release(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let meter_app = app.clone();
-    metered(&meter_app, "release", async move {
+    metered(&app, "release", async {
         let (node, request_id) = node_and_request_id(node, &headers, body)?;
         release_node(&app, node, request_id).await
     })
@@ -180,8 +177,7 @@ async fn check(
     AppPath(node): AppPath<String>,
     AppQuery(query): AppQuery<crate::api::CheckQuery>,
 ) -> Result<Response, ApiError> {
-    let meter_app = app.clone();
-    metered(&meter_app, "check", async move {
+    metered(&app, "check", async {
         let node = node_name(node)?;
         let check = app
             .node

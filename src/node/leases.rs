@@ -71,8 +71,17 @@ impl Node {
 
     /// How the voters' clocks stand, from the samples of this node's Raft traffic.
     pub fn agreement(&self) -> Agreement {
-        let metrics = self.inner.raft.metrics().borrow().clone();
-        let voters: Vec<_> = metrics.membership_config.membership().voter_ids().collect();
+        // Only the voter ids: this runs on every write and lease-aware read, so the metrics
+        // are not cloned.
+        let voters: Vec<_> = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
         let samples = self.inner.contacts.clock_offsets(SAMPLE_FRESHNESS);
         agree(
             self.inner.id,

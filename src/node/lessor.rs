@@ -194,18 +194,7 @@ impl Lessor {
     /// The remaining time of every live lease, without the election grace: what a
     /// `Checkpoint` entry should record.
     pub fn checkpoint(&self, now: Instant) -> Vec<LeaseCheckpoint> {
-        let mut live: Vec<LeaseCheckpoint> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| l.deadline > now)
-            .map(|(node, l)| LeaseCheckpoint {
-                node: node.clone(),
-                grant: l.grant,
-                remaining_ms: millis((l.deadline - now).saturating_sub(l.grace)),
-            })
-            .collect();
-        live.sort_by(|a, b| a.node.cmp(&b.node));
-        live
+        self.live_where(now, |_, _| true)
     }
 
     /// The live leases a checkpoint should record now, with their remaining time (grace
@@ -214,23 +203,35 @@ impl Lessor {
     /// server's lease is not restarted from stale figures; and those whose floor is less
     /// than half a ttl away, so renewals keep promising most of a ttl.
     pub fn due(&self, now: Instant, interval: Duration) -> Vec<LeaseCheckpoint> {
-        let mut due: Vec<LeaseCheckpoint> = self
+        self.live_where(now, |l, left| {
+            let stale = l.logged.saturating_sub(left) > interval.max(l.ttl / 16);
+            let lagging = l.floor < now + l.ttl / 2;
+            stale || lagging
+        })
+    }
+
+    /// The live leases that `keep` (given a lease and its time left, grace left out)
+    /// accepts, as checkpoint entries sorted by server.
+    fn live_where(
+        &self,
+        now: Instant,
+        keep: impl Fn(&Lease, Duration) -> bool,
+    ) -> Vec<LeaseCheckpoint> {
+        let mut live: Vec<LeaseCheckpoint> = self
             .leases
             .iter()
             .filter(|(_, l)| l.deadline > now)
             .filter_map(|(node, l)| {
                 let left = (l.deadline - now).saturating_sub(l.grace);
-                let stale = l.logged.saturating_sub(left) > interval.max(l.ttl / 16);
-                let lagging = l.floor < now + l.ttl / 2;
-                (stale || lagging).then(|| LeaseCheckpoint {
+                keep(l, left).then(|| LeaseCheckpoint {
                     node: node.clone(),
                     grant: l.grant,
                     remaining_ms: millis(left),
                 })
             })
             .collect();
-        due.sort_by(|a, b| a.node.cmp(&b.node));
-        due
+        live.sort_by(|a, b| a.node.cmp(&b.node));
+        live
     }
 
     /// The term the table was last brought in step for.

@@ -9,7 +9,9 @@ use licd_raft::license::License;
 use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp};
 use licd_raft::{Command, Outcome, Request, TypeConfig};
 use licd_storage::{LogStore, StateMachineStore};
-use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine, StorageHelper};
+use openraft::storage::{
+    RaftLogStorage, RaftLogStorageExt, RaftStateMachine, Snapshot, StorageHelper,
+};
 use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder,
     Vote,
@@ -78,6 +80,19 @@ fn entries(n: u64) -> Vec<Entry<TypeConfig>> {
 
 fn open(dir: &Path) -> (LogStore, StateMachineStore) {
     licd_storage::open(dir).expect("open stores")
+}
+
+/// A state machine at `dir` that applied 12 entries, and the snapshot it built of them.
+async fn leader_snapshot(dir: &Path) -> (StateMachineStore, Snapshot<TypeConfig>) {
+    let (_log, mut leader) = open(dir);
+    leader.apply(entries(12)).await.unwrap();
+    let snapshot = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    (leader, snapshot)
 }
 
 #[tokio::test]
@@ -159,14 +174,7 @@ async fn truncate_and_purge_are_exact_and_durable() {
 async fn an_installed_snapshot_survives_a_reopen_and_a_bad_one_is_refused() {
     let leader_dir = TempDir::new().unwrap();
     let follower_dir = TempDir::new().unwrap();
-    let (_log, mut leader) = open(leader_dir.path());
-    leader.apply(entries(12)).await.unwrap();
-    let snapshot = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let (leader, snapshot) = leader_snapshot(leader_dir.path()).await;
     let expected = leader.state().read().unwrap().clone();
     {
         let (_log, mut follower) = open(follower_dir.path());
@@ -287,14 +295,7 @@ async fn an_empty_unmarked_database_opens_and_is_marked() {
 async fn a_snapshot_of_another_format_version_is_refused_by_install() {
     let leader_dir = TempDir::new().unwrap();
     let follower_dir = TempDir::new().unwrap();
-    let (_log, mut leader) = open(leader_dir.path());
-    leader.apply(entries(12)).await.unwrap();
-    let snapshot = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let (_leader, snapshot) = leader_snapshot(leader_dir.path()).await;
     let data = snapshot.snapshot.get_ref().clone();
     let version = licd_storage::format::FORMAT_VERSION;
     assert_eq!(

@@ -244,27 +244,13 @@ impl Nemesis {
                 let minutes: i64 = self.rng.gen_range(5..=self.max_skew_minutes.max(5));
                 let sign = if self.rng.gen_bool(0.5) { "+" } else { "-" };
                 let offset = format!("{sign}{minutes}m");
-                cluster.kill(random);
-                cluster.start(random, Some(&offset))?;
-                cluster
-                    .wait_healthy(random, Duration::from_secs(20))
-                    .await?;
-                done(
-                    format!("restarted node {random} with its clock {offset}"),
-                    Undo::Unskew(random),
-                )
+                let detail = restart_skewed(cluster, random, &offset).await?;
+                done(detail, Undo::Unskew(random))
             }
             Fault::ClockJump => {
                 let offset = offset(&mut self.rng, &["", "m", "h", "d", "y"], None);
-                cluster.kill(random);
-                cluster.start(random, Some(&offset))?;
-                cluster
-                    .wait_healthy(random, Duration::from_secs(20))
-                    .await?;
-                done(
-                    format!("restarted node {random} with its clock {offset}"),
-                    Undo::Unskew(random),
-                )
+                let detail = restart_skewed(cluster, random, &offset).await?;
+                done(detail, Undo::Unskew(random))
             }
             Fault::ClockStrobe => {
                 let file = cluster
@@ -391,6 +377,15 @@ impl Nemesis {
 
 /// A faketime offset: a random amount in one of `units` (`""` seconds, `m`, `h`, `d`, `y`),
 /// ahead or behind (`sign`, or either at random).
+/// Restarts node `id` with its wall clock moved by `offset` (a faketime offset) and waits
+/// until it answers; returns the fault's description.
+async fn restart_skewed(cluster: &mut Cluster, id: u64, offset: &str) -> anyhow::Result<String> {
+    cluster.kill(id);
+    cluster.start(id, Some(offset))?;
+    cluster.wait_healthy(id, Duration::from_secs(20)).await?;
+    Ok(format!("restarted node {id} with its clock {offset}"))
+}
+
 fn offset(rng: &mut StdRng, units: &[&str], sign: Option<char>) -> String {
     let unit = *units.choose(rng).unwrap_or(&"m");
     let amount = match unit {
