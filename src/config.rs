@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use licd_raft::RaftNodeId;
-use licd_raft::license_file::decode_public_key;
+use licd_raft::license_file::{decode_public_key, decode_signing_key};
 use licd_raft::types::LeaseTtl;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,10 @@ pub struct NodeConfig {
     /// File holding the cluster secret (or set `LICD_CLUSTER_SECRET`).
     #[serde(default)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// File holding the cluster's answer-signing key (`licd answer-key new FILE`), the same
+    /// on every node; check answers are signed with it. None: answers are unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_signing_key_file: Option<PathBuf>,
     /// Raft timing.
     #[serde(default)]
     pub raft: RaftTiming,
@@ -214,6 +218,26 @@ impl NodeConfig {
         Ok(Secrets {
             admin_token,
             cluster_secret,
+        })
+    }
+}
+
+impl NodeConfig {
+    /// Reads the answer-signing key from `answer_signing_key_file`, if one is configured.
+    pub fn answer_signing_key(&self) -> Result<Option<ed25519_dalek::SigningKey>, ConfigError> {
+        let Some(path) = &self.answer_signing_key_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        decode_signing_key(&text).map(Some).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "{} is not an answer-signing key (expected the base64 key `licd answer-key new` \
+                 writes)",
+                path.display()
+            ))
         })
     }
 }

@@ -10,6 +10,7 @@
 //! - [`api`]: the JSON shapes of the HTTP API, shared with the client;
 //! - [`client`]: the failover client library used by the CLI and the agent;
 //! - [`cli`]: the `licd` command line;
+//! - [`signing`]: the signed check answers: the canonical message, signing, verifying;
 //! - [`logging`]: text or JSON logs, colours only on a terminal, repeated lines held back;
 //! - [`process`]: child processes started in their own group and stopped for sure (`licd dev`,
 //!   the fault harness and the tests).
@@ -35,6 +36,7 @@ pub mod http;
 pub mod logging;
 pub mod node;
 pub mod process;
+pub mod signing;
 
 pub use licd_raft as raft;
 pub use licd_storage as storage;

@@ -58,6 +58,7 @@ fn start(dir: &Path, id: u64, ports: &[u16], key: &str, skew: Option<&str>) -> S
         raft_bind_ip: None,
         admin_token_file: None,
         cluster_secret_file: None,
+        answer_signing_key_file: None,
         raft: RaftTiming {
             lease_checkpoint_ms: CHECKPOINT_MS,
             tick_ms: 200,

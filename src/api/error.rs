@@ -93,6 +93,8 @@ pub enum ErrorCode {
     ClientConfig,
     /// A server answered something the client does not understand.
     Protocol,
+    /// A check answer's signature is missing or wrong: not the cluster's answer.
+    BadSignature,
     /// Any other failure of a command.
     Error,
 
@@ -139,6 +141,7 @@ impl ErrorCode {
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::ClientConfig => "CLIENT_CONFIG",
             ErrorCode::Protocol => "PROTOCOL",
+            ErrorCode::BadSignature => "BAD_SIGNATURE",
             ErrorCode::Error => "ERROR",
             ErrorCode::Unrecognized => "UNRECOGNIZED",
         }
@@ -262,6 +265,7 @@ mod tests {
             ErrorCode::InvalidLicenseFile,
             ErrorCode::Internal,
             ErrorCode::ClientConfig,
+            ErrorCode::BadSignature,
             ErrorCode::Error,
         ] {
             let json = serde_json::to_string(&code).unwrap();

@@ -190,6 +190,10 @@ pub struct CheckQuery {
     /// The MAC the server has now; when given it must match its allocation and the license.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
+    /// The caller's nonce, 16 to 64 bytes as hex: the answer's signature covers it, so the
+    /// answer cannot be replayed to another check (see [`crate::signing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// The parts of a license an application or an operator looks at.
@@ -281,6 +285,24 @@ pub struct CheckBody {
     pub leader_id: RaftNodeId,
     /// Its term.
     pub term: u64,
+    /// The cluster's signature over the answer and the caller's nonce; absent when the node
+    /// has no answer-signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<AnswerSignature>,
+}
+
+/// The signature of a check answer (the message it covers: [`crate::signing`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerSignature {
+    /// The encoding of the signed message, `licd-check-v1`.
+    pub scheme: String,
+    /// The signing key's id: the first 8 bytes of the SHA-256 of its public key, as hex.
+    pub key_id: String,
+    /// The nonce the signature covers, as lowercase hex (empty: none was sent). A verifier
+    /// compares it with the nonce it sent.
+    pub nonce: String,
+    /// The Ed25519 signature, base64.
+    pub value: String,
 }
 
 /// One server's share of a license.

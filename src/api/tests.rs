@@ -73,6 +73,7 @@ fn a_check_answer_is_flat_with_the_leader_and_term() {
         check: CheckAnswer::from(&result),
         leader_id: 2,
         term: 7,
+        signature: None,
     };
     assert_eq!(
         serde_json::to_string(&body).unwrap(),

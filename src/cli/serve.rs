@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// File holding the cluster secret (or set LICD_CLUSTER_SECRET).
     #[arg(long)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// File holding the answer-signing key (`licd answer-key new FILE`): check answers are
+    /// signed with it.
+    #[arg(long, env = "LICD_ANSWER_SIGNING_KEY_FILE")]
+    pub answer_signing_key_file: Option<PathBuf>,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, env = "LICD_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
@@ -93,6 +97,7 @@ impl ServeArgs {
                 raft_bind_ip: None,
                 admin_token_file: None,
                 cluster_secret_file: None,
+                answer_signing_key_file: None,
                 raft: RaftTiming::default(),
             },
         };
@@ -120,6 +125,9 @@ impl ServeArgs {
         }
         if self.cluster_secret_file.is_some() {
             config.cluster_secret_file = self.cluster_secret_file;
+        }
+        if self.answer_signing_key_file.is_some() {
+            config.answer_signing_key_file = self.answer_signing_key_file;
         }
         let t = &mut config.raft;
         for (field, value) in [

@@ -26,6 +26,7 @@ use crate::api::{
     LogPosition, ReleaseBody, RenewBody, UsageBody,
 };
 use crate::node::Proposed;
+use crate::signing::{Nonce, SignedFields};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -179,6 +180,12 @@ async fn check(
 ) -> Result<Response, ApiError> {
     metered(&app, "check", async {
         let node = node_name(node)?;
+        let nonce = query
+            .nonce
+            .as_deref()
+            .map(Nonce::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let check = app
             .node
             .read_leases(|v| {
@@ -189,12 +196,17 @@ async fn check(
             })
             .await?;
         app.node.meter().check_answer(check.code.as_str());
-        Ok(axum::Json(CheckBody {
+        let mut body = CheckBody {
             check,
             leader_id: app.node.id(),
             term: app.node.term(),
-        })
-        .into_response())
+            signature: None,
+        };
+        if let Some(signer) = app.node.answer_signer() {
+            let signature = signer.sign(&SignedFields::of(&body, query.mac, nonce.as_ref()));
+            body.signature = Some(signature);
+        }
+        Ok(axum::Json(body).into_response())
     })
     .await
 }

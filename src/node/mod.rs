@@ -96,6 +96,8 @@ struct Inner {
     trusted_keys: Vec<VerifyingKey>,
     default_lease_ttl: LeaseTtl,
     secrets: Secrets,
+    /// The cluster's answer-signing key, when configured: check answers are signed with it.
+    answer_signer: Option<crate::signing::AnswerSigner>,
     election_timeout_max: Duration,
     reads: ReadBatcher,
     /// The read rounds, the lease keeper and the leader watch; dropped (and so stopped)
@@ -116,6 +118,10 @@ impl Node {
     /// Opens the node's storage and starts Raft and the background tasks.
     pub async fn start(config: &NodeConfig, secrets: Secrets) -> Result<Node, StartError> {
         config.validate()?;
+        // Read before the storage opens: a bad key file stops the start with nothing begun.
+        let answer_signer = config
+            .answer_signing_key()?
+            .map(crate::signing::AnswerSigner::new);
         let t = &config.raft;
         let raft_config = openraft::Config {
             cluster_name: "licd".into(),
@@ -163,6 +169,7 @@ impl Node {
             trusted_keys,
             default_lease_ttl,
             secrets,
+            answer_signer,
             election_timeout_max,
             reads,
             tasks: Mutex::new(vec![read_rounds]),
@@ -209,6 +216,11 @@ impl Node {
     /// The secrets the node checks requests against.
     pub fn secrets(&self) -> &Secrets {
         &self.inner.secrets
+    }
+
+    /// The key check answers are signed with, if the node has one.
+    pub fn answer_signer(&self) -> Option<&crate::signing::AnswerSigner> {
+        self.inner.answer_signer.as_ref()
     }
 
     /// The lease duration used when an allocation names none.

@@ -106,6 +106,7 @@ impl Cluster {
             raft_bind_ip: None,
             admin_token_file: None,
             cluster_secret_file: None,
+            answer_signing_key_file: None,
             raft: RaftTiming::default(),
         };
         tweak(&mut config);

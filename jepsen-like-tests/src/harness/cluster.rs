@@ -374,6 +374,7 @@ fn node_config_toml(id: u64, dir: &Path, trusted_key: &str) -> anyhow::Result<St
         raft_bind_ip: Some(ip.into()),
         admin_token_file: None,
         cluster_secret_file: None,
+        answer_signing_key_file: None,
         raft: RaftTiming::default(),
     };
     toml::to_string_pretty(&config).context("cannot write a node configuration")

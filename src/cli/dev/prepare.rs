@@ -1,5 +1,6 @@
 //! The working directory of `licd dev` and what goes in it: the vendor key, the secrets,
-//! the demo license bound to this machine, and the three node configurations.
+//! the demo license bound to this machine, the answer-signing key, and the three node
+//! configurations.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -29,6 +30,8 @@ const OWNED: &[&str] = &[
     "demo.lic",
     "admin-token",
     "cluster-secret",
+    "answer-signing.key",
+    "answer-signing.pub",
     "node-1.toml",
     "node-2.toml",
     "node-3.toml",
@@ -128,6 +131,9 @@ pub(super) struct Prepared {
     pub(super) admin_token_file: PathBuf,
     pub(super) cluster_secret: String,
     pub(super) cluster_secret_file: PathBuf,
+    /// The cluster's answer-signing key file, and its public key (base64).
+    pub(super) answer_key_file: PathBuf,
+    pub(super) answer_public_key: String,
     pub(super) vendor_key_file: PathBuf,
     pub(super) vendor_public_key: String,
     pub(super) license_file: PathBuf,
@@ -185,6 +191,19 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let cluster_secret_file = dir.join("cluster-secret");
     write_secret_file(&cluster_secret_file, &format!("{cluster_secret}\n"))?;
 
+    let answer_key = generate_signing_key(&mut rand::rngs::OsRng);
+    let answer_key_file = dir.join("answer-signing.key");
+    write_secret_file(
+        &answer_key_file,
+        &format!("{}\n", encode_signing_key(&answer_key)),
+    )?;
+    let answer_public_key = encode_public_key(&answer_key.verifying_key());
+    std::fs::write(
+        dir.join("answer-signing.pub"),
+        format!("{answer_public_key}\n"),
+    )
+    .context("cannot write answer-signing.pub")?;
+
     let mut members = BTreeMap::new();
     for i in 0..3u16 {
         let id = RaftNodeId::from(i + 1);
@@ -202,6 +221,7 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
             raft_bind_ip: None,
             admin_token_file: Some(admin_token_file.clone()),
             cluster_secret_file: Some(cluster_secret_file.clone()),
+            answer_signing_key_file: Some(answer_key_file.clone()),
             raft: RaftTiming::default(),
         };
         config
@@ -221,6 +241,8 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
         admin_token_file,
         cluster_secret,
         cluster_secret_file,
+        answer_key_file,
+        answer_public_key,
         vendor_key_file,
         vendor_public_key,
         license_file,
