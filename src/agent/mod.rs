@@ -17,6 +17,10 @@
 //!   returns it allocates again without a restart;
 //! - on shutdown it releases its allocation.
 //!
+//! Given the cluster's answer keys, it believes only signed answers: each allocation and
+//! renewal is confirmed by a signed check, and an answer that does not verify counts as no
+//! answer (module `verify`).
+//!
 //! **Grace never extends a lease the cluster did not grant.** The agent measures a lease from
 //! the moment it *sent* the request that the cluster answered, on its own monotonic clock:
 //! the leader measured the remaining time it answered after that moment, so the lease ends
@@ -26,6 +30,7 @@
 
 pub mod saved;
 pub mod status;
+mod verify;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -322,6 +327,7 @@ impl Loop {
                     })
             }
         };
+        let (result, sent) = self.confirm_signed(result, sent).await;
         match result {
             Ok(confirmed) => {
                 self.confirmed(&confirmed, sent);
@@ -418,7 +424,8 @@ impl Loop {
                     s.licensed = true;
                     s.code = "GRACE".into();
                     s.message = format!(
-                        "No license server answers; licensed for {} s more on the last confirmed lease.",
+                        "{}; licensed for {} s more on the last confirmed lease.",
+                        verify::outage(e),
                         left.as_secs()
                     );
                     s.grace_until = Some(wall_at(held.until));
@@ -431,8 +438,10 @@ impl Loop {
                 self.set(|s| {
                     s.licensed = false;
                     s.code = "SERVERS_UNREACHABLE".into();
-                    s.message =
-                        "No license server answers and the last confirmed lease has ended.".into();
+                    s.message = format!(
+                        "{} and the last confirmed lease has ended.",
+                        verify::outage(e)
+                    );
                     s.cores = 0;
                     s.grace_until = None;
                     s.cluster.reachable = false;

@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// so a server restarted during a cluster outage stays licensed until that lease ends.
     #[arg(long, env = "LICD_AGENT_STATE_FILE")]
     pub state_file: Option<std::path::PathBuf>,
+    /// With answer keys the agent confirms each lease with a signed check, and takes an
+    /// answer it cannot verify for no answer at all.
+    #[command(flatten)]
+    pub answer_keys: super::answer_key::AnswerKeyOpts,
 }
 
 /// Runs `licd agent ...`.
@@ -126,7 +130,7 @@ pub fn agent_setup(args: &RunArgs) -> anyhow::Result<(Client, AgentConfig)> {
         ..RetryPolicy::default()
     };
     let endpoints: Vec<String> = args.client.endpoints.clone();
-    let client = Client::with_policy(&endpoints, policy)?;
+    let client = Client::with_policy(&endpoints, policy)?.with_answer_keys(args.answer_keys.keys()?);
     Ok((client, config))
 }
 

@@ -56,6 +56,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "MAC")]
     pub mac: Option<MacAddr>,
     #[command(flatten)]
+    pub answer_keys: super::answer_key::AnswerKeyOpts,
+    #[command(flatten)]
     pub client: ClientOpts,
 }
 
@@ -181,22 +183,31 @@ pub async fn release(a: NodeArgs, out: Output) -> anyhow::Result<ExitCode> {
 pub const CHECK_NOT_LICENSED: u8 = 1;
 /// `licd check`'s exit code when the input was refused (bad node name, MAC, endpoints).
 pub const CHECK_BAD_INPUT: u8 = 2;
-/// `licd check`'s exit code when no license server answered in time.
+/// `licd check`'s exit code when no license server answered in time, or an answer was not
+/// signed by the `--answer-key` given.
 pub const CHECK_UNREACHABLE: u8 = 3;
 
 /// `licd check`: exits with 0 only when the server is licensed, [`CHECK_NOT_LICENSED`] when
 /// the cluster says it is not, [`CHECK_UNREACHABLE`] when no server answered, and
 /// [`CHECK_BAD_INPUT`] for input the cluster or the command refused.
 pub async fn check(a: CheckArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let keys = a
+        .answer_keys
+        .keys()
+        .map_err(|e| exit_with(CHECK_BAD_INPUT, &e))?;
     let client = a
         .client
         .client()
-        .map_err(|e| exit_with(CHECK_BAD_INPUT, &e))?;
+        .map_err(|e| exit_with(CHECK_BAD_INPUT, &e))?
+        .with_answer_keys(keys);
     let body = match client.check(&a.node, a.mac).await {
         Ok(body) => body,
         Err(e) => {
             let code = match e {
-                ClientError::Unavailable { .. } => CHECK_UNREACHABLE,
+                // An answer that is not the cluster's tells nothing: as if none came.
+                ClientError::Unavailable { .. } | ClientError::BadSignature(_) => {
+                    CHECK_UNREACHABLE
+                }
                 _ => CHECK_BAD_INPUT,
             };
             let e = anyhow::Error::new(e);
@@ -227,6 +238,14 @@ pub async fn check(a: CheckArgs, out: Output) -> anyhow::Result<ExitCode> {
             "answered by leader node {} (term {})",
             body.leader_id, body.term
         );
+        match (&body.signature, client.verifies_answers()) {
+            (Some(s), true) => println!("signature: verified (answer key {})", s.key_id),
+            (Some(s), false) => println!(
+                "signature: by answer key {}, not verified (pass --answer-key)",
+                s.key_id
+            ),
+            (None, _) => println!("signature: none (the node has no answer-signing key)"),
+        }
     })?;
     if c.valid && c.code == crate::api::ErrorCode::Valid {
         Ok(ExitCode::SUCCESS)

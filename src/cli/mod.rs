@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod alloc;
+pub mod answer_key;
 pub mod cluster;
 pub mod common;
 pub mod dev;
@@ -60,10 +61,13 @@ pub enum Command {
     /// Release an application server's cores.
     Release(alloc::NodeArgs),
     /// Check whether an application server is licensed: exit code 0 when it is, 1 when the
-    /// cluster says it is not, 2 for bad input, 3 when no license server answered.
+    /// cluster says it is not, 2 for bad input, 3 when no license server answered (or, with
+    /// --answer-key, none answered with a valid signature).
     Check(alloc::CheckArgs),
     /// Run the agent on an application server, or ask it (`licd agent status`).
     Agent(agent::AgentArgs),
+    /// The cluster's answer-signing key: generate one, print its public key.
+    AnswerKey(answer_key::AnswerKeyArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
     Completions(docs::CompletionsArgs),
     /// Write man pages for licd and each subcommand into a directory.
@@ -98,6 +102,7 @@ pub fn main() -> ExitCode {
             Command::Release(args) => alloc::release(args, out).await,
             Command::Check(args) => alloc::check(args, out).await,
             Command::Agent(args) => agent::run(args, out).await,
+            Command::AnswerKey(args) => answer_key::run(args, out),
             Command::Completions(args) => docs::completions(&args),
             Command::Man(args) => docs::man(&args),
         }

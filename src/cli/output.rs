@@ -98,6 +98,10 @@ pub fn describe_client_error(e: &ClientError) -> String {
         ClientError::Protocol { endpoint, message } => {
             format!("unexpected answer from {endpoint}: {message}")
         }
+        ClientError::BadSignature(why) => format!(
+            "BAD_SIGNATURE: the check answer is not the license cluster's: {why} (is \
+             --answer-key / LICD_ANSWER_KEY the cluster's answer key?)"
+        ),
     }
 }
 
@@ -114,6 +118,9 @@ pub fn error_body(e: &anyhow::Error) -> ErrorBody {
             }
             ClientError::Protocol { .. } => {
                 ErrorBody::new(ErrorCode::Protocol, describe_client_error(ce))
+            }
+            ClientError::BadSignature(_) => {
+                ErrorBody::new(ErrorCode::BadSignature, describe_client_error(ce))
             }
         };
     }

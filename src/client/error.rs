@@ -57,6 +57,11 @@ pub enum ClientError {
     /// The client was built without endpoints, or with an unusable one.
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// A check answer did not carry a valid signature by a trusted answer key for the
+    /// nonce sent: not the cluster's answer (an emulator, a replay, a node without the key).
+    /// Trust nothing in it.
+    #[error("the check answer is not the license cluster's: {0}")]
+    BadSignature(crate::signing::SignatureError),
     /// A node answered 2xx with a body this client does not understand.
     #[error("unexpected answer from {endpoint}: {message}")]
     Protocol {

@@ -31,6 +31,9 @@ use crate::api::{
     RenewBody, SnapshotBody, StatusBody, UsageBody, VotersBody,
 };
 use call::{Attempt, Body, Call, Tried, decode, http_client};
+use ed25519_dalek::VerifyingKey;
+
+use crate::signing::{self, Nonce};
 pub use error::{ClientError, RetryPolicy};
 
 /// A client of a licd cluster. Share it: it keeps a connection pool and the leader it learned.
@@ -43,6 +46,9 @@ pub struct Client {
     suspects: Mutex<HashMap<String, Instant>>,
     admin_token: Option<String>,
     policy: RetryPolicy,
+    /// The cluster's answer-signing public keys: when any is given, every check answer must
+    /// be signed by one of them for the nonce sent.
+    answer_keys: Vec<VerifyingKey>,
 }
 
 /// How long a node that could not be reached is tried only when every other node has failed
@@ -91,6 +97,7 @@ impl Client {
             suspects: Mutex::new(HashMap::new()),
             admin_token: None,
             policy,
+            answer_keys: Vec::new(),
         })
     }
 
@@ -105,6 +112,19 @@ impl Client {
     pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {
         self.admin_token = Some(token.into());
         self
+    }
+
+    /// Requires every check answer to be signed by one of `keys` (the cluster's answer keys;
+    /// several while a key is being replaced) for the nonce sent: others fail with
+    /// [`ClientError::BadSignature`].
+    pub fn with_answer_keys(mut self, keys: Vec<VerifyingKey>) -> Self {
+        self.answer_keys = keys;
+        self
+    }
+
+    /// Whether check answers are verified (answer keys were given).
+    pub fn verifies_answers(&self) -> bool {
+        !self.answer_keys.is_empty()
     }
 
     /// The endpoints this client knows.
@@ -303,17 +323,36 @@ impl Client {
         self.send(call.id(request_id)).await
     }
 
-    /// Asks whether a server is licensed (a linearizable read on the leader).
+    /// Asks whether a server is licensed (a linearizable read on the leader), with a fresh
+    /// random nonce; verified when the client has answer keys.
     pub async fn check(
         &self,
         node: &NodeName,
         mac: Option<MacAddr>,
     ) -> Result<CheckBody, ClientError> {
+        self.check_with_nonce(node, mac, &Nonce::random()).await
+    }
+
+    /// [`Client::check`] with the caller's nonce: the answer's signature covers it. With
+    /// answer keys, an answer that is not signed by one of them for this nonce, node and MAC
+    /// fails with [`ClientError::BadSignature`].
+    pub async fn check_with_nonce(
+        &self,
+        node: &NodeName,
+        mac: Option<MacAddr>,
+        nonce: &Nonce,
+    ) -> Result<CheckBody, ClientError> {
+        let nonce_hex = nonce.to_hex();
         let path = match mac {
-            Some(mac) => format!("/v1/nodes/{node}/check?mac={mac}"),
-            None => format!("/v1/nodes/{node}/check"),
+            Some(mac) => format!("/v1/nodes/{node}/check?mac={mac}&nonce={nonce_hex}"),
+            None => format!("/v1/nodes/{node}/check?nonce={nonce_hex}"),
         };
-        self.send(Call::get(path)).await
+        let body: CheckBody = self.send(Call::get(path)).await?;
+        if self.verifies_answers() {
+            signing::verify(&body, node, mac, Some(nonce), &self.answer_keys)
+                .map_err(ClientError::BadSignature)?;
+        }
+        Ok(body)
     }
 
     /// Every installed license with its usage.

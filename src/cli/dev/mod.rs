@@ -1,9 +1,9 @@
 //! `licd dev`: a complete three-node cluster on this machine, from nothing, in one command.
 //!
 //! It generates a throwaway vendor key and a demo license bound to this machine, writes the
-//! secrets and three node configurations into a working directory, starts three
-//! `licd serve` child processes, initializes the cluster, installs the license, allocates
-//! this machine's cores, prints what to try, and then keeps the lease alive until Ctrl-C or
+//! secrets, the answer-signing key and three node configurations into a working directory,
+//! starts three `licd serve` child processes, initializes the cluster, installs the license,
+//! allocates this machine's cores, prints what to try, and then keeps the lease alive until Ctrl-C or
 //! SIGTERM, when it stops the nodes gracefully. Whatever fails, the children are stopped: a
 //! guard kills them when it is dropped.
 
@@ -177,6 +177,8 @@ pub async fn run(args: DevArgs, out: Output) -> anyhow::Result<ExitCode> {
         leader_id: Some(leader),
         admin_token_file: prepared.admin_token_file.clone(),
         cluster_secret_file: prepared.cluster_secret_file.clone(),
+        answer_key_file: prepared.answer_key_file.clone(),
+        answer_public_key: prepared.answer_public_key.clone(),
         vendor_key_file: prepared.vendor_key_file.clone(),
         vendor_public_key: prepared.vendor_public_key.clone(),
         license_file: prepared.license_file.clone(),
@@ -313,6 +315,15 @@ async fn start_agent(
                 "licd dev: cannot start the agent: {}",
                 describe_client_error(&e)
             );
+            return None;
+        }
+    };
+    let client = match crate::cli::answer_key::parse_public_keys(std::slice::from_ref(
+        &prepared.answer_public_key,
+    )) {
+        Ok(keys) => client.with_answer_keys(keys),
+        Err(e) => {
+            eprintln!("licd dev: cannot start the agent: {e:#}");
             return None;
         }
     };

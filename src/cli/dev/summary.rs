@@ -22,6 +22,8 @@ pub(super) struct Summary {
     pub(super) leader_id: Option<RaftNodeId>,
     pub(super) admin_token_file: PathBuf,
     pub(super) cluster_secret_file: PathBuf,
+    pub(super) answer_key_file: PathBuf,
+    pub(super) answer_public_key: String,
     pub(super) vendor_key_file: PathBuf,
     pub(super) vendor_public_key: String,
     pub(super) license_file: PathBuf,
@@ -77,6 +79,11 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
     println!();
     println!("vendor public key:  {}", s.vendor_public_key);
     println!("vendor signing key: {}", s.vendor_key_file.display());
+    println!("answer public key:  {}", s.answer_public_key);
+    println!(
+        "answer signing key: {} (every node signs check answers with it)",
+        s.answer_key_file.display()
+    );
     let macs: Vec<String> = s
         .license
         .allowed_macs
@@ -141,6 +148,10 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
             "is this machine licensed? exit code 0 = yes".to_string(),
         ),
         (
+            format!("licd check --answer-key {}{mac_flag}", s.answer_public_key),
+            "the same, verifying the cluster's signature (3 if forged)".to_string(),
+        ),
+        (
             "licd license list".into(),
             "licenses, usage and allocated servers".into(),
         ),
@@ -190,9 +201,9 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
         format!("licd agent status --addr {agent}")
     };
     println!(
-        "licd dev runs an agent for this machine: it heartbeats every {}, and `{agent_command}` \
-         (or GET http://{agent}/status) tells whether this server is licensed. Press Ctrl-C to \
-         stop the cluster.",
+        "licd dev runs an agent for this machine: it heartbeats every {}, believes only answers \
+         signed with the answer key, and `{agent_command}` (or GET http://{agent}/status) tells \
+         whether this server is licensed. Press Ctrl-C to stop the cluster.",
         human_duration_ms(DEV_LEASE_MS / 3),
     );
 }
