@@ -205,9 +205,7 @@ pub async fn check(a: CheckArgs, out: Output) -> anyhow::Result<ExitCode> {
         Err(e) => {
             let code = match e {
                 // An answer that is not the cluster's tells nothing: as if none came.
-                ClientError::Unavailable { .. } | ClientError::BadSignature(_) => {
-                    CHECK_UNREACHABLE
-                }
+                ClientError::Unavailable { .. } | ClientError::BadSignature(_) => CHECK_UNREACHABLE,
                 _ => CHECK_BAD_INPUT,
             };
             let e = anyhow::Error::new(e);
