@@ -179,6 +179,7 @@ impl NodeConfig {
         }
         self.trusted_keys()?;
         self.default_lease_ttl()?;
+        self.answer_signing_key()?;
         let t = &self.raft;
         if t.heartbeat_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_ms {
             return Err(ConfigError::Invalid(

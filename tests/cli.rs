@@ -36,6 +36,9 @@ fn every_command_has_help() {
         &["heartbeat"],
         &["release"],
         &["check"],
+        &["answer-key"],
+        &["answer-key", "new"],
+        &["answer-key", "public"],
         &["completions"],
         &["man"],
     ];
@@ -53,6 +56,61 @@ fn every_command_has_help() {
     for option in ["--endpoints", "--admin-token", "--timeout-ms", "--json"] {
         assert!(stdout.contains(option), "check --help lacks {option}");
     }
+    for args in [&["check", "--help"][..], &["agent", "--help"][..]] {
+        let out = run(args);
+        assert!(text(&out.stdout).contains("--answer-key"), "{args:?}");
+    }
+}
+
+#[test]
+fn answer_keys_are_generated_once_and_their_public_key_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("answer.key");
+    let path = file.to_str().unwrap();
+    let out = run(&["--json", "answer-key", "new", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let public = made["public_key"].as_str().expect("public_key").to_string();
+    assert_eq!(made["key_id"].as_str().map(str::len), Some(16));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let out = run(&["answer-key", "public", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&public), "{}", text(&out.stdout));
+    // The same key signs what the public key verifies.
+    let key = licd_raft::license_file::decode_signing_key(&std::fs::read_to_string(&file).unwrap())
+        .unwrap();
+    assert_eq!(
+        licd_raft::license_file::encode_public_key(&key.verifying_key()),
+        public
+    );
+    // Never overwritten; a file that is no key is a readable error.
+    assert_readable_failure(&run(&["answer-key", "new", path]), "already exists");
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "not a key\n").unwrap();
+    assert_readable_failure(
+        &run(&["answer-key", "public", junk.to_str().unwrap()]),
+        "not an answer-signing key",
+    );
+    // A node refuses to start on it, before opening its database.
+    let data = dir.path().join("data");
+    let out = run(&[
+        "serve",
+        "--node-id",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--answer-signing-key-file",
+        junk.to_str().unwrap(),
+    ]);
+    assert_readable_failure(&out, "not an answer-signing key");
+    assert!(!data.exists(), "the database was opened");
 }
 
 fn keygen(path: &Path) -> String {
@@ -224,7 +282,7 @@ fn bad_input_and_unreachable_clusters_are_readable_errors() {
         "--cores",
         "4",
         "--endpoints",
-        "127.0.0.1:1",
+        "127.0.0.1:0",
     ]);
     assert_readable_failure(&out, "mac address");
 
@@ -248,7 +306,7 @@ fn bad_input_and_unreachable_clusters_are_readable_errors() {
         "--node",
         "app-1",
         "--endpoints",
-        "127.0.0.1:1",
+        "127.0.0.1:0",
         "--timeout-ms",
         "300",
     ]);
@@ -264,7 +322,7 @@ fn bad_input_and_unreachable_clusters_are_readable_errors() {
         "--json",
         "check",
         "--endpoints",
-        "127.0.0.1:1",
+        "127.0.0.1:0",
         "--timeout-ms",
         "300",
     ]);

@@ -86,6 +86,11 @@ fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
     assert_eq!(pids.len(), 3);
     assert!(summary["leader_id"].as_u64().is_some());
     assert_eq!(summary["license"]["id"], "demo");
+    assert_eq!(
+        summary["answer_public_key"].as_str().map(str::len),
+        Some(44),
+        "{summary}"
+    );
     assert!(
         summary["allocation"]["allocation"]["cores"]
             .as_u64()
@@ -96,6 +101,8 @@ fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
     for file in [
         "admin-token",
         "cluster-secret",
+        "answer-signing.key",
+        "answer-signing.pub",
         "vendor.key",
         "demo.lic",
         "node-1.toml",
@@ -210,6 +217,44 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         "{}",
         text(&out.stdout)
     );
+
+    // The printed check with the answer key verifies the cluster's signature; another key
+    // is refused as if no server answered.
+    let answer_key = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("licd check --answer-key "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no check with --answer-key printed:\n{printed}"))
+        .to_string();
+    let out = with_env(&["check", "--answer-key", &answer_key]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("signature: verified"),
+        "{}",
+        text(&out.stdout)
+    );
+    let stranger = licd_raft::license_file::encode_public_key(
+        &ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key(),
+    );
+    let out = with_env(&["check", "--answer-key", &stranger]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert_readable_failure(&out, "BAD_SIGNATURE");
+    // The dev agent believes only signed answers, and they license this machine.
+    let agent_addr = format!("127.0.0.1:{}", port + 79);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = with_env(&["agent", "status", "--addr", &agent_addr]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dev agent is not licensed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     let out = with_env(&["license", "list"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

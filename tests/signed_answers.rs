@@ -130,6 +130,9 @@ async fn answers_are_signed_by_the_leader_also_through_a_follower() {
     cluster.shutdown().await;
 }
 
+/// What the client must say of a forger's answer.
+type Expected = fn(&SignatureError) -> bool;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_answers_are_refused_by_the_client_library() {
     let (cluster, _keys, public) = signed_cluster().await;
@@ -145,7 +148,7 @@ async fn forged_answers_are_refused_by_the_client_library() {
         .expect("relayed");
     assert_eq!(real.check.code, ErrorCode::NotAllocated);
 
-    let expectations: [(Mode, fn(&SignatureError) -> bool); 3] = [
+    let expectations: [(Mode, Expected); 3] = [
         (Mode::Unsigned, |e| *e == SignatureError::Missing),
         (Mode::OtherKey, |e| {
             matches!(e, SignatureError::UnknownKey(_))

@@ -118,7 +118,8 @@ impl Node {
     /// Opens the node's storage and starts Raft and the background tasks.
     pub async fn start(config: &NodeConfig, secrets: Secrets) -> Result<Node, StartError> {
         config.validate()?;
-        // Read before the storage opens: a bad key file stops the start with nothing begun.
+        // Read before the storage opens (`validate` read it too): a bad key file stops the
+        // start with nothing begun.
         let answer_signer = config
             .answer_signing_key()?
             .map(crate::signing::AnswerSigner::new);

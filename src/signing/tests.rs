@@ -131,30 +131,27 @@ fn a_signed_answer_verifies() {
     assert_eq!(verify(&unnonced, &node(), None, None, &keys), Ok(()));
 }
 
+/// A change made to an answer.
+type Change = fn(&mut CheckBody);
+
 #[test]
 fn every_signed_field_changed_breaks_verification() {
     let n = nonce();
     let good = signed(&answer(), Some(mac()), Some(&n));
     let keys = [key(7).verifying_key()];
-    let changes: Vec<(&str, Box<dyn Fn(&mut CheckBody)>)> = vec![
-        ("valid", Box::new(|b| b.check.valid = false)),
-        ("code", Box::new(|b| b.check.code = ErrorCode::LeaseExpired)),
-        ("license", Box::new(|b| b.check.license = None)),
-        (
-            "license id",
-            Box::new(|b| {
-                if let Some(l) = &mut b.check.license {
-                    l.id = LicenseId::new("other").unwrap();
-                }
-            }),
-        ),
-        (
-            "lease",
-            Box::new(|b| b.check.lease_remaining_ms = Some(99_000)),
-        ),
-        ("no lease", Box::new(|b| b.check.lease_remaining_ms = None)),
-        ("time", Box::new(|b| b.check.checked_at = Timestamp(1))),
-        ("answered by", Box::new(|b| b.leader_id = 3)),
+    let changes: [(&str, Change); 8] = [
+        ("valid", |b| b.check.valid = false),
+        ("code", |b| b.check.code = ErrorCode::LeaseExpired),
+        ("license", |b| b.check.license = None),
+        ("license id", |b| {
+            if let Some(l) = &mut b.check.license {
+                l.id = LicenseId::new("other").unwrap();
+            }
+        }),
+        ("lease", |b| b.check.lease_remaining_ms = Some(99_000)),
+        ("no lease", |b| b.check.lease_remaining_ms = None),
+        ("time", |b| b.check.checked_at = Timestamp(1)),
+        ("answered by", |b| b.leader_id = 3),
     ];
     for (what, change) in changes {
         let mut forged = good.clone();
