@@ -86,10 +86,15 @@ fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
     assert_eq!(pids.len(), 3);
     assert!(summary["leader_id"].as_u64().is_some());
     assert_eq!(summary["license"]["id"], "demo");
+    let answer_key = summary["answer_public_key"]
+        .as_str()
+        .expect("answer_public_key");
+    assert_eq!(answer_key.len(), 44, "{summary}");
     assert_eq!(
-        summary["answer_public_key"].as_str().map(str::len),
-        Some(44),
-        "{summary}"
+        std::fs::read_to_string(dir.join("answer-signing.pub"))
+            .unwrap()
+            .trim(),
+        answer_key
     );
     assert!(
         summary["allocation"]["allocation"]["cores"]
