@@ -124,6 +124,10 @@ async fn answers_are_signed_by_the_leader_also_through_a_follower() {
         assert_eq!(error.code, ErrorCode::BadRequest);
         assert!(error.message.contains("nonce"), "{}", error.message);
     }
+    // A parameter the node does not know is refused too (why nodes are upgraded before
+    // the clients that send a nonce: docs/operations.md).
+    let response = http.get(format!("{base}?colour=red")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
     let body: CheckBody = http.get(&base).send().await.unwrap().json().await.unwrap();
     assert_eq!(body.signature.as_ref().unwrap().nonce, "");
     assert_eq!(verify(&body, &app(1), None, None, &[public]), Ok(()));

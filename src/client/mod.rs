@@ -12,6 +12,10 @@
 //! through one path, [`Client::send`]. The exception is [`Client::init`]: initializing a
 //! cluster is addressed to one node and is never retried on another, since a second node
 //! initialized on its own would be a second cluster.
+//!
+//! Given the cluster's answer keys ([`Client::with_answer_keys`]), [`Client::check`] accepts
+//! only answers signed by one of them over the fresh nonce it sent (see [`crate::signing`]);
+//! anything else, an emulator's `VALID` included, is a [`ClientError::BadSignature`].
 
 mod call;
 mod error;
