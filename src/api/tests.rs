@@ -82,6 +82,27 @@ fn a_check_answer_is_flat_with_the_leader_and_term() {
 }
 
 #[test]
+fn a_signed_check_answer_ends_with_its_signature() {
+    let mut body: CheckBody = serde_json::from_str(
+        r#"{"node":"app-1","valid":false,"code":"NOT_ALLOCATED","message":"m","license":null,"counted_cores":null,"allocated_cores":null,"licensed_cores":null,"lease_remaining_ms":null,"checked_at":4000,"leader_id":2,"term":7}"#,
+    )
+    .unwrap();
+    assert_eq!(body.signature, None);
+    body.signature = Some(AnswerSignature {
+        scheme: "licd-check-v1".into(),
+        key_id: "fe812c12f3ab4ce6".into(),
+        nonce: "00ff".into(),
+        value: "c2ln".into(),
+    });
+    let text = serde_json::to_string(&body).unwrap();
+    assert!(
+        text.ends_with(r#""leader_id":2,"term":7,"signature":{"scheme":"licd-check-v1","key_id":"fe812c12f3ab4ce6","nonce":"00ff","value":"c2ln"}}"#),
+        "{text}"
+    );
+    assert_eq!(serde_json::from_str::<CheckBody>(&text).unwrap(), body);
+}
+
+#[test]
 fn an_error_body_omits_absent_figures() {
     let body = ErrorBody::new(ErrorCode::NotLeader, "this node is not the leader");
     assert_eq!(
