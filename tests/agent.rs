@@ -242,7 +242,7 @@ async fn a_second_agent_over_the_cap_waits_for_the_first_to_release() {
     );
 
     first.shutdown().await;
-    let usage = cluster.client().licenses().await.unwrap();
+    let usage = cluster.operator_client().licenses().await.unwrap();
     assert!(
         usage.licenses[0]
             .nodes

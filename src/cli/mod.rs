@@ -12,6 +12,7 @@ pub mod license;
 pub mod notify;
 pub mod output;
 pub mod serve;
+pub mod token;
 
 use std::process::ExitCode;
 
@@ -64,6 +65,8 @@ pub enum Command {
     Check(alloc::CheckArgs),
     /// Run the agent on an application server, or ask it (`licd agent status`).
     Agent(agent::AgentArgs),
+    /// Bearer tokens: `licd token new --role client` prints one and its configuration entry.
+    Token(token::TokenArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
     Completions(docs::CompletionsArgs),
     /// Write man pages for licd and each subcommand into a directory.
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
             Command::Release(args) => alloc::release(args, out).await,
             Command::Check(args) => alloc::check(args, out).await,
             Command::Agent(args) => agent::run(args, out).await,
+            Command::Token(args) => token::run(args, out),
             Command::Completions(args) => docs::completions(&args),
             Command::Man(args) => docs::man(&args),
         }

@@ -96,6 +96,10 @@ struct Inner {
     trusted_keys: Vec<VerifyingKey>,
     default_lease_ttl: LeaseTtl,
     secrets: Secrets,
+    /// The bearer tokens accepted, by role.
+    tokens: Arc<crate::auth::Tokens>,
+    /// The abuse limits of the HTTP API.
+    limits: crate::config::LimitsConfig,
     election_timeout_max: Duration,
     reads: ReadBatcher,
     /// The read rounds, the lease keeper and the leader watch; dropped (and so stopped)
@@ -148,6 +152,8 @@ impl Node {
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let (reads, read_rounds) = ReadBatcher::spawn(raft.clone());
         let trusted_keys = config.trusted_keys()?;
+        let tokens = crate::auth::Tokens::new(&config.auth, &secrets.admin_token)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let default_lease_ttl = config.default_lease_ttl()?;
         let election_timeout_max = Duration::from_millis(t.election_timeout_max_ms);
         let keeper = ticker::Schedule {
@@ -163,6 +169,8 @@ impl Node {
             trusted_keys,
             default_lease_ttl,
             secrets,
+            tokens: Arc::new(tokens),
+            limits: config.limits.clone(),
             election_timeout_max,
             reads,
             tasks: Mutex::new(vec![read_rounds]),
@@ -209,6 +217,16 @@ impl Node {
     /// The secrets the node checks requests against.
     pub fn secrets(&self) -> &Secrets {
         &self.inner.secrets
+    }
+
+    /// The bearer tokens the node accepts.
+    pub fn tokens(&self) -> &crate::auth::Tokens {
+        &self.inner.tokens
+    }
+
+    /// The abuse limits of the node's HTTP API.
+    pub fn limits(&self) -> &crate::config::LimitsConfig {
+        &self.inner.limits
     }
 
     /// The lease duration used when an allocation names none.
