@@ -23,6 +23,7 @@ fn agent_client(cluster: &Cluster) -> Client {
         },
     )
     .unwrap()
+    .with_token(common::CLIENT_TOKEN)
 }
 
 fn agent(cluster: &Cluster, name: &str, mac: MacAddr, cores: u32) -> Agent {

@@ -131,12 +131,15 @@ async fn allocations_follow_the_license_rules_with_the_field_messages() {
     // Any node serves any request: ask a follower directly.
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let follower = cluster.addrs.keys().find(|id| **id != leader).unwrap();
-    let answer = reqwest::get(format!(
-        "http://{}/v1/nodes/app-a/check",
-        cluster.addrs[follower]
-    ))
-    .await
-    .unwrap();
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/nodes/app-a/check",
+            cluster.addrs[follower]
+        ))
+        .bearer_auth(common::CLIENT_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(
         answer.headers()[LEADER_ID_HEADER].to_str().unwrap(),

@@ -126,7 +126,9 @@ pub fn agent_setup(args: &RunArgs) -> anyhow::Result<(Client, AgentConfig)> {
         ..RetryPolicy::default()
     };
     let endpoints: Vec<String> = args.client.endpoints.clone();
-    let client = Client::with_policy(&endpoints, policy)?;
+    let client = args
+        .client
+        .with_tokens(Client::with_policy(&endpoints, policy)?)?;
     Ok((client, config))
 }
 

@@ -78,7 +78,11 @@ impl ClientOpts {
     /// A client with every token given: `--token` for `/v1`, the admin token for `/admin`,
     /// each the other's fallback.
     pub fn client(&self) -> anyhow::Result<Client> {
-        let mut client = Client::with_policy(&self.endpoints()?, self.policy()?)?;
+        self.with_tokens(Client::with_policy(&self.endpoints()?, self.policy()?)?)
+    }
+
+    /// `client` with the tokens given: `--token` for `/v1`, the admin token for `/admin`.
+    pub fn with_tokens(&self, mut client: Client) -> anyhow::Result<Client> {
         if let Some(token) = self.token()? {
             client = client.with_admin_token(token);
         }
