@@ -236,6 +236,19 @@ impl Cluster {
         self.anonymous_client().with_admin_token(ADMIN_TOKEN)
     }
 
+    /// An admin client of node `id` alone (for calls addressed to one node, like `elect`).
+    pub fn admin_client_of(&self, id: u64) -> Client {
+        Client::with_policy(
+            &[self.addrs[&id].to_string()],
+            RetryPolicy {
+                deadline: Duration::from_secs(20),
+                ..RetryPolicy::default()
+            },
+        )
+        .expect("client")
+        .with_admin_token(ADMIN_TOKEN)
+    }
+
     /// Waits until every running node agrees on one running leader; returns it.
     pub async fn wait_for_leader(&self, within: Duration) -> u64 {
         let deadline = Instant::now() + within;
