@@ -12,6 +12,8 @@ use licd_raft::license_file::decode_public_key;
 use licd_raft::types::LeaseTtl;
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::{AuthConfig, TokenEntry};
+
 /// Everything a node needs to start, after files, flags and environment are merged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,30 +52,6 @@ pub struct NodeConfig {
     /// The abuse limits of the HTTP API: requests in flight, write rates.
     #[serde(default)]
     pub limits: LimitsConfig,
-}
-
-/// The `[auth]` section: tokens by role, stored as SHA-256 hashes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// The accepted tokens (`[[auth.tokens]]`); `LICD_TOKENS` adds more.
-    pub tokens: Vec<TokenEntry>,
-    /// Serve the client routes of `/v1` without a token. Only for a closed network: any
-    /// host that reaches the port may then allocate, heartbeat and release any server.
-    pub allow_anonymous_clients: bool,
-}
-
-/// One accepted token: `licd token new` prints it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenEntry {
-    /// The role the token holds.
-    pub role: crate::auth::Role,
-    /// SHA-256 of the token, 64 hex digits.
-    pub sha256: String,
-    /// A name for people and for the rate limit (e.g. `app-servers`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
 }
 
 /// The `[limits]` section. docs/operations.md explains the defaults.

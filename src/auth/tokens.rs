@@ -5,8 +5,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::Role;
-use crate::config::{AuthConfig, TokenEntry};
+use super::{AuthConfig, Role, TokenEntry};
 
 /// The SHA-256 of a token, in lower-case hex: what a configuration stores.
 pub fn hash_token(token: &str) -> String {
@@ -197,6 +196,18 @@ mod tests {
             "the hash is no token"
         );
         assert!(tokens.anonymous().is_none());
+        let open = Tokens::new(
+            &AuthConfig {
+                tokens: Vec::new(),
+                allow_anonymous_clients: true,
+            },
+            "",
+        )
+        .unwrap();
+        // Every anonymous caller is one caller to the rate limit.
+        let anonymous = open.anonymous().unwrap();
+        assert_eq!(anonymous.role, Role::Client);
+        assert_eq!(open.anonymous(), Some(anonymous));
     }
 
     #[test]
