@@ -291,6 +291,10 @@ async fn anonymous_clients_are_served_only_when_the_operator_allows_them() {
         .check(&node, None)
         .await
         .expect("an anonymous check");
+    anonymous
+        .cluster_health()
+        .await
+        .expect("the health summary, as a client");
     // Only the client routes: the licenses with their MACs stay an operator's.
     let refused = anonymous.licenses().await.unwrap_err();
     assert_eq!(

@@ -48,6 +48,8 @@ pub enum ApiError {
         /// What the route needs.
         needs: crate::auth::Need,
     },
+    /// 403: the route has no entry in the route table, so it is closed.
+    NoRole,
     /// 429: the caller's write rate is used up; retry after this long.
     RateLimited(std::time::Duration),
     /// 503: the node serves as many requests as it allows at once.
@@ -157,6 +159,11 @@ impl ApiError {
                 StatusCode::FORBIDDEN,
                 C::Forbidden,
                 &format!("a {role} token may not use this route (it needs: {needs})"),
+            ),
+            ApiError::NoRole => plain(
+                StatusCode::FORBIDDEN,
+                C::Forbidden,
+                "this route has no role in the route table, so it is closed",
             ),
             ApiError::RateLimited(wait) => {
                 let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);

@@ -129,7 +129,7 @@ pub async fn run(
 }
 
 /// One line per request at debug level (target `licd::access`): method, path, status,
-/// latency and request id.
+/// latency and request id (`idempotency-key`, else `x-request-id`).
 async fn access_log(
     request: axum::extract::Request,
     next: middleware::Next,
@@ -140,11 +140,14 @@ async fn access_log(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let request_id = request
-        .headers()
-        .get(crate::api::REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let request_id = [
+        crate::api::IDEMPOTENCY_KEY_HEADER,
+        crate::api::REQUEST_ID_HEADER,
+    ]
+    .iter()
+    .find_map(|name| request.headers().get(*name))
+    .and_then(|v| v.to_str().ok())
+    .map(str::to_string);
     let response = next.run(request).await;
     tracing::debug!(
         target: "licd::access",
