@@ -17,8 +17,8 @@
 //!
 //! What this leaves out: tokens travel in the clear unless the listener uses TLS; a token
 //! does not name the application server it belongs to, so any client token may allocate,
-//! heartbeat or release any server (the lease token of an allocation is what binds a
-//! server's calls to its grant).
+//! heartbeat or release any server (give each group of servers its own token to tell them
+//! apart in the rate limit).
 
 pub mod routes;
 mod tokens;

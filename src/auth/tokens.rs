@@ -27,7 +27,7 @@ pub struct Caller {
     /// The token's role.
     pub role: Role,
     /// The token's name (configured, else derived from its hash), or `anonymous`: what a
-    /// rate limit counts by and what the log shows.
+    /// rate limit counts by.
     pub name: Arc<str>,
 }
 
@@ -226,6 +226,17 @@ mod tests {
         let admin = tokens.verify("legacy-admin-token-0123").unwrap();
         assert_eq!(admin.role, Role::Admin);
         assert_eq!(tokens.count(Role::Client), 2);
+        // Tokens of one name are one caller to the rate limit (a rotation keeps its rate).
+        let (a, b) = (new_token(Role::Client), new_token(Role::Client));
+        let same = Tokens::new(
+            &config(vec![
+                entry(Role::Client, &a, "apps"),
+                entry(Role::Client, &b, "apps"),
+            ]),
+            "",
+        )
+        .unwrap();
+        assert_eq!(same.verify(&a), same.verify(&b));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct NewArgs {
     /// The role: admin, operator or client.
     #[arg(long)]
     pub role: Role,
-    /// A name for the token (shown in logs, counted by the rate limit), e.g. app-servers.
+    /// A name for the token (the rate limit counts by it), e.g. app-servers.
     #[arg(long)]
     pub name: Option<String>,
 }

@@ -8,7 +8,7 @@
 //!
 //! A follower sends the leader exactly the path it received. That holds because
 //! [`normal_path`] refuses, on every node alike, a path that a URL parser would rewrite
-//! (`.` and `..` segments, `%2e`, `\\`, ...): such a path would otherwise name one server on
+//! (`.` and `..` segments, `%2e`, a backslash, ...): such a path would otherwise name one server on
 //! the follower and another on the leader. The caller's `Authorization` header is forwarded
 //! and the leader checks it again.
 
