@@ -253,6 +253,21 @@ async fn writes_past_a_tokens_rate_get_429_with_retry_after() {
         release(CLIENT_TOKEN).await.unwrap().status(),
         StatusCode::OK
     );
+    // The client library waits out a 429 and sends the same request again.
+    let client = cluster.client();
+    let name = licd_raft::types::NodeName::new("rl-2").unwrap();
+    let started = Instant::now();
+    for _ in 0..3 {
+        client
+            .release(&name, &licd::client::new_request_id())
+            .await
+            .expect("released after waiting for the rate");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     cluster.shutdown().await;
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A [`Client`] knows every endpoint of the cluster. It sends each call to the leader it last
 //! learned of (from the `x-licd-leader-*` headers every node sets), and when a node cannot be
-//! reached, does not answer in time, or answers 503 (no leader, leadership moving), it retries
+//! reached, does not answer in time, or answers 503 (no leader, leadership moving, overloaded)
+//! or 429 (the token's write rate is used up), it retries
 //! the *same* request, with the *same* request id (sent as `idempotency-key`), on the next
 //! endpoint, with exponential backoff, until the caller's deadline. The state machine applies a request id once, so a
 //! retried write cannot be applied twice: a leader crash costs the caller latency, not an
@@ -217,10 +218,12 @@ impl Client {
             .get(LEADER_ADDR_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // 503 (no leader, overloaded) and 429 (the token's write rate) are both "not now":
+        // the same request is sent again, with the same id, within the deadline.
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             let text = response.text().await.unwrap_or_default();
             return Tried::Unavailable {
-                message: format!("{endpoint} answered 503: {text}"),
+                message: format!("{endpoint} answered {status}: {text}"),
                 leader_hint,
             };
         }
