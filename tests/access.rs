@@ -368,10 +368,21 @@ async fn refused_writes_never_reach_the_log_on_the_leader_or_a_follower() {
             if let Some(t) = token {
                 request = request.bearer_auth(t);
             }
-            let status = request.send().await.unwrap().status();
+            let response = request.send().await.unwrap();
             assert_eq!(
-                status, wanted,
+                response.status(),
+                wanted,
                 "{method} {path} on node {target} with {token:?}"
+            );
+            // Refused by the node asked, not forwarded (a forwarded answer names the
+            // leader as the node that answered).
+            let answered_by = response.headers()[licd::api::NODE_ID_HEADER]
+                .to_str()
+                .unwrap();
+            assert_eq!(
+                answered_by,
+                target.to_string(),
+                "{method} {path}: forwarded"
             );
         }
     }

@@ -393,6 +393,7 @@ where
 
 /// The essence of a `Content-Type` (`type/subtype`, parameters dropped), enough to tell JSON.
 mod mime_type {
+    /// `type/subtype`, lower case.
     pub struct Essence(String);
 
     impl std::str::FromStr for Essence {
