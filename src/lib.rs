@@ -3,6 +3,7 @@
 //! This crate is the node and its tools, over the pure state machine ([`raft`], crate
 //! `licd-raft`) and the sled storage ([`storage`], crate `licd-storage`):
 //!
+//! - [`auth`]: roles, the route table, hashed bearer tokens;
 //! - [`config`]: node configuration and secrets;
 //! - [`node`]: a running node: Raft, storage, the read batcher, the leader's leases and
 //!   the cluster calendar;
@@ -29,6 +30,7 @@ compile_error!(
 
 pub mod agent;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;

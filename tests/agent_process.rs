@@ -73,6 +73,8 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
             .is_ok_and(|o| o.status.success())
     });
 
+    // The agent and the checks use the client token licd dev wrote.
+    let client_token = dir.path().join("dev").join("client-token");
     let agent_addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
@@ -89,6 +91,8 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
                 "3000",
             ])
             .args(["--status-addr", &agent_addr])
+            .arg("--token-file")
+            .arg(&client_token)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
@@ -100,6 +104,7 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
     });
     let check = Command::new(LICD)
         .args(["check", "--endpoints", &endpoints, "--node", "proc-agent"])
+        .env("LICD_TOKEN_FILE", &client_token)
         .output()
         .unwrap();
     assert!(
@@ -122,6 +127,7 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
             "--node",
             "proc-agent",
         ])
+        .env("LICD_TOKEN_FILE", &client_token)
         .output()
         .unwrap();
     assert!(

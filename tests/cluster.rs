@@ -117,7 +117,7 @@ async fn allocations_follow_the_license_rules_with_the_field_messages() {
     let again = allocate(&client, "app-a", 1, 4).await.unwrap();
     assert!(again.replaced);
     allocate(&client, "app-c", 3, 2).await.unwrap();
-    let usage = client.licenses().await.unwrap();
+    let usage = cluster.operator_client().licenses().await.unwrap();
     assert_eq!(usage.licenses[0].allocated_cores, 14);
     assert_eq!(usage.licenses[0].free_cores, 2);
 
@@ -131,12 +131,15 @@ async fn allocations_follow_the_license_rules_with_the_field_messages() {
     // Any node serves any request: ask a follower directly.
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let follower = cluster.addrs.keys().find(|id| **id != leader).unwrap();
-    let answer = reqwest::get(format!(
-        "http://{}/v1/nodes/app-a/check",
-        cluster.addrs[follower]
-    ))
-    .await
-    .unwrap();
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/nodes/app-a/check",
+            cluster.addrs[follower]
+        ))
+        .bearer_auth(common::CLIENT_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(
         answer.headers()[LEADER_ID_HEADER].to_str().unwrap(),
@@ -181,7 +184,7 @@ async fn stopping_the_leader_costs_checks_latency_not_errors() {
     );
 
     // Every earlier allocation is there, and writes work on the new leader.
-    let usage = client.licenses().await.unwrap();
+    let usage = cluster.operator_client().licenses().await.unwrap();
     assert_eq!(usage.licenses[0].allocated_cores, 24);
     assert_eq!(usage.licenses[0].nodes.len(), 3);
     allocate(&client, "app-d", 4, 8).await.unwrap();
@@ -304,7 +307,7 @@ async fn expired_leases_free_their_cores_and_retries_apply_once() {
     // Nobody writes: the leader's tick must free the cores once the lease passes.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let usage = client.licenses().await.unwrap();
+        let usage = cluster.operator_client().licenses().await.unwrap();
         if usage.licenses[0].allocated_cores == 0 {
             break;
         }
@@ -333,7 +336,7 @@ async fn expired_leases_free_their_cores_and_retries_apply_once() {
         !second.replaced,
         "the retry was not applied as a re-allocation"
     );
-    let usage = client.licenses().await.unwrap();
+    let usage = cluster.operator_client().licenses().await.unwrap();
     assert_eq!(usage.licenses[0].allocated_cores, 12);
     cluster.shutdown().await;
 }

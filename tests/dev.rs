@@ -114,8 +114,27 @@ fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
     ] {
         assert!(dir.join(file).exists(), "{file} missing");
     }
-    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
-    assert!(token.trim().len() >= 32);
+    // One token per role; the node configurations hold their hashes, never the tokens.
+    let config = std::fs::read_to_string(dir.join("node-1.toml")).unwrap();
+    for (file, role) in [
+        ("admin-token", "admin"),
+        ("operator-token", "operator"),
+        ("client-token", "client"),
+    ] {
+        let token = std::fs::read_to_string(dir.join(file)).unwrap();
+        let token = token.trim();
+        assert!(token.len() >= 32, "{file}");
+        assert!(
+            !config.contains(token),
+            "node-1.toml holds the {role} token itself"
+        );
+        let hash = licd::auth::hash_token(token);
+        assert!(
+            config.contains(&hash),
+            "node-1.toml lacks the {role} token's hash"
+        );
+    }
+    assert!(summary["client_token_file"].as_str().is_some());
     assert!(!dir.join("dev.pid").exists());
     let canonical = dir.canonicalize().unwrap();
     assert_nothing_left(&canonical, &pids);
@@ -268,6 +287,36 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
     let out = with_env(&["--json", "cluster", "status"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
+
+    // The role tokens, as the summary says: the client token checks, the operator token
+    // reads the status and may not change anything.
+    let with_role = |file: &str, args: &[&str]| {
+        let mut cmd = licd();
+        cmd.args(args)
+            .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_TOKEN_FILE", dir.join(file));
+        run_for(cmd, Duration::from_secs(60))
+    };
+    let out = with_role("client-token", &["check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_role("operator-token", &["--json", "cluster", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
+    let out = with_role(
+        "operator-token",
+        &[
+            "allocate",
+            "--node",
+            "op-server",
+            "--mac",
+            "02:00:00:00:00:02",
+            "--cores",
+            "1",
+        ],
+    );
+    assert_readable_failure(&out, "FORBIDDEN");
+    let out = with_role("client-token", &["license", "list"]);
+    assert_readable_failure(&out, "FORBIDDEN");
 
     // More cores than the license has left: the field error, with the figures.
     let out = with_env(&[

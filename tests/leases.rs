@@ -148,7 +148,7 @@ async fn a_failover_keeps_every_promised_lease_and_frees_a_dead_one_within_the_b
     assert!(checks > 3, "too few checks inside the promise: {checks}");
     // The live server renews on the new leader without reallocating.
     heartbeat(&client, "live").await;
-    let freed = wait_freed(&client, "dead", Duration::from_secs(20)).await;
+    let freed = wait_freed(&cluster.operator_client(), "dead", Duration::from_secs(20)).await;
     let held = freed - dead_sent;
     // Time with no leader at all lengthens the bound (nobody measures); the first answer
     // after the stop is an upper estimate of it.
@@ -215,7 +215,7 @@ async fn a_lease_that_ran_out_is_not_renewed() {
     cluster.install(&license("lic", 16)).await;
     let client = cluster.client();
     allocate(&client, "app-1", 1).await;
-    wait_freed(&client, "app-1", Duration::from_secs(20)).await;
+    wait_freed(&cluster.operator_client(), "app-1", Duration::from_secs(20)).await;
     let err = client
         .heartbeat(&node("app-1"), &new_request_id())
         .await

@@ -56,8 +56,12 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// A credential is missing.
     Unauthorized,
-    /// A credential is wrong.
+    /// A credential is wrong, or its role may not use the route.
     Forbidden,
+    /// The caller made more writes than its rate allows; retry after the `Retry-After`.
+    RateLimited,
+    /// The node serves as many requests as it allows at once; retry shortly.
+    Overloaded,
     /// A license file's signature is bad or its key is not trusted.
     LicenseNotTrusted,
     /// A license file cannot be read.
@@ -127,6 +131,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::LicenseNotTrusted => "LICENSE_NOT_TRUSTED",
             ErrorCode::InvalidLicenseFile => "INVALID_LICENSE_FILE",
             ErrorCode::AlreadyInitialized => "ALREADY_INITIALIZED",
@@ -190,7 +196,7 @@ pub struct ErrorBody {
     /// The license's `max_cores` (`CPU_LIMIT_EXHAUSTED` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub licensed: Option<u32>,
-    /// Suggested wait before a retry, in milliseconds (503 only).
+    /// Suggested wait before a retry, in milliseconds (503 and 429 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     /// The id under which the server logged an internal failure (`INTERNAL` only).
@@ -262,6 +268,8 @@ mod tests {
             ErrorCode::BadRequest,
             ErrorCode::MembershipChangeInProgress,
             ErrorCode::LeaderUnreachable,
+            ErrorCode::RateLimited,
+            ErrorCode::Overloaded,
             ErrorCode::InvalidLicenseFile,
             ErrorCode::Internal,
             ErrorCode::ClientConfig,

@@ -110,3 +110,18 @@ fn an_error_body_omits_absent_figures() {
         r#"{"code":"NOT_LEADER","message":"this node is not the leader"}"#
     );
 }
+
+#[test]
+fn a_rate_limited_answer_carries_its_wait() {
+    let mut body = ErrorBody::new(ErrorCode::RateLimited, "slow down");
+    body.retry_after_ms = Some(250);
+    assert_eq!(
+        serde_json::to_string(&body).unwrap(),
+        r#"{"code":"RATE_LIMITED","message":"slow down","retry_after_ms":250}"#
+    );
+    let overloaded = ErrorBody::new(ErrorCode::Overloaded, "busy");
+    assert_eq!(
+        serde_json::to_string(&overloaded).unwrap(),
+        r#"{"code":"OVERLOADED","message":"busy"}"#
+    );
+}

@@ -130,8 +130,10 @@ pub fn agent_setup(args: &RunArgs) -> anyhow::Result<(Client, AgentConfig)> {
         ..RetryPolicy::default()
     };
     let endpoints: Vec<String> = args.client.endpoints.clone();
-    let client =
-        Client::with_policy(&endpoints, policy)?.with_answer_keys(args.answer_keys.keys()?);
+    let client = args
+        .client
+        .with_tokens(Client::with_policy(&endpoints, policy)?)?
+        .with_answer_keys(args.answer_keys.keys()?);
     Ok((client, config))
 }
 

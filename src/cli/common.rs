@@ -1,5 +1,5 @@
 //! What the cluster-talking commands share: the client options (`--endpoints`,
-//! `--admin-token`, `--timeout-ms`) and this machine's defaults (node name, MAC, cores).
+//! `--admin-token`, `--token`, `--timeout-ms`) and this machine's defaults (node name, MAC, cores).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +36,13 @@ pub struct ClientOpts {
     /// File holding the admin token, used when no --admin-token / LICD_ADMIN_TOKEN is given.
     #[arg(long, env = "LICD_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Bearer token of the license API: a client token (allocate, heartbeat, release,
+    /// check) or an operator token (read-only). Without one the admin token is used.
+    #[arg(long, env = "LICD_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// File holding that token, used when no --token / LICD_TOKEN is given.
+    #[arg(long, env = "LICD_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Overall deadline of the call in milliseconds, over every retry and failover.
     #[arg(long, default_value_t = 15_000, value_name = "MS")]
     pub timeout_ms: u64,
@@ -68,13 +75,38 @@ impl ClientOpts {
         Ok(endpoints)
     }
 
-    /// A client for the license API (`/v1`); no admin token needed.
+    /// A client with every token given: `--token` for `/v1`, the admin token for `/admin`,
+    /// each the other's fallback.
     pub fn client(&self) -> anyhow::Result<Client> {
-        let mut client = Client::with_policy(&self.endpoints()?, self.policy()?)?;
+        self.with_tokens(Client::with_policy(&self.endpoints()?, self.policy()?)?)
+    }
+
+    /// `client` with the tokens given: `--token` for `/v1`, the admin token for `/admin`.
+    pub fn with_tokens(&self, mut client: Client) -> anyhow::Result<Client> {
         if let Some(token) = self.token()? {
             client = client.with_admin_token(token);
         }
+        if let Some(token) = self.role_token()? {
+            client = client.with_token(token);
+        }
         Ok(client)
+    }
+
+    /// A client for the read-only admin routes: the admin token or an operator token.
+    pub fn reader_client(&self) -> anyhow::Result<Client> {
+        if self.token()?.is_none() && self.role_token()?.is_none() {
+            bail!(
+                "this command needs the admin token or an operator token: pass --admin-token \
+                 TOKEN or --token TOKEN (or set LICD_ADMIN_TOKEN or LICD_TOKEN); `licd dev` \
+                 writes them to <dev dir>/admin-token and <dev dir>/operator-token"
+            );
+        }
+        self.client()
+    }
+
+    /// The token of `--token` / `LICD_TOKEN`, else of `--token-file`.
+    fn role_token(&self) -> anyhow::Result<Option<String>> {
+        read_token(self.token.as_deref(), self.token_file.as_deref(), "token")
     }
 
     /// A client for the admin API: fails with a clear message when no token is given.
@@ -91,23 +123,36 @@ impl ClientOpts {
     }
 
     fn token(&self) -> anyhow::Result<Option<String>> {
-        if let Some(t) = &self.admin_token {
-            let t = t.trim();
-            if !t.is_empty() {
-                return Ok(Some(t.to_string()));
-            }
-        }
-        if let Some(path) = &self.admin_token_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
-            let t = text.trim();
-            if t.is_empty() {
-                bail!("the admin token file {} is empty", path.display());
-            }
+        read_token(
+            self.admin_token.as_deref(),
+            self.admin_token_file.as_deref(),
+            "admin token",
+        )
+    }
+}
+
+/// A token given as text, else read from a file; `None` when neither is given.
+fn read_token(
+    text: Option<&str>,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(t) = text {
+        let t = t.trim();
+        if !t.is_empty() {
             return Ok(Some(t.to_string()));
         }
-        Ok(None)
     }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+        let t = text.trim();
+        if t.is_empty() {
+            bail!("the {what} file {} is empty", path.display());
+        }
+        return Ok(Some(t.to_string()));
+    }
+    Ok(None)
 }
 
 /// This machine's host name, reduced to the characters a node name allows

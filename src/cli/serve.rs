@@ -48,6 +48,19 @@ pub struct ServeArgs {
     /// signed with it.
     #[arg(long, env = "LICD_ANSWER_SIGNING_KEY_FILE")]
     pub answer_signing_key_file: Option<PathBuf>,
+    /// More accepted tokens, `role:sha256[:name]`, comma-separated (added to the file's
+    /// `[[auth.tokens]]`; `licd token new` prints an entry).
+    #[arg(
+        long = "tokens",
+        env = "LICD_TOKENS",
+        hide_env_values = true,
+        value_name = "ROLE:SHA256[:NAME],..."
+    )]
+    pub tokens: Option<String>,
+    /// Serve the client routes of /v1 without a token (a closed network only: see
+    /// docs/operations.md, Security).
+    #[arg(long, env = "LICD_ALLOW_ANONYMOUS_CLIENTS")]
+    pub allow_anonymous_clients: bool,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, env = "LICD_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
@@ -99,6 +112,8 @@ impl ServeArgs {
                 cluster_secret_file: None,
                 answer_signing_key_file: None,
                 raft: RaftTiming::default(),
+                auth: Default::default(),
+                limits: Default::default(),
             },
         };
         if let Some(v) = self.node_id {
@@ -128,6 +143,13 @@ impl ServeArgs {
         }
         if self.answer_signing_key_file.is_some() {
             config.answer_signing_key_file = self.answer_signing_key_file;
+        }
+        if let Some(text) = &self.tokens {
+            let more = crate::auth::parse_env_tokens(text)?;
+            config.auth.tokens.extend(more);
+        }
+        if self.allow_anonymous_clients {
+            config.auth.allow_anonymous_clients = true;
         }
         let t = &mut config.raft;
         for (field, value) in [

@@ -101,13 +101,13 @@ impl<'a> Call<'a> {
 
 /// How one attempt ended.
 pub(super) enum Tried {
-    /// A node answered something other than 503.
+    /// A node answered something other than 503 or 429.
     Answered {
         status: StatusCode,
         bytes: Vec<u8>,
         leader_hint: Option<String>,
     },
-    /// A node answered 503: no leader, or leadership moving.
+    /// A node answered 503 (no leader, leadership moving, overloaded) or 429 (rate limited).
     Unavailable {
         message: String,
         leader_hint: Option<String>,

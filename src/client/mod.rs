@@ -2,11 +2,15 @@
 //!
 //! A [`Client`] knows every endpoint of the cluster. It sends each call to the leader it last
 //! learned of (from the `x-licd-leader-*` headers every node sets), and when a node cannot be
-//! reached, does not answer in time, or answers 503 (no leader, leadership moving), it retries
-//! the *same* request, with the *same* request id, on the next endpoint, with exponential
-//! backoff, until the caller's deadline. The state machine applies a request id once, so a
+//! reached, does not answer in time, or answers 503 (no leader, leadership moving, overloaded)
+//! or 429 (the token's write rate is used up), it retries
+//! the *same* request, with the *same* request id (sent as `idempotency-key`), on the next
+//! endpoint, with exponential backoff, until the caller's deadline. The state machine applies a request id once, so a
 //! retried write cannot be applied twice: a leader crash costs the caller latency, not an
 //! error.
+//!
+//! Each call carries a bearer token: the admin token on `/admin`, the other token
+//! ([`Client::with_token`]: client or operator) elsewhere, each falling back on the other.
 //!
 //! Every endpoint is one `Call` (method, path, body, request id, attempt length) sent
 //! through one path, [`Client::send`]. The exception is [`Client::init`]: initializing a
@@ -30,9 +34,9 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AddLearnerBody, AllocateBody, CheckBody, ClusterHealthBody, GrantBody, InitBody, InstalledBody,
-    LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER, ReleaseBody, RemovedBody,
-    RenewBody, SnapshotBody, StatusBody, UsageBody, VotersBody,
+    AddLearnerBody, AllocateBody, CheckBody, ClusterHealthBody, GrantBody, IDEMPOTENCY_KEY_HEADER,
+    InitBody, InstalledBody, LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER,
+    ReleaseBody, RemovedBody, RenewBody, SnapshotBody, StatusBody, UsageBody, VotersBody,
 };
 use call::{Attempt, Body, Call, Tried, decode, http_client};
 use ed25519_dalek::VerifyingKey;
@@ -49,6 +53,8 @@ pub struct Client {
     /// Nodes that recently could not be reached, until when they are avoided.
     suspects: Mutex<HashMap<String, Instant>>,
     admin_token: Option<String>,
+    /// The token of every call that is not an admin call (a client or operator token).
+    token: Option<String>,
     policy: RetryPolicy,
     /// The cluster's answer-signing public keys: when any is given, every check answer must
     /// be signed by one of them for the nonce sent.
@@ -100,6 +106,7 @@ impl Client {
             leader: Mutex::new(None),
             suspects: Mutex::new(HashMap::new()),
             admin_token: None,
+            token: None,
             policy,
             answer_keys: Vec::new(),
         })
@@ -112,7 +119,8 @@ impl Client {
         Ok(self)
     }
 
-    /// Sets the admin token sent as a bearer token on `/admin` calls.
+    /// Sets the admin token sent as a bearer token on `/admin` calls, and on every other
+    /// call when no [`Client::with_token`] is set (an admin may do everything).
     pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {
         self.admin_token = Some(token.into());
         self
@@ -129,6 +137,24 @@ impl Client {
     /// Whether check answers are verified (answer keys were given).
     pub fn verifies_answers(&self) -> bool {
         !self.answer_keys.is_empty()
+    }
+
+    /// Sets the token sent as a bearer token on `/v1` calls (a client token for an
+    /// application server, an operator token for reads), and on `/admin` calls when no admin
+    /// token is set.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The bearer token of a call to `path`.
+    fn token_for(&self, path: &str) -> Option<&str> {
+        let (first, second) = if path.starts_with("/admin") {
+            (&self.admin_token, &self.token)
+        } else {
+            (&self.token, &self.admin_token)
+        };
+        first.as_deref().or(second.as_deref())
     }
 
     /// The endpoints this client knows.
@@ -190,11 +216,13 @@ impl Client {
             )
             .timeout(timeout);
         if let Some(id) = call.request_id {
-            request = request.header(REQUEST_ID_HEADER, id.as_str());
+            // The key of exactly-once; x-request-id too, for tracing and for nodes of an
+            // older version, which read the key from it.
+            request = request
+                .header(IDEMPOTENCY_KEY_HEADER, id.as_str())
+                .header(REQUEST_ID_HEADER, id.as_str());
         }
-        if call.path.starts_with("/admin")
-            && let Some(token) = &self.admin_token
-        {
+        if let Some(token) = self.token_for(&call.path) {
             request = request.bearer_auth(token);
         }
         request = match &call.body {
@@ -214,10 +242,12 @@ impl Client {
             .get(LEADER_ADDR_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // 503 (no leader, overloaded) and 429 (the token's write rate) are both "not now":
+        // the same request is sent again, with the same id, within the deadline.
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             let text = response.text().await.unwrap_or_default();
             return Tried::Unavailable {
-                message: format!("{endpoint} answered 503: {text}"),
+                message: format!("{endpoint} answered {status}: {text}"),
                 leader_hint,
             };
         }
@@ -369,7 +399,7 @@ impl Client {
         self.send(Call::get(format!("/v1/licenses/{id}"))).await
     }
 
-    /// The leader's view of the cluster's health (no admin token needed).
+    /// The leader's view of the cluster's health (a token of any role).
     pub async fn cluster_health(&self) -> Result<ClusterHealthBody, ClientError> {
         self.send(Call::get("/v1/cluster")).await
     }

@@ -98,6 +98,10 @@ struct Inner {
     secrets: Secrets,
     /// The cluster's answer-signing key, when configured: check answers are signed with it.
     answer_signer: Option<crate::signing::AnswerSigner>,
+    /// The bearer tokens accepted, by role.
+    tokens: Arc<crate::auth::Tokens>,
+    /// The abuse limits of the HTTP API.
+    limits: crate::config::LimitsConfig,
     election_timeout_max: Duration,
     reads: ReadBatcher,
     /// The read rounds, the lease keeper and the leader watch; dropped (and so stopped)
@@ -155,6 +159,8 @@ impl Node {
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let (reads, read_rounds) = ReadBatcher::spawn(raft.clone());
         let trusted_keys = config.trusted_keys()?;
+        let tokens = crate::auth::Tokens::new(&config.auth, &secrets.admin_token)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let default_lease_ttl = config.default_lease_ttl()?;
         let election_timeout_max = Duration::from_millis(t.election_timeout_max_ms);
         let keeper = ticker::Schedule {
@@ -171,6 +177,8 @@ impl Node {
             default_lease_ttl,
             secrets,
             answer_signer,
+            tokens: Arc::new(tokens),
+            limits: config.limits.clone(),
             election_timeout_max,
             reads,
             tasks: Mutex::new(vec![read_rounds]),
@@ -222,6 +230,16 @@ impl Node {
     /// The key check answers are signed with, if the node has one.
     pub fn answer_signer(&self) -> Option<&crate::signing::AnswerSigner> {
         self.inner.answer_signer.as_ref()
+    }
+
+    /// The bearer tokens the node accepts.
+    pub fn tokens(&self) -> &crate::auth::Tokens {
+        &self.inner.tokens
+    }
+
+    /// The abuse limits of the node's HTTP API.
+    pub fn limits(&self) -> &crate::config::LimitsConfig {
+        &self.inner.limits
     }
 
     /// The lease duration used when an allocation names none.

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use licd::api::InitBody;
+use licd::auth::{Role, hash_token};
 use licd::client::{Client, RetryPolicy, new_request_id};
-use licd::config::{NodeConfig, RaftTiming, Secrets};
+use licd::config::{AuthConfig, LimitsConfig, NodeConfig, RaftTiming, Secrets, TokenEntry};
 use licd::node::Node;
 use licd_raft::license::License;
 use licd_raft::license_file::{LicenseFile, encode_public_key, generate_signing_key};
@@ -24,6 +25,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The tokens of the other roles, configured by hash on every node (the admin token is the
+/// plain one of `Secrets`, as `admin_token_file` / `LICD_ADMIN_TOKEN` give it).
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+pub const CLIENT_TOKEN: &str = "test-client-token-0123456789";
+/// A second client token, for rotation tests.
+pub const CLIENT_TOKEN_2: &str = "test-client-token-2-0123456789";
 pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
 
 /// A demo MAC address the tests' licenses allow, by index.
@@ -51,6 +58,23 @@ fn secrets() -> Secrets {
     Secrets {
         admin_token: Arc::from(ADMIN_TOKEN),
         cluster_secret: Arc::from(CLUSTER_SECRET),
+    }
+}
+
+/// The hashed tokens every test node accepts besides the admin token.
+pub fn test_auth() -> AuthConfig {
+    let entry = |role, token: &str, name: &str| TokenEntry {
+        role,
+        sha256: hash_token(token),
+        name: Some(name.into()),
+    };
+    AuthConfig {
+        tokens: vec![
+            entry(Role::Operator, OPERATOR_TOKEN, "test-operator"),
+            entry(Role::Client, CLIENT_TOKEN, "test-client"),
+            entry(Role::Client, CLIENT_TOKEN_2, "test-client-2"),
+        ],
+        allow_anonymous_clients: false,
     }
 }
 
@@ -108,6 +132,13 @@ impl Cluster {
             cluster_secret_file: None,
             answer_signing_key_file: None,
             raft: RaftTiming::default(),
+            auth: test_auth(),
+            // Tests write fast from one token; tests/access.rs sets its own limits.
+            limits: LimitsConfig {
+                writes_per_second: 100_000,
+                write_burst: 100_000,
+                ..LimitsConfig::default()
+            },
         };
         tweak(&mut config);
         self.addrs.insert(id, addr);
@@ -179,8 +210,8 @@ impl Cluster {
         self.addrs.values().map(ToString::to_string).collect()
     }
 
-    /// A client of every endpoint.
-    pub fn client(&self) -> Client {
+    /// A client of every endpoint, without a token.
+    pub fn anonymous_client(&self) -> Client {
         Client::with_policy(
             &self.endpoints(),
             RetryPolicy {
@@ -191,9 +222,32 @@ impl Cluster {
         .expect("client")
     }
 
+    /// A client of every endpoint with the client token (an application server's).
+    pub fn client(&self) -> Client {
+        self.anonymous_client().with_token(CLIENT_TOKEN)
+    }
+
+    /// A client with the operator token (read-only).
+    pub fn operator_client(&self) -> Client {
+        self.anonymous_client().with_token(OPERATOR_TOKEN)
+    }
+
     /// A client with the admin token.
     pub fn admin_client(&self) -> Client {
-        self.client().with_admin_token(ADMIN_TOKEN)
+        self.anonymous_client().with_admin_token(ADMIN_TOKEN)
+    }
+
+    /// An admin client of node `id` alone (for calls addressed to one node, like `elect`).
+    pub fn admin_client_of(&self, id: u64) -> Client {
+        Client::with_policy(
+            &[self.addrs[&id].to_string()],
+            RetryPolicy {
+                deadline: Duration::from_secs(20),
+                ..RetryPolicy::default()
+            },
+        )
+        .expect("client")
+        .with_admin_token(ADMIN_TOKEN)
     }
 
     /// Waits until every running node agrees on one running leader; returns it.

@@ -28,7 +28,7 @@ use licd_raft::types::{Cores, LicenseId, MacAddr, NodeName, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::cluster::ADMIN_TOKEN;
+use super::cluster::{ADMIN_TOKEN, CLIENT_TOKEN, OPERATOR_TOKEN};
 use super::workload::{Recorder, client, describe};
 use crate::checker::LeaseConfig;
 use crate::history::{
@@ -341,7 +341,8 @@ pub async fn run_lease_workload(
     }
     let mut tasks = Vec::new();
     for (i, server) in lease_servers(count, seed).into_iter().enumerate() {
-        let client = client(&endpoints, CLIENT_OFFSET + i, Duration::from_millis(1_500))?;
+        let client = client(&endpoints, CLIENT_OFFSET + i, Duration::from_millis(1_500))?
+            .with_token(CLIENT_TOKEN);
         let rng = StdRng::seed_from_u64(seed.wrapping_mul(7_919).wrapping_add(i as u64));
         let bound = Duration::from_millis(timing.bound_ms(server.ttl_ms, 1));
         tasks.push(tokio::spawn(serve(
@@ -354,11 +355,13 @@ pub async fn run_lease_workload(
             stop.clone(),
         )));
     }
+    // The observer reads the usage: an operator's route.
     let observer = client(
         &endpoints,
         CLIENT_OFFSET + count,
         Duration::from_millis(1_500),
-    )?;
+    )?
+    .with_token(OPERATOR_TOKEN);
     let admin = client(
         &endpoints,
         CLIENT_OFFSET + count + 1,

@@ -17,6 +17,7 @@ use licd_raft::types::{Cores, LicenseId, MacAddr, NodeName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::cluster::{ADMIN_TOKEN, OPERATOR_TOKEN};
 use super::fault::Fault;
 use crate::history::{AllocateInput, ErrorValue, Event, EventKind, F, FaultValue, Input, Output};
 
@@ -260,7 +261,9 @@ pub async fn run_clients(
         } else {
             vec![endpoints[pinned_node(i) as usize - 1].clone()]
         };
-        let client = client(&mine, i, Duration::from_secs(2))?;
+        // A workload process both writes (a client's routes) and reads the usage (an
+        // operator's): the admin token may do both.
+        let client = client(&mine, i, Duration::from_secs(2))?.with_admin_token(ADMIN_TOKEN);
         let rec = rec.clone();
         let stop = stop.clone();
         let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
@@ -287,7 +290,7 @@ pub async fn final_reads(
     endpoints: &[String],
     within: Duration,
 ) -> anyhow::Result<bool> {
-    let client = client(endpoints, 99, within)?;
+    let client = client(endpoints, 99, within)?.with_token(OPERATOR_TOKEN);
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         operate(rec, crate::history::FINAL, &client, Input::Usage).await;

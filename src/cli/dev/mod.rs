@@ -176,6 +176,8 @@ pub async fn run(args: DevArgs, out: Output) -> anyhow::Result<ExitCode> {
             .collect(),
         leader_id: Some(leader),
         admin_token_file: prepared.admin_token_file.clone(),
+        operator_token_file: prepared.operator_token_file.clone(),
+        client_token_file: prepared.client_token_file.clone(),
         cluster_secret_file: prepared.cluster_secret_file.clone(),
         answer_key_file: prepared.answer_key_file.clone(),
         answer_public_key: prepared.answer_public_key.clone(),
@@ -309,7 +311,7 @@ async fn start_agent(
             ..RetryPolicy::default()
         },
     ) {
-        Ok(c) => c,
+        Ok(c) => c.with_token(&prepared.client_token),
         Err(e) => {
             eprintln!(
                 "licd dev: cannot start the agent: {}",

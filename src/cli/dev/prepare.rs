@@ -1,6 +1,9 @@
 //! The working directory of `licd dev` and what goes in it: the vendor key, the secrets,
 //! the demo license bound to this machine, the answer-signing key, and the three node
 //! configurations.
+//! The working directory of `licd dev` and what goes in it: the vendor key, the secrets
+//! (the cluster secret and one token per role, whose hashes the node configurations hold),
+//! the demo license bound to this machine, and the three node configurations.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,9 +19,10 @@ use licd_raft::license_file::{
 use licd_raft::types::{Cores, LicenseId, MacAddr, Timestamp};
 
 use super::{DEV_LEASE_MS, DevArgs};
+use crate::auth::{Role, hash_token, new_token};
 use crate::cli::common::{default_cores, default_mac};
 use crate::cli::license::write_secret_file;
-use crate::config::{NodeConfig, RaftTiming};
+use crate::config::{AuthConfig, NodeConfig, RaftTiming, TokenEntry};
 use crate::node::now;
 
 /// Marks a directory as made by `licd dev`, so that a later run may replace its files.
@@ -29,6 +33,8 @@ const OWNED: &[&str] = &[
     "vendor.pub",
     "demo.lic",
     "admin-token",
+    "operator-token",
+    "client-token",
     "cluster-secret",
     "answer-signing.key",
     "answer-signing.pub",
@@ -129,6 +135,9 @@ pub(super) struct Prepared {
     pub(super) dir: PathBuf,
     pub(super) admin_token: String,
     pub(super) admin_token_file: PathBuf,
+    pub(super) operator_token_file: PathBuf,
+    pub(super) client_token: String,
+    pub(super) client_token_file: PathBuf,
     pub(super) cluster_secret: String,
     pub(super) cluster_secret_file: PathBuf,
     /// The cluster's answer-signing key file, and its public key (base64).
@@ -184,9 +193,30 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let license_file = dir.join("demo.lic");
     std::fs::write(&license_file, &license_text).context("cannot write demo.lic")?;
 
-    let admin_token = random_secret();
-    let admin_token_file = dir.join("admin-token");
-    write_secret_file(&admin_token_file, &format!("{admin_token}\n"))?;
+    // One token per role, each in its own file (mode 0600); the nodes get their hashes only.
+    let mut tokens = Vec::new();
+    let mut token_files = Vec::new();
+    for role in Role::ALL {
+        let token = new_token(role);
+        let file = dir.join(format!("{role}-token"));
+        write_secret_file(&file, &format!("{token}\n"))?;
+        tokens.push(TokenEntry {
+            role,
+            sha256: hash_token(&token),
+            name: Some(format!("dev-{role}")),
+        });
+        token_files.push((token, file));
+    }
+    let [
+        (admin_token, admin_token_file),
+        (_, operator_token_file),
+        (client_token, client_token_file),
+    ] = <[(String, PathBuf); 3]>::try_from(token_files)
+        .map_err(|_| anyhow::anyhow!("one token per role"))?;
+    let auth = AuthConfig {
+        tokens,
+        allow_anonymous_clients: false,
+    };
     let cluster_secret = random_secret();
     let cluster_secret_file = dir.join("cluster-secret");
     write_secret_file(&cluster_secret_file, &format!("{cluster_secret}\n"))?;
@@ -219,10 +249,12 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
             trusted_keys: vec![vendor_public_key.clone()],
             default_lease_ttl_ms: DEV_LEASE_MS,
             raft_bind_ip: None,
-            admin_token_file: Some(admin_token_file.clone()),
+            admin_token_file: None,
             cluster_secret_file: Some(cluster_secret_file.clone()),
             answer_signing_key_file: Some(answer_key_file.clone()),
             raft: RaftTiming::default(),
+            auth: auth.clone(),
+            limits: Default::default(),
         };
         config
             .validate()
@@ -239,6 +271,9 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
         dir,
         admin_token,
         admin_token_file,
+        operator_token_file,
+        client_token,
+        client_token_file,
         cluster_secret,
         cluster_secret_file,
         answer_key_file,

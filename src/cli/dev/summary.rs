@@ -21,6 +21,8 @@ pub(super) struct Summary {
     pub(super) nodes: Vec<NodeSummary>,
     pub(super) leader_id: Option<RaftNodeId>,
     pub(super) admin_token_file: PathBuf,
+    pub(super) operator_token_file: PathBuf,
+    pub(super) client_token_file: PathBuf,
     pub(super) cluster_secret_file: PathBuf,
     pub(super) answer_key_file: PathBuf,
     pub(super) answer_public_key: String,
@@ -116,6 +118,14 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
         g.licensed_cores
     );
     println!("admin token:        {}", s.admin_token_file.display());
+    println!(
+        "operator token:     {} (read-only)",
+        s.operator_token_file.display()
+    );
+    println!(
+        "client token:       {} (allocate, heartbeat, release, check; the agent uses it)",
+        s.client_token_file.display()
+    );
     if no_wait {
         println!();
         println!("--no-wait: stopping the cluster now.");
@@ -141,6 +151,14 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
         shell_quote(&s.admin_token_file)
     );
     println!("  alias licd={exe}    # unless licd is on your PATH");
+    println!();
+    println!(
+        "The admin token may do everything. An application server gets the client token \
+         (LICD_TOKEN=\"$(cat {})\" licd check), a monitoring host the operator token \
+         (LICD_TOKEN=\"$(cat {})\" licd cluster status).",
+        shell_quote(&s.client_token_file),
+        shell_quote(&s.operator_token_file)
+    );
     println!();
     let try_it = [
         (
