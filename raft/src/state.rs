@@ -12,6 +12,11 @@
 //! 2. A request id already applied returns its first response and changes nothing.
 //! 3. The command runs (see the table in docs/architecture.md).
 //!
+//! Allocations are bound to their holder by a lease token, of which the state holds only the
+//! SHA-256 hash: a name with a live allocation changes hands only when the request presents
+//! that token (`NODE_IN_USE` otherwise, whatever MAC it declares), and a MAC holds at most
+//! one live allocation (`MAC_IN_USE`).
+//!
 //! Leases are not measured here: no clock in the state decides one. An allocation records
 //! its ttl and the remaining time of its latest checkpoint; the leader measures leases on
 //! its monotonic clock and proposes [`Command::Checkpoint`] and [`Command::Expire`] entries,
@@ -27,7 +32,7 @@ use crate::command::{
 };
 use crate::dedup::{Applied, DedupTable};
 use crate::license::License;
-use crate::types::{LicenseId, NodeName, Timestamp};
+use crate::types::{LicenseId, NodeName, Timestamp, TokenHash};
 
 /// The licenses, the allocations and the cluster clock, as every replica holds them.
 ///
@@ -277,6 +282,7 @@ impl LicenseState {
         if !license.allowed_macs.contains(&req.mac) {
             return Err(Rejection::new(Code::InvalidMultiServerLicense));
         }
+        let token_hash = self.holder_check(req)?;
         let counted = license.counted_cores(req.cores.get());
         let held_here = self
             .allocations
@@ -306,6 +312,7 @@ impl LicenseState {
             allocated_at: self.clock,
             grant: self.next_grant,
             remaining_ms: req.lease_ttl.as_millis(),
+            token_hash: Some(token_hash),
         };
         self.next_grant += 1;
         self.insert_allocation(req.node.clone(), allocation.clone());
@@ -316,6 +323,38 @@ impl LicenseState {
             allocated_cores: self.counted_cores(&license_id),
             licensed_cores,
         }))
+    }
+
+    /// Who may allocate `req.node` with `req.mac`, and the token hash the allocation gets:
+    /// - a name with a live allocation is re-allocated only when the request presents that
+    ///   allocation's token (it keeps the token), otherwise `NODE_IN_USE`; an allocation
+    ///   stored before tokens existed has none, and is replaced by a request from the same
+    ///   MAC, which gets the new token;
+    /// - a MAC that another name's live allocation uses is `MAC_IN_USE`;
+    /// - otherwise the allocation is new and gets the request's new token.
+    ///
+    /// The hashes are compared plainly: they are SHA-256 of 128-bit random tokens, so the
+    /// time a comparison takes tells nothing usable about a token.
+    fn holder_check(&self, req: &Allocate) -> Result<TokenHash, Rejection> {
+        let token_hash = match self.allocations.get(&req.node) {
+            None => req.token_hash,
+            Some(held) => match held.token_hash {
+                Some(held_hash) if req.presented == Some(held_hash) => held_hash,
+                Some(_) => return Err(Rejection::new(Code::NodeInUse)),
+                None if held.mac == req.mac => req.token_hash,
+                None => return Err(Rejection::new(Code::NodeInUse)),
+            },
+        };
+        // A linear walk: allocations are few (one per application server) and allocating is
+        // rare next to checks, which never walk.
+        let mac_taken = self
+            .allocations
+            .iter()
+            .any(|(node, a)| node != &req.node && a.mac == req.mac);
+        if mac_taken {
+            return Err(Rejection::new(Code::MacInUse));
+        }
+        Ok(token_hash)
     }
 
     /// Adds an allocation and its index entries. The server must hold none.

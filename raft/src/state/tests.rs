@@ -40,7 +40,16 @@ fn allocate_on(license: &str, node_name: &str, mac_last: u8, cores: u32, ttl: u6
         mac: mac(mac_last),
         cores: Cores::new(cores).unwrap(),
         lease_ttl: LeaseTtl::from_millis(ttl).unwrap(),
+        token_hash: token(node_name),
+        presented: None,
     })
+}
+
+/// The token hash a test allocation of `node_name` issues.
+fn token(node_name: &str) -> TokenHash {
+    let mut bytes = [0; 32];
+    bytes[..node_name.len()].copy_from_slice(node_name.as_bytes());
+    TokenHash(bytes)
 }
 
 /// A state with two licenses, live allocations, a checkpointed lease, an expired one and
@@ -121,6 +130,35 @@ fn the_state_survives_a_bincode_round_trip_with_its_indexes_rebuilt() {
 }
 
 #[test]
+fn an_allocation_stored_without_a_token_is_replaced_from_its_own_mac_only() {
+    // Stored format 2 had no lease tokens: its allocations arrive with none. No log of this
+    // version makes one, so it is built by hand.
+    let mut state = busy_state();
+    state.allocations.get_mut(&node("a")).unwrap().token_hash = None;
+    let apply = |state: &mut LicenseState, id: &str, command: Command| {
+        state.apply(&Request {
+            time: Some(Timestamp(T0)),
+            request_id: rid(id),
+            command,
+        })
+    };
+    // Another MAC under the name is refused, as for any live allocation.
+    let refused = apply(&mut state, "thief", allocate_on("lic-1", "a", 3, 1, 60_000));
+    assert_eq!(refused.unwrap_err().code, Code::NodeInUse);
+    // Its own MAC, without a token, takes it over with a token.
+    let Ok(Outcome::Allocated(grant)) =
+        apply(&mut state, "again", allocate_on("lic-1", "a", 1, 2, 60_000))
+    else {
+        panic!("the legacy allocation was not replaced");
+    };
+    assert!(grant.replaced);
+    assert_eq!(grant.allocation.token_hash, Some(token("a")));
+    // From then on the token is needed.
+    let refused = apply(&mut state, "after", allocate_on("lic-1", "a", 1, 2, 60_000));
+    assert_eq!(refused.unwrap_err().code, Code::NodeInUse);
+}
+
+#[test]
 fn renewable_refuses_an_allocation_whose_license_is_not_installed() {
     // No log reaches this state (removing a license releases its allocations), so it is
     // built by hand: the heartbeat scripts cannot show this refusal.
@@ -154,6 +192,7 @@ mod properties {
     };
     use crate::license::License;
     use crate::state::LicenseState;
+    use crate::types::TokenHash;
     use crate::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, Timestamp};
 
     /// The time of the first entry of every generated log.
@@ -223,14 +262,20 @@ mod properties {
                 prop::option::of(arb_license_id()),
                 1..=12u32,
                 5_000..=300_000u64,
+                0..4u8,
+                prop::option::of(0..4u8),
             )
-                .prop_map(|((node, mac), license, cores, ttl)| {
+                .prop_map(|((node, mac), license, cores, ttl, new, presented)| {
+                    // A few tokens only, so that presented ones often match.
+                    let hash = |n: u8| TokenHash([n; 32]);
                     Command::Allocate(Allocate {
                         node,
                         license,
                         mac,
                         cores: Cores::new(cores).unwrap(),
                         lease_ttl: LeaseTtl::from_millis(ttl).unwrap(),
+                        token_hash: hash(new),
+                        presented: presented.map(hash),
                     })
                 }),
             3 => arb_node().prop_map(|node| Command::Release { node }),

@@ -241,12 +241,20 @@ fn allocate(line: &mut Line) -> Result<Command, String> {
     let ttl = line.take_number("ttl")?.unwrap_or(DEFAULT_TTL);
     let lease_ttl = LeaseTtl::from_millis(ttl).map_err(|e| e.to_string())?;
     let license = line.take("license").map(|l| license_id(&l)).transpose()?;
+    let token = line.take("token").unwrap_or_else(|| node.to_string());
+    let token_hash = show::token_hash(&token)?;
+    let presented = line
+        .take("presented")
+        .map(|t| show::token_hash(&t))
+        .transpose()?;
     Ok(Command::Allocate(Allocate {
         node,
         license,
         mac,
         cores,
         lease_ttl,
+        token_hash,
+        presented,
     }))
 }
 
