@@ -101,8 +101,11 @@ pub struct Allocate {
     /// How long the allocation lives without a heartbeat.
     pub lease_ttl: LeaseTtl,
     /// The hash of the lease token the leader issues with this allocation when it is a new
-    /// one (a re-allocation keeps the token it was made with).
-    pub token_hash: TokenHash,
+    /// one (a re-allocation keeps the token it was made with). `None` only in an entry
+    /// logged by stored format 2, before lease tokens: it applies by that format's rules
+    /// (no holder check, an allocation without a token), so that every replica computes
+    /// what format 2 computed, whichever snapshot it re-applies the log from.
+    pub token_hash: Option<TokenHash>,
     /// The hash of the lease token the client presented: a name that holds a live
     /// allocation is re-allocated only when it matches that allocation's.
     pub presented: Option<TokenHash>,

@@ -312,7 +312,7 @@ impl LicenseState {
             allocated_at: self.clock,
             grant: self.next_grant,
             remaining_ms: req.lease_ttl.as_millis(),
-            token_hash: Some(token_hash),
+            token_hash,
         };
         self.next_grant += 1;
         self.insert_allocation(req.node.clone(), allocation.clone());
@@ -335,11 +335,16 @@ impl LicenseState {
     ///
     /// The hashes are compared plainly: they are SHA-256 of 128-bit random tokens, so the
     /// time a comparison takes tells nothing usable about a token.
-    fn holder_check(&self, req: &Allocate) -> Result<TokenHash, Rejection> {
+    ///
+    /// An entry of stored format 2 (no token hash) skips the check, as format 2 did.
+    fn holder_check(&self, req: &Allocate) -> Result<Option<TokenHash>, Rejection> {
+        if req.token_hash.is_none() {
+            return Ok(None);
+        }
         let token_hash = match self.allocations.get(&req.node) {
             None => req.token_hash,
             Some(held) => match held.token_hash {
-                Some(held_hash) if req.presented == Some(held_hash) => held_hash,
+                Some(held_hash) if req.presented == Some(held_hash) => Some(held_hash),
                 Some(_) => return Err(Rejection::new(Code::NodeInUse)),
                 None if held.mac == req.mac => req.token_hash,
                 None => return Err(Rejection::new(Code::NodeInUse)),
@@ -426,17 +431,38 @@ impl Serialize for LicenseState {
 impl<'de> Deserialize<'de> for LicenseState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let owned = StateOwned::deserialize(d)?;
+        Ok(LicenseState::restored(
+            owned.clock,
+            owned.licenses,
+            owned.allocations,
+            owned.dedup,
+            owned.next_grant,
+            owned.allocation_changes,
+        ))
+    }
+}
+
+impl LicenseState {
+    /// A state from its stored parts, with its derived index rebuilt.
+    pub(crate) fn restored(
+        clock: Timestamp,
+        licenses: BTreeMap<LicenseId, License>,
+        allocations: BTreeMap<NodeName, Allocation>,
+        dedup: DedupTable,
+        next_grant: u64,
+        allocation_changes: u64,
+    ) -> LicenseState {
         let mut state = LicenseState {
-            clock: owned.clock,
-            licenses: owned.licenses,
-            allocations: owned.allocations,
-            dedup: owned.dedup,
-            next_grant: owned.next_grant,
-            allocation_changes: owned.allocation_changes,
+            clock,
+            licenses,
+            allocations,
+            dedup,
+            next_grant,
+            allocation_changes,
             counted: BTreeMap::new(),
         };
         state.rebuild_indexes();
-        Ok(state)
+        state
     }
 }
 

@@ -83,7 +83,7 @@ fn requests() -> Vec<Request> {
             mac: MacAddr::parse("aa-bb-cc-dd-ee-ff").unwrap(),
             cores: Cores::new(8).unwrap(),
             lease_ttl: LeaseTtl::from_millis(30_000).unwrap(),
-            token_hash: TokenHash([7; 32]),
+            token_hash: Some(TokenHash([7; 32])),
             presented: Some(TokenHash([9; 32])),
         }),
         Command::Release { node: node.clone() },

@@ -40,7 +40,7 @@ fn allocate_on(license: &str, node_name: &str, mac_last: u8, cores: u32, ttl: u6
         mac: mac(mac_last),
         cores: Cores::new(cores).unwrap(),
         lease_ttl: LeaseTtl::from_millis(ttl).unwrap(),
-        token_hash: token(node_name),
+        token_hash: Some(token(node_name)),
         presented: None,
     })
 }
@@ -274,7 +274,7 @@ mod properties {
                         mac,
                         cores: Cores::new(cores).unwrap(),
                         lease_ttl: LeaseTtl::from_millis(ttl).unwrap(),
-                        token_hash: hash(new),
+                        token_hash: Some(hash(new)),
                         presented: presented.map(hash),
                     })
                 }),

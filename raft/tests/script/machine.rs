@@ -242,7 +242,7 @@ fn allocate(line: &mut Line) -> Result<Command, String> {
     let lease_ttl = LeaseTtl::from_millis(ttl).map_err(|e| e.to_string())?;
     let license = line.take("license").map(|l| license_id(&l)).transpose()?;
     let token = line.take("token").unwrap_or_else(|| node.to_string());
-    let token_hash = show::token_hash(&token)?;
+    let token_hash = Some(show::token_hash(&token)?);
     let presented = line
         .take("presented")
         .map(|t| show::token_hash(&t))
