@@ -65,6 +65,16 @@ pub enum Command {
         /// The leases to end.
         leases: Vec<LeaseRef>,
     },
+    /// The holder gives a server's cores back, presenting the allocation's lease token
+    /// ([`Command::Release`] is the administrator's, which needs none). Refused with
+    /// `LEASE_TOKEN_REQUIRED` or `LEASE_TOKEN_MISMATCH` when the allocation's token is not
+    /// the one presented; releasing a server that holds nothing succeeds.
+    ReleaseHeld {
+        /// The server to release.
+        node: NodeName,
+        /// The hash of the lease token presented, if any.
+        presented: Option<TokenHash>,
+    },
 }
 
 /// One grant of one server, as [`Command::Expire`] names it.
@@ -295,6 +305,10 @@ pub enum Code {
     NodeInUse,
     /// Another server name holds a live allocation with the same MAC address.
     MacInUse,
+    /// A heartbeat or a release of an allocation that has a lease token presented none.
+    LeaseTokenRequired,
+    /// A heartbeat or a release presented a lease token that is not the allocation's.
+    LeaseTokenMismatch,
 }
 
 impl Code {
@@ -316,6 +330,8 @@ impl Code {
             Code::RequestIdReused => "REQUEST_ID_REUSED",
             Code::NodeInUse => "NODE_IN_USE",
             Code::MacInUse => "MAC_IN_USE",
+            Code::LeaseTokenRequired => "LEASE_TOKEN_REQUIRED",
+            Code::LeaseTokenMismatch => "LEASE_TOKEN_MISMATCH",
         }
     }
 
@@ -342,6 +358,10 @@ impl Code {
                  until its lease ends."
             }
             Code::MacInUse => "Another server name holds a live allocation with this MAC address.",
+            Code::LeaseTokenRequired => {
+                "The allocation has a lease token: present it (header x-licd-lease-token)."
+            }
+            Code::LeaseTokenMismatch => "The lease token is not this allocation's.",
         }
     }
 }
@@ -374,6 +394,8 @@ mod tests {
             Code::RequestIdReused,
             Code::NodeInUse,
             Code::MacInUse,
+            Code::LeaseTokenRequired,
+            Code::LeaseTokenMismatch,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -114,6 +114,12 @@ impl LicenseState {
                 node: node.clone(),
                 freed: self.remove_allocation(node),
             }),
+            Command::ReleaseHeld { node, presented } => {
+                self.holds(node, *presented).map(|()| Outcome::Released {
+                    node: node.clone(),
+                    freed: self.remove_allocation(node),
+                })
+            }
             // Checkpoints and expirations are idempotent by nature (they name grants), so
             // they are not remembered.
             Command::Checkpoint { leases } => return Ok(self.checkpoint(leases)),
@@ -128,6 +134,25 @@ impl LicenseState {
             },
         );
         response
+    }
+
+    /// Whether a request presenting the token hash `presented` speaks for `node`'s
+    /// allocation: yes when the name holds none, when its allocation has no token (stored
+    /// before lease tokens) or when the hashes are equal; otherwise `LEASE_TOKEN_REQUIRED`
+    /// (none presented) or `LEASE_TOKEN_MISMATCH`.
+    ///
+    /// The leader checks heartbeats and releases with its own constant-time comparison of
+    /// the token before anything reaches the log; this is the deterministic check of a
+    /// release at apply, against the allocation the name holds by then.
+    pub fn holds(&self, node: &NodeName, presented: Option<TokenHash>) -> Result<(), Rejection> {
+        let Some(held) = self.allocations.get(node).and_then(|a| a.token_hash) else {
+            return Ok(());
+        };
+        match presented {
+            Some(presented) if presented == held => Ok(()),
+            Some(_) => Err(Rejection::new(Code::LeaseTokenMismatch)),
+            None => Err(Rejection::new(Code::LeaseTokenRequired)),
+        }
     }
 
     /// Records the remaining time of the named grants that still exist.

@@ -38,7 +38,8 @@
 //!   `license=` names one. `token=` labels the new lease token the leader issues (by
 //!   default the server's name), `presented=` the token the client presents to re-allocate
 //!   what it holds. The state holds a token's hash; scripts write and print the label.
-//! - `release <node>`.
+//! - `release <node> [presented=<token>|none]`: the administrator's release; with
+//!   `presented=`, the holder's release (`ReleaseHeld`) presenting that token (`none`: none).
 //! - `checkpoint <node>=<grant>:<remaining_ms> ...`: record the lease time the leader
 //!   measured for each named grant (`checkpoint a=0:30_000 b=1:5_000`); none named is an
 //!   empty checkpoint.

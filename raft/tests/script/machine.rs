@@ -310,9 +310,20 @@ fn command(line: &mut Line) -> Result<Command, String> {
             license: license_id(line.one_positional("license id")?)?,
         },
         "allocate" => allocate(line)?,
-        "release" => Command::Release {
-            node: node(line.one_positional("server name")?)?,
-        },
+        "release" => {
+            let node = node(line.one_positional("server name")?)?;
+            match line.take("presented").as_deref() {
+                None => Command::Release { node },
+                Some("none") => Command::ReleaseHeld {
+                    node,
+                    presented: None,
+                },
+                Some(label) => Command::ReleaseHeld {
+                    node,
+                    presented: Some(show::token_hash(label)?),
+                },
+            }
+        }
         "checkpoint" => Command::Checkpoint {
             leases: line
                 .positional
