@@ -32,13 +32,14 @@ use crate::command::{
 };
 use crate::dedup::{Applied, DedupTable};
 use crate::license::License;
-use crate::types::{LicenseId, NodeName, Timestamp, TokenHash};
+use crate::types::{LicenseId, MacAddr, NodeName, Timestamp, TokenHash};
 
 /// The licenses, the allocations and the cluster clock, as every replica holds them.
 ///
-/// One index is derived from the allocations and kept in step with them: each license's
-/// counted total, so that a check or an allocation does not sum every allocation. It is not
-/// part of snapshots: deserializing rebuilds it.
+/// Two indexes are derived from the allocations and kept in step with them: each license's
+/// counted total, so that a check or an allocation does not sum every allocation, and the
+/// number of allocations per MAC, so that an allocation does not walk them all. They are not
+/// part of snapshots: deserializing rebuilds them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LicenseState {
     pub(crate) clock: Timestamp,
@@ -52,6 +53,9 @@ pub struct LicenseState {
     pub(crate) allocation_changes: u64,
     /// Derived: the counted cores of each license's allocations (licenses with none are absent).
     counted: BTreeMap<LicenseId, u64>,
+    /// Derived: how many allocations use each MAC address (absent: none). One at most, but
+    /// for allocations stored before lease tokens, which could share one.
+    macs: BTreeMap<MacAddr, usize>,
 }
 
 impl LicenseState {
@@ -375,13 +379,12 @@ impl LicenseState {
                 None => return Err(Rejection::new(Code::NodeInUse)),
             },
         };
-        // A linear walk: allocations are few (one per application server) and allocating is
-        // rare next to checks, which never walk.
-        let mac_taken = self
+        let users = self.macs.get(&req.mac).copied().unwrap_or(0);
+        let own = self
             .allocations
-            .iter()
-            .any(|(node, a)| node != &req.node && a.mac == req.mac);
-        if mac_taken {
+            .get(&req.node)
+            .is_some_and(|a| a.mac == req.mac);
+        if users > usize::from(own) {
             return Err(Rejection::new(Code::MacInUse));
         }
         Ok(token_hash)
@@ -392,6 +395,7 @@ impl LicenseState {
         self.allocation_changes += 1;
         *self.counted.entry(allocation.license.clone()).or_default() +=
             u64::from(allocation.counted_cores);
+        *self.macs.entry(allocation.mac).or_default() += 1;
         self.allocations.insert(node, allocation);
     }
 
@@ -405,14 +409,22 @@ impl LicenseState {
                 self.counted.remove(&allocation.license);
             }
         }
+        if let Some(users) = self.macs.get_mut(&allocation.mac) {
+            *users -= 1;
+            if *users == 0 {
+                self.macs.remove(&allocation.mac);
+            }
+        }
         Some(allocation)
     }
 
     /// Rebuilds the derived indexes from the allocations.
     fn rebuild_indexes(&mut self) {
         self.counted.clear();
+        self.macs.clear();
         for a in self.allocations.values() {
             *self.counted.entry(a.license.clone()).or_default() += u64::from(a.counted_cores);
+            *self.macs.entry(a.mac).or_default() += 1;
         }
     }
 }
@@ -485,6 +497,7 @@ impl LicenseState {
             next_grant,
             allocation_changes,
             counted: BTreeMap::new(),
+            macs: BTreeMap::new(),
         };
         state.rebuild_indexes();
         state
