@@ -230,6 +230,28 @@ mod tests {
     }
 
     #[test]
+    fn a_presented_token_is_checked_against_the_allocation_s_hash() {
+        let r = RequestId::new("r").unwrap();
+        let n = NodeName::new("n").unwrap();
+        let token = LeaseToken::derive(b"k", &r, &n);
+        let other = LeaseToken::derive(b"k2", &r, &n);
+        let held = token.hash();
+        assert!(check_presented(Some(&held), Some(&token)).is_ok());
+        let code = |r: Result<(), Rejection>| r.unwrap_err().code;
+        assert_eq!(
+            code(check_presented(Some(&held), None)),
+            Code::LeaseTokenRequired
+        );
+        assert_eq!(
+            code(check_presented(Some(&held), Some(&other))),
+            Code::LeaseTokenMismatch
+        );
+        // An allocation stored before lease tokens has none: anything renews it.
+        assert!(check_presented(None, None).is_ok());
+        assert!(check_presented(None, Some(&other)).is_ok());
+    }
+
+    #[test]
     fn only_its_own_hash_matches() {
         let r = RequestId::new("r").unwrap();
         let n = NodeName::new("n").unwrap();
