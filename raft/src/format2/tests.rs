@@ -84,6 +84,12 @@ fn an_upgraded_allocation_takes_a_token_from_its_own_mac() {
     let other_mac = MacAddr::from_bytes([2, 0, 0, 0, 0, 2]);
     let refused = state.apply(&allocate(other_mac, "thief")).unwrap_err();
     assert_eq!(refused.code, crate::Code::NodeInUse);
-    assert!(state.apply(&allocate(held.mac, "agent")).is_ok());
+    let Ok(crate::Outcome::Allocated(grant)) = state.apply(&allocate(held.mac, "agent")) else {
+        panic!("the upgraded allocation was not replaced from its own MAC");
+    };
+    assert!(grant.replaced);
     assert_eq!(state.allocations()[&a].token_hash, Some(TokenHash([1; 32])));
+    // From then on its token is needed, from its own MAC too.
+    let refused = state.apply(&allocate(held.mac, "again")).unwrap_err();
+    assert_eq!(refused.code, crate::Code::NodeInUse);
 }

@@ -136,35 +136,6 @@ fn the_state_survives_a_bincode_round_trip_with_its_indexes_rebuilt() {
 }
 
 #[test]
-fn an_allocation_stored_without_a_token_is_replaced_from_its_own_mac_only() {
-    // Stored format 2 had no lease tokens: its allocations arrive with none. No log of this
-    // version makes one, so it is built by hand.
-    let mut state = busy_state();
-    state.allocations.get_mut(&node("a")).unwrap().token_hash = None;
-    let apply = |state: &mut LicenseState, id: &str, command: Command| {
-        state.apply(&Request {
-            time: Some(Timestamp(T0)),
-            request_id: rid(id),
-            command,
-        })
-    };
-    // Another MAC under the name is refused, as for any live allocation.
-    let refused = apply(&mut state, "thief", allocate_on("lic-1", "a", 3, 1, 60_000));
-    assert_eq!(refused.unwrap_err().code, Code::NodeInUse);
-    // Its own MAC, without a token, takes it over with a token.
-    let Ok(Outcome::Allocated(grant)) =
-        apply(&mut state, "again", allocate_on("lic-1", "a", 1, 2, 60_000))
-    else {
-        panic!("the legacy allocation was not replaced");
-    };
-    assert!(grant.replaced);
-    assert_eq!(grant.allocation.token_hash, Some(token("a")));
-    // From then on the token is needed.
-    let refused = apply(&mut state, "after", allocate_on("lic-1", "a", 1, 2, 60_000));
-    assert_eq!(refused.unwrap_err().code, Code::NodeInUse);
-}
-
-#[test]
 fn renewable_refuses_an_allocation_whose_license_is_not_installed() {
     // No log reaches this state (removing a license releases its allocations), so it is
     // built by hand: the heartbeat scripts cannot show this refusal.
@@ -284,7 +255,13 @@ mod properties {
                         presented: presented.map(hash),
                     })
                 }),
-            3 => arb_node().prop_map(|node| Command::Release { node }),
+            2 => arb_node().prop_map(|node| Command::Release { node }),
+            1 => (arb_node(), prop::option::of(0..4u8)).prop_map(|(node, presented)| {
+                Command::ReleaseHeld {
+                    node,
+                    presented: presented.map(|n| TokenHash([n; 32])),
+                }
+            }),
             // Leases named blindly: mostly grants that are gone or never were.
             1 => prop::collection::vec(arb_lease_checkpoint(), 0..=3)
                 .prop_map(|leases| Command::Checkpoint { leases }),
@@ -466,8 +443,15 @@ mod properties {
     }
 
     /// The counted cores of each license, summed from the allocations themselves, match the
-    /// index and stay within the license; every allocation is one its license allows now.
+    /// index and stay within the license; every allocation is one its license allows now; no
+    /// two allocations share a MAC.
     fn check_invariants(state: &LicenseState) -> Result<(), TestCaseError> {
+        let macs: BTreeSet<_> = state.allocations().values().map(|a| a.mac).collect();
+        prop_assert_eq!(
+            macs.len(),
+            state.allocations().len(),
+            "a MAC holds two allocations"
+        );
         for (id, license) in state.licenses() {
             let sum: u64 = state
                 .allocations()
