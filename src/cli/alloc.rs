@@ -155,7 +155,8 @@ fn print_allocation(
 
 fn print_lease(remaining_ms: u64, ttl_ms: u64, node: &NodeName) {
     println!(
-        "lease ends in {} unless renewed (ttl {}; renew with `licd heartbeat --node {node}`)",
+        "lease ends in {} unless renewed (ttl {}; renew with `licd heartbeat --node {node} \
+         --lease-token TOKEN`)",
         human_duration_ms(remaining_ms),
         human_duration_ms(ttl_ms),
     );
