@@ -10,6 +10,7 @@
 //! - [`http`]: the license API, the admin API, the Raft transport and the probes;
 //! - [`api`]: the JSON shapes of the HTTP API, shared with the client;
 //! - [`client`]: the failover client library used by the CLI and the agent;
+//! - [`lease_token`]: the secret that binds an allocation to its holder;
 //! - [`cli`]: the `licd` command line;
 //! - [`signing`]: the signed check answers: the canonical message, signing, verifying;
 //! - [`logging`]: text or JSON logs, colours only on a terminal, repeated lines held back;
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod lease_token;
 pub mod logging;
 pub mod node;
 pub mod process;

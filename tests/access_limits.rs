@@ -259,7 +259,7 @@ async fn writes_past_a_tokens_rate_get_429_with_retry_after() {
     let started = Instant::now();
     for _ in 0..3 {
         client
-            .release(&name, &licd::client::new_request_id())
+            .release(&name, None, &licd::client::new_request_id())
             .await
             .expect("released after waiting for the rate");
     }

@@ -113,9 +113,18 @@ async fn allocations_follow_the_license_rules_with_the_field_messages() {
         "Invalid license for multi-server environment setup."
     );
 
-    // Re-allocating replaces: app-a shrinks to 4 and app-c now fits.
-    let again = allocate(&client, "app-a", 1, 4).await.unwrap();
+    // Re-allocating with the lease token replaces: app-a shrinks to 4 and app-c now fits.
+    let again = client
+        .reallocate(
+            &node("app-a"),
+            &alloc_body(1, 4),
+            &new_request_id(),
+            &a.lease_token,
+        )
+        .await
+        .unwrap();
     assert!(again.replaced);
+    assert_eq!(again.lease_token, a.lease_token);
     allocate(&client, "app-c", 3, 2).await.unwrap();
     let usage = cluster.operator_client().licenses().await.unwrap();
     assert_eq!(usage.licenses[0].allocated_cores, 14);
@@ -198,17 +207,29 @@ async fn a_restarted_node_catches_up_from_the_log_and_from_a_snapshot() {
         c.raft.logs_kept_after_snapshot = 0;
     })
     .await;
-    cluster.install(&license("lic", 1_000)).await;
+    // Every server has a MAC of its own: a MAC holds one allocation.
+    let mut lic = license("lic", 1_000);
+    let server_mac = |i: u8| licd_raft::types::MacAddr::from_bytes([2, 0, 0, 0, 1, i]);
+    lic.allowed_macs.extend((0..65).map(server_mac));
+    cluster.install(&lic).await;
     let client = cluster.client();
+    let allocate_own = async |name: String, i: u8| {
+        let body = AllocateBody {
+            mac: server_mac(i),
+            ..alloc_body(1, 4)
+        };
+        client
+            .allocate(&node(&name), &body, &new_request_id())
+            .await
+            .unwrap();
+    };
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let down = *cluster.addrs.keys().find(|id| **id != leader).unwrap();
 
     // A short absence: the log suffices.
     cluster.stop(down).await;
     for i in 0..5 {
-        allocate(&client, &format!("short-{i}"), 1, 4)
-            .await
-            .unwrap();
+        allocate_own(format!("short-{i}"), i).await;
     }
     cluster.restart(down).await;
     let target = cluster.node(leader).metrics().last_applied.unwrap().index;
@@ -220,7 +241,7 @@ async fn a_restarted_node_catches_up_from_the_log_and_from_a_snapshot() {
     // node must be sent the snapshot.
     cluster.stop(down).await;
     for i in 0..60 {
-        allocate(&client, &format!("long-{i}"), 2, 4).await.unwrap();
+        allocate_own(format!("long-{i}"), 5 + i).await;
     }
     let snapshot = cluster.admin_client().snapshot().await.unwrap();
     let snapshot_index = snapshot.snapshot_index.expect("a snapshot was built");
@@ -331,6 +352,7 @@ async fn expired_leases_free_their_cores_and_retries_apply_once() {
     // The retry is a new log entry whose answer is the first one's.
     assert_eq!(first.allocation, second.allocation);
     assert_eq!(first.request_id, second.request_id);
+    assert_eq!(first.lease_token, second.lease_token);
     assert!(second.log.index > first.log.index);
     assert!(
         !second.replaced,

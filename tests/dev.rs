@@ -227,6 +227,13 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
             .env("LICD_ADMIN_TOKEN", token.trim());
         run_for(cmd, Duration::from_secs(60))
     };
+    let with_lease_token = |args: &[&str], lease_token: &str| {
+        let mut cmd = licd();
+        cmd.args(args)
+            .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_LEASE_TOKEN", lease_token);
+        run_for(cmd, Duration::from_secs(60))
+    };
 
     // This machine is licensed: the default node name is the one licd dev allocated.
     let out = with_env(&["check"]);
@@ -355,8 +362,10 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         text(&out.stdout)
     );
 
-    // Allocate, heartbeat and release another server; then it is no longer licensed.
+    // Allocate, heartbeat and release another server with its lease token; then it is no
+    // longer licensed.
     let out = with_env(&[
+        "--json",
         "allocate",
         "--node",
         "app-2",
@@ -368,11 +377,27 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         "60000",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let grant: serde_json::Value = serde_json::from_slice(&out.stdout).expect("grant JSON");
+    let lease_token = grant["lease_token"]
+        .as_str()
+        .expect("a lease token")
+        .to_string();
+    assert_eq!(lease_token.len(), 32, "{grant}");
     let out = with_env(&["heartbeat", "--node", "app-2"]);
+    assert_readable_failure(&out, "LEASE_TOKEN_REQUIRED");
+    let out = with_env(&[
+        "heartbeat",
+        "--node",
+        "app-2",
+        "--lease-token",
+        &lease_token,
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = with_env(&["check", "--node", "app-2", "--mac", "02:00:00:00:00:03"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = with_env(&["release", "--node", "app-2"]);
+    assert_readable_failure(&out, "LEASE_TOKEN_REQUIRED");
+    let out = with_lease_token(&["release", "--node", "app-2"], &lease_token);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = with_env(&["check", "--node", "app-2"]);
     assert_eq!(out.status.code(), Some(1));
@@ -420,6 +445,12 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         "1",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("lease token "),
+        "{}",
+        text(&out.stdout)
+    );
+    // The administrator releases it without the token.
     let out = with_env(&["cluster", "force-release", "--node", "app-4"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(

@@ -25,7 +25,7 @@ async fn the_leader_exports_usage_outcomes_refusals_and_raft_progress() {
         request_id: None,
     };
     let app = NodeName::new("app-1").unwrap();
-    client
+    let grant = client
         .allocate(&app, &body(1, 12), &new_request_id())
         .await
         .unwrap();
@@ -38,7 +38,10 @@ async fn the_leader_exports_usage_outcomes_refusals_and_raft_progress() {
         .await
         .unwrap_err();
     assert!(refused.is(licd_raft::Code::CpuLimitExhausted));
-    client.heartbeat(&app, &new_request_id()).await.unwrap();
+    client
+        .heartbeat(&app, Some(&grant.lease_token), &new_request_id())
+        .await
+        .unwrap();
     client.check(&app, None).await.unwrap();
 
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;

@@ -174,8 +174,8 @@ async fn forged_answers_are_refused_by_the_client_library() {
     let recorded = verifying.check(&app(1), None).await.expect("relayed");
     assert_eq!(recorded.check.code, ErrorCode::Valid);
     cluster
-        .client()
-        .release(&app(1), &new_request_id())
+        .admin_client()
+        .force_release(&app(1), &new_request_id())
         .await
         .expect("release app-1");
     forger.set_mode(Mode::Replay);

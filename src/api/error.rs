@@ -42,6 +42,15 @@ pub enum ErrorCode {
     InvalidLicense,
     /// The request id was already used for a different command.
     RequestIdReused,
+    /// The server name holds a live allocation and the request did not present its lease
+    /// token.
+    NodeInUse,
+    /// Another server name holds a live allocation with the same MAC address.
+    MacInUse,
+    /// A heartbeat or release of an allocation with a lease token presented none.
+    LeaseTokenRequired,
+    /// The lease token presented is not the allocation's.
+    LeaseTokenMismatch,
 
     // Input and access.
     /// The request is malformed: path, query, headers or body.
@@ -124,6 +133,10 @@ impl ErrorCode {
             ErrorCode::LicenseConflict => "LICENSE_CONFLICT",
             ErrorCode::InvalidLicense => "INVALID_LICENSE",
             ErrorCode::RequestIdReused => "REQUEST_ID_REUSED",
+            ErrorCode::NodeInUse => "NODE_IN_USE",
+            ErrorCode::MacInUse => "MAC_IN_USE",
+            ErrorCode::LeaseTokenRequired => "LEASE_TOKEN_REQUIRED",
+            ErrorCode::LeaseTokenMismatch => "LEASE_TOKEN_MISMATCH",
             ErrorCode::BadRequest => "BAD_REQUEST",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -176,6 +189,10 @@ impl From<Code> for ErrorCode {
             Code::LicenseConflict => ErrorCode::LicenseConflict,
             Code::InvalidLicense => ErrorCode::InvalidLicense,
             Code::RequestIdReused => ErrorCode::RequestIdReused,
+            Code::NodeInUse => ErrorCode::NodeInUse,
+            Code::MacInUse => ErrorCode::MacInUse,
+            Code::LeaseTokenRequired => ErrorCode::LeaseTokenRequired,
+            Code::LeaseTokenMismatch => ErrorCode::LeaseTokenMismatch,
         }
     }
 }
@@ -250,6 +267,10 @@ mod tests {
             Code::LicenseConflict,
             Code::InvalidLicense,
             Code::RequestIdReused,
+            Code::NodeInUse,
+            Code::MacInUse,
+            Code::LeaseTokenRequired,
+            Code::LeaseTokenMismatch,
         ];
         for code in all {
             let wire = ErrorCode::from(code);

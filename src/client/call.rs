@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ClientError, RetryPolicy};
 use crate::api::{ErrorBody, ErrorCode};
+use crate::lease_token::LeaseToken;
 
 /// The HTTP client of a `Client`: no proxy, a connect timeout within one attempt, and the
 /// outgoing connections bound to `local` when given.
@@ -55,6 +56,8 @@ pub(super) struct Call<'a> {
     pub(super) path: String,
     pub(super) body: Body<'a>,
     pub(super) request_id: Option<&'a RequestId>,
+    /// The lease token presented in its header, the same on every attempt.
+    pub(super) lease_token: Option<&'a LeaseToken>,
     pub(super) attempt: Attempt,
 }
 
@@ -65,6 +68,7 @@ impl<'a> Call<'a> {
             path: path.into(),
             body: Body::None,
             request_id: None,
+            lease_token: None,
             attempt: Attempt::Short,
         }
     }
@@ -83,6 +87,12 @@ impl<'a> Call<'a> {
     /// Sends `text` as a plain-text body.
     pub(super) fn text(mut self, text: &'a str) -> Self {
         self.body = Body::Text(text);
+        self
+    }
+
+    /// Presents `token` in the lease token header (none: no header).
+    pub(super) fn token(mut self, token: Option<&'a LeaseToken>) -> Self {
+        self.lease_token = token;
         self
     }
 

@@ -38,6 +38,7 @@ use crate::api::{
     InitBody, InstalledBody, LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER,
     ReleaseBody, RemovedBody, RenewBody, SnapshotBody, StatusBody, UsageBody, VotersBody,
 };
+use crate::lease_token::{LEASE_TOKEN_HEADER, LeaseToken};
 use call::{Attempt, Body, Call, Tried, decode, http_client};
 use ed25519_dalek::VerifyingKey;
 
@@ -222,6 +223,9 @@ impl Client {
                 .header(IDEMPOTENCY_KEY_HEADER, id.as_str())
                 .header(REQUEST_ID_HEADER, id.as_str());
         }
+        if let Some(token) = call.lease_token {
+            request = request.header(LEASE_TOKEN_HEADER, token.reveal());
+        }
         if let Some(token) = self.token_for(&call.path) {
             request = request.bearer_auth(token);
         }
@@ -326,7 +330,10 @@ impl Client {
         self.send_with(call, None).await
     }
 
-    /// Allocates (or re-allocates) a server's cores. Pass the same request id to retry.
+    /// Allocates a server's cores; the answer holds the allocation's lease token. Pass the
+    /// same request id to retry: the retry is answered the same token. Refused with
+    /// `NODE_IN_USE` while the name holds a live allocation (re-allocate it with
+    /// [`Client::reallocate`]) and `MAC_IN_USE` while another name's uses the MAC.
     pub async fn allocate(
         &self,
         node: &NodeName,
@@ -337,24 +344,43 @@ impl Client {
         self.send(call.json(body).id(request_id)).await
     }
 
-    /// Renews a server's lease (in the leader's memory: not a log write).
+    /// Re-allocates the allocation `token` is the lease token of (other cores, ttl, license
+    /// or MAC); it keeps the token. When the name holds nothing any more, it is a new
+    /// allocation with a new token, which the answer holds.
+    pub async fn reallocate(
+        &self,
+        node: &NodeName,
+        body: &AllocateBody,
+        request_id: &RequestId,
+        token: &LeaseToken,
+    ) -> Result<GrantBody, ClientError> {
+        let call = Call::new(Method::PUT, format!("/v1/nodes/{node}/allocation"));
+        self.send(call.json(body).id(request_id).token(Some(token)))
+            .await
+    }
+
+    /// Renews a server's lease (in the leader's memory: not a log write), presenting its
+    /// lease token (`None` only for an allocation made before lease tokens).
     pub async fn heartbeat(
         &self,
         node: &NodeName,
+        token: Option<&LeaseToken>,
         request_id: &RequestId,
     ) -> Result<RenewBody, ClientError> {
         let call = Call::new(Method::POST, format!("/v1/nodes/{node}/heartbeat"));
-        self.send(call.id(request_id)).await
+        self.send(call.id(request_id).token(token)).await
     }
 
-    /// Releases a server's cores (idempotent).
+    /// Releases a server's cores, presenting its lease token (idempotent; `None` releases a
+    /// name that holds nothing, or an allocation made before lease tokens).
     pub async fn release(
         &self,
         node: &NodeName,
+        token: Option<&LeaseToken>,
         request_id: &RequestId,
     ) -> Result<ReleaseBody, ClientError> {
         let call = Call::new(Method::DELETE, format!("/v1/nodes/{node}/allocation"));
-        self.send(call.id(request_id)).await
+        self.send(call.id(request_id).token(token)).await
     }
 
     /// Asks whether a server is licensed (a linearizable read on the leader), with a fresh

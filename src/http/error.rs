@@ -290,7 +290,11 @@ pub fn rejection_status(code: Code) -> StatusCode {
         | Code::LicenseOutdated
         | Code::LicenseConflict
         | Code::RequestIdReused
+        | Code::NodeInUse
+        | Code::MacInUse
         | Code::Valid => StatusCode::CONFLICT,
+        Code::LeaseTokenRequired => StatusCode::UNAUTHORIZED,
+        Code::LeaseTokenMismatch => StatusCode::FORBIDDEN,
     }
 }
 
