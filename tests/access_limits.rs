@@ -326,6 +326,7 @@ async fn idempotency_key_is_the_exactly_once_key_and_x_request_id_still_works_al
     cluster.install(&license("acme", 64)).await;
     let http = reqwest::Client::new();
     let url = format!("http://{}/v1/nodes/idem-1/allocation", cluster.addrs[&1]);
+    let lease_token = std::sync::Mutex::new(None::<String>);
     let allocate = |key: Option<&str>, trace: &str, cores: u32| {
         let mut request = http
             .put(&url)
@@ -335,11 +336,19 @@ async fn idempotency_key_is_the_exactly_once_key_and_x_request_id_still_works_al
         if let Some(key) = key {
             request = request.header(licd::api::IDEMPOTENCY_KEY_HEADER, key);
         }
+        // Re-allocating a live allocation presents its lease token.
+        if let Some(token) = lease_token.lock().unwrap().as_deref() {
+            request = request.header(licd::lease_token::LEASE_TOKEN_HEADER, token);
+        }
         request.send()
     };
     let first = allocate(Some("key-1"), "trace-a", 4).await.unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
     let first: serde_json::Value = first.json().await.unwrap();
+    let first_token = first["lease_token"]
+        .as_str()
+        .expect("a lease token")
+        .to_string();
     // Another trace id, the same key: the first answer, not a second allocation.
     let retry = allocate(Some("key-1"), "trace-b", 4).await.unwrap();
     assert_eq!(retry.status(), StatusCode::CREATED);
@@ -355,6 +364,7 @@ async fn idempotency_key_is_the_exactly_once_key_and_x_request_id_still_works_al
     let reused = allocate(Some("key-1"), "trace-c", 8).await.unwrap();
     assert_eq!(reused.status(), StatusCode::CONFLICT);
     // Without idempotency-key, x-request-id is the key (deprecated for it, still honoured).
+    *lease_token.lock().unwrap() = Some(first_token);
     let old = allocate(None, "legacy-1", 6).await.unwrap();
     assert_eq!(old.status(), StatusCode::OK, "replaces the allocation");
     let reused = allocate(None, "legacy-1", 8).await.unwrap();

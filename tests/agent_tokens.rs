@@ -23,7 +23,8 @@ fn agent(cluster: &Cluster, state_file: Option<StateFile>) -> Agent {
             ..RetryPolicy::default()
         },
     )
-    .unwrap();
+    .unwrap()
+    .with_token(common::CLIENT_TOKEN);
     Agent::spawn(
         client,
         AgentConfig {

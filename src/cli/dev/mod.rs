@@ -340,6 +340,19 @@ async fn start_agent(
             prepared.dir.join("agent-state.json"),
         )),
     };
+    // The agent takes over the allocation made at start-up: it needs that allocation's lease
+    // token, which it reads from its state file (no grace is saved with it).
+    let grant = &summary.allocation;
+    if let Some(state) = &config.state_file {
+        if let Err(e) = state.save(
+            &grant.node,
+            Duration::ZERO,
+            grant.allocation.counted_cores,
+            Some(&grant.lease_token),
+        ) {
+            eprintln!("licd dev: cannot hand the lease token to the agent: {e}");
+        }
+    }
     let agent = Agent::spawn(client, config);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     match tokio::net::TcpListener::bind(status_addr).await {
