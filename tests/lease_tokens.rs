@@ -108,7 +108,8 @@ async fn a_name_and_a_mac_hold_one_live_allocation() {
     assert_eq!(again.allocation.cores.get(), 8);
     assert_eq!(again.lease_token, first.lease_token);
     // The usage listing never shows a token.
-    let usage = serde_json::to_string(&client.licenses().await.unwrap()).unwrap();
+    let usage =
+        serde_json::to_string(&cluster.operator_client().licenses().await.unwrap()).unwrap();
     assert!(!usage.contains(&first.lease_token.reveal()), "{usage}");
     cluster.shutdown().await;
 }
@@ -142,6 +143,7 @@ async fn heartbeats_and_releases_need_the_token_and_a_refusal_writes_nothing() {
             "http://{}/v1/nodes/app-1/heartbeat",
             cluster.addrs[&leader]
         ))
+        .bearer_auth(common::CLIENT_TOKEN)
         .header(LEASE_TOKEN_HEADER, "not-a-token")
         .send()
         .await
