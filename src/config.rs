@@ -43,6 +43,13 @@ pub struct NodeConfig {
     /// Raft timing.
     #[serde(default)]
     pub raft: RaftTiming,
+    /// TLS: certificate, key and the cluster CA (HTTPS for clients and peers, mutual TLS
+    /// optional). Without it the node serves and calls plain HTTP.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// The HTTP server's timeouts and connection limit.
+    #[serde(default)]
+    pub server: crate::http::ServerLimits,
 }
 
 fn default_lease_ttl_ms() -> u64 {
@@ -175,6 +182,7 @@ impl NodeConfig {
         }
         self.trusted_keys()?;
         self.default_lease_ttl()?;
+        self.server.validate().map_err(ConfigError::Invalid)?;
         let t = &self.raft;
         if t.heartbeat_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_ms {
             return Err(ConfigError::Invalid(

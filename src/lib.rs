@@ -11,6 +11,7 @@
 //! - [`client`]: the failover client library used by the CLI and the agent;
 //! - [`cli`]: the `licd` command line;
 //! - [`logging`]: text or JSON logs, colours only on a terminal, repeated lines held back;
+//! - [`tls`]: rustls configurations of the server, the Raft peers and the clients;
 //! - [`process`]: child processes started in their own group and stopped for sure (`licd dev`,
 //!   the fault harness and the tests).
 
@@ -35,6 +36,7 @@ pub mod http;
 pub mod logging;
 pub mod node;
 pub mod process;
+pub mod tls;
 
 pub use licd_raft as raft;
 pub use licd_storage as storage;

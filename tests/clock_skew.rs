@@ -63,6 +63,8 @@ fn start(dir: &Path, id: u64, ports: &[u16], key: &str, skew: Option<&str>) -> S
             tick_ms: 200,
             ..RaftTiming::default()
         },
+        tls: None,
+        server: Default::default(),
     };
     let path = dir.join(format!("node-{id}.toml"));
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();

@@ -93,6 +93,9 @@ pub enum ErrorCode {
     ClientConfig,
     /// A server answered something the client does not understand.
     Protocol,
+    /// A TLS handshake failed: a certificate the configured CA did not sign, a name that
+    /// does not match, or a client certificate the server required and was not given.
+    Tls,
     /// Any other failure of a command.
     Error,
 
@@ -139,6 +142,7 @@ impl ErrorCode {
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::ClientConfig => "CLIENT_CONFIG",
             ErrorCode::Protocol => "PROTOCOL",
+            ErrorCode::Tls => "TLS",
             ErrorCode::Error => "ERROR",
             ErrorCode::Unrecognized => "UNRECOGNIZED",
         }
@@ -262,6 +266,7 @@ mod tests {
             ErrorCode::InvalidLicenseFile,
             ErrorCode::Internal,
             ErrorCode::ClientConfig,
+            ErrorCode::Tls,
             ErrorCode::Error,
         ] {
             let json = serde_json::to_string(&code).unwrap();

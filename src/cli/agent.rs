@@ -170,7 +170,9 @@ async fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(args: StatusArgs, out: Output) -> anyhow::Result<ExitCode> {
-    let http = reqwest::Client::builder()
+    // The agent's local status endpoint is plain HTTP on loopback.
+    let http = crate::tls::Outgoing::plain()
+        .apply(reqwest::Client::builder())
         .timeout(Duration::from_secs(5))
         .no_proxy()
         .build()?;

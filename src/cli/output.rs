@@ -98,6 +98,11 @@ pub fn describe_client_error(e: &ClientError) -> String {
         ClientError::Protocol { endpoint, message } => {
             format!("unexpected answer from {endpoint}: {message}")
         }
+        ClientError::Tls { endpoint, message } => format!(
+            "TLS: the connection to {endpoint} failed: {message} (hint: --ca-file / \
+             LICD_CA_FILE must name the CA that signed the cluster's certificates; with mutual \
+             TLS pass --client-cert and --client-key)"
+        ),
     }
 }
 
@@ -115,6 +120,7 @@ pub fn error_body(e: &anyhow::Error) -> ErrorBody {
             ClientError::Protocol { .. } => {
                 ErrorBody::new(ErrorCode::Protocol, describe_client_error(ce))
             }
+            ClientError::Tls { .. } => ErrorBody::new(ErrorCode::Tls, describe_client_error(ce)),
         };
     }
     ErrorBody::new(ErrorCode::Error, describe_error(e))

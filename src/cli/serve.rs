@@ -94,6 +94,8 @@ impl ServeArgs {
                 admin_token_file: None,
                 cluster_secret_file: None,
                 raft: RaftTiming::default(),
+                tls: None,
+                server: Default::default(),
             },
         };
         if let Some(v) = self.node_id {
@@ -155,10 +157,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let options = crate::http::ServerOptions::for_node(&config)?;
     let node = Node::start(&config, secrets).await?;
+    if config.tls.is_none() {
+        tracing::warn!(
+            listen = %config.listen,
+            "serving plain HTTP: tokens, the cluster secret and license traffic cross the \
+             network unencrypted; configure a [tls] section (docs/operations.md: TLS)"
+        );
+    }
     tracing::info!(
         node_id = config.node_id,
         listen = %config.listen,
+        scheme = node.outgoing().scheme(),
         advertise = %config.advertise_addr(),
         data_dir = %config.data_dir.display(),
         "licd node started"
@@ -170,7 +181,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         signal.await;
         super::notify::notify("STOPPING=1");
     };
-    crate::http::run(listener, router, stopping).await?;
+    crate::http::serve(listener, router, options, stopping).await?;
     tracing::info!("HTTP server stopped; shutting Raft down");
     node.shutdown().await;
     tracing::info!("licd node stopped");

@@ -57,6 +57,16 @@ pub enum ClientError {
     /// The client was built without endpoints, or with an unusable one.
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// A TLS handshake failed: the node's certificate is not signed by the configured CA or
+    /// does not name the address dialled, or the node required a client certificate this
+    /// client does not have. Not retried: every node of a cluster would answer the same.
+    #[error("TLS with {endpoint} failed: {message}")]
+    Tls {
+        /// The node.
+        endpoint: String,
+        /// rustls's reason.
+        message: String,
+    },
     /// A node answered 2xx with a body this client does not understand.
     #[error("unexpected answer from {endpoint}: {message}")]
     Protocol {

@@ -203,6 +203,8 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
             admin_token_file: Some(admin_token_file.clone()),
             cluster_secret_file: Some(cluster_secret_file.clone()),
             raft: RaftTiming::default(),
+            tls: None,
+            server: Default::default(),
         };
         config
             .validate()
