@@ -233,18 +233,21 @@ impl Outgoing {
 /// The TLS failure behind a reqwest error, if it is one: a certificate the CA did not sign,
 /// a name that does not match, a peer that refused ours, ...
 pub fn tls_failure(error: &reqwest::Error) -> Option<String> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    // Bounded: an error chain is short, and a cyclic one must not hang the caller.
+    for _ in 0..32 {
+        let e = next?;
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
+        // An io::Error's `source` skips the error it wraps: look inside it instead.
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
         {
-            return Some(tls.to_string());
-        }
-        source = e.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }

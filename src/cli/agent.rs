@@ -126,7 +126,7 @@ pub fn agent_setup(args: &RunArgs) -> anyhow::Result<(Client, AgentConfig)> {
         ..RetryPolicy::default()
     };
     let endpoints: Vec<String> = args.client.endpoints.clone();
-    let client = Client::with_policy(&endpoints, policy)?;
+    let client = Client::with_policy(&endpoints, policy)?.with_tls(&args.client.tls.get()?)?;
     Ok((client, config))
 }
 

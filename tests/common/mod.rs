@@ -187,9 +187,18 @@ impl Cluster {
 
     /// Adds and starts a new node (not yet a member).
     pub async fn start_new_node(&mut self, id: u64) -> SocketAddr {
+        self.start_new_node_with(id, |_| {}).await
+    }
+
+    /// Like [`Cluster::start_new_node`], with a chance to adjust its configuration.
+    pub async fn start_new_node_with(
+        &mut self,
+        id: u64,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> SocketAddr {
         let listener = bind().await;
         let addr = listener.local_addr().unwrap();
-        self.add_config(id, addr, &|_| {});
+        self.add_config(id, addr, &tweak);
         self.serve(id, listener).await;
         addr
     }
