@@ -39,6 +39,7 @@ const OWNED: &[&str] = &[
     "node-2",
     "node-3",
     "dev.pid",
+    "tls",
 ];
 /// Demo MACs the license also allows, so that other "servers" can be tried.
 const DEMO_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]];
@@ -138,6 +139,35 @@ pub(super) struct Prepared {
     pub(super) cores: Cores,
     pub(super) members: BTreeMap<RaftNodeId, (SocketAddr, PathBuf, PathBuf)>,
     pub(super) base_port: u16,
+    /// The throwaway CA's certificate, unless `--plain-http`.
+    pub(super) ca_file: Option<PathBuf>,
+}
+
+impl Prepared {
+    /// `https://` or `http://` for the nodes.
+    pub(super) fn scheme(&self) -> &'static str {
+        if self.ca_file.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Every node's endpoint with its scheme, as clients are given them.
+    pub(super) fn endpoints(&self) -> Vec<String> {
+        self.members
+            .values()
+            .map(|(addr, _, _)| format!("{}://{addr}", self.scheme()))
+            .collect()
+    }
+
+    /// What licd dev's own clients (and its agent) trust.
+    pub(super) fn client_tls(&self) -> crate::client::ClientTls {
+        crate::client::ClientTls {
+            ca_file: self.ca_file.clone(),
+            identity: None,
+        }
+    }
 }
 
 /// Writes keys, license, secrets and node configurations.
@@ -185,6 +215,15 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let cluster_secret_file = dir.join("cluster-secret");
     write_secret_file(&cluster_secret_file, &format!("{cluster_secret}\n"))?;
 
+    // A throwaway CA and one certificate per node, for 127.0.0.1 and localhost.
+    let tls_dir = dir.join("tls");
+    let authority = if args.plain_http {
+        None
+    } else {
+        std::fs::create_dir_all(&tls_dir)
+            .with_context(|| format!("cannot create {}", tls_dir.display()))?;
+        Some(crate::tls::pki::Authority::new("licd dev CA")?)
+    };
     let mut members = BTreeMap::new();
     for i in 0..3u16 {
         let id = RaftNodeId::from(i + 1);
@@ -203,7 +242,17 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
             admin_token_file: Some(admin_token_file.clone()),
             cluster_secret_file: Some(cluster_secret_file.clone()),
             raft: RaftTiming::default(),
-            tls: None,
+            tls: authority
+                .as_ref()
+                .map(|ca| {
+                    ca.node_tls(
+                        &tls_dir,
+                        &format!("node-{id}"),
+                        &["127.0.0.1", "localhost"],
+                        false,
+                    )
+                })
+                .transpose()?,
             server: Default::default(),
         };
         config
@@ -233,5 +282,6 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
         cores,
         members,
         base_port: args.base_port,
+        ca_file: authority.map(|_| tls_dir.join("ca.pem")),
     })
 }
