@@ -293,3 +293,54 @@ async fn the_command_line_talks_https_with_ca_file() {
     support::assert_readable_failure(&out, "TLS");
     cluster.shutdown().await;
 }
+
+/// The openssl recipe of docs/operations.md (TLS) makes a CA and a node certificate that
+/// a node serves and a client verifies. Skipped where openssl is not installed.
+#[tokio::test]
+async fn certificates_made_with_the_documented_openssl_recipe_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = r#"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+            -subj "/CN=licd cluster CA" -keyout ca.key -out ca.pem
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -subj "/CN=licd-1" -keyout node-1.key -out node-1.csr
+        openssl x509 -req -in node-1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+            -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:licd-1.example.com\nextendedKeyUsage=serverAuth,clientAuth') \
+            -out node-1.pem
+    "#;
+    let ran = std::process::Command::new("bash")
+        .args(["-c", recipe])
+        .current_dir(dir.path())
+        .output();
+    match ran {
+        Ok(out) if out.status.success() => {}
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("openssl: command not found") => {
+            println!("skipped: no openssl");
+            return;
+        }
+        other => panic!("the recipe failed: {other:?}"),
+    }
+    let made = dir.path().to_path_buf();
+    // The cluster's clients trust <cluster dir>/ca.pem: it becomes the openssl CA.
+    let cluster = Cluster::start_options(
+        1,
+        common::Options {
+            tls: true,
+            mutual_tls: false,
+        },
+        move |config| {
+            let ca_file = config.tls.as_ref().unwrap().ca_file.clone();
+            std::fs::copy(made.join("ca.pem"), &ca_file).unwrap();
+            config.tls = Some(licd::tls::TlsConfig {
+                cert_file: made.join("node-1.pem"),
+                key_file: made.join("node-1.key"),
+                ca_file,
+                require_client_cert: false,
+            });
+        },
+    )
+    .await;
+    let health = cluster.client().cluster_health().await;
+    assert!(health.is_ok(), "{health:?}");
+    cluster.shutdown().await;
+}
