@@ -228,3 +228,47 @@ async fn with_every_slot_taken_a_new_caller_waits_for_one_and_is_served() {
     drop(held);
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn over_tls_a_silent_handshake_and_a_silent_session_are_closed_by_their_timeouts() {
+    let options = common::Options {
+        tls: true,
+        mutual_tls: false,
+    };
+    let cluster = Cluster::start_options(1, options, |c| {
+        tweak(c);
+        c.server.tls_handshake_timeout_ms = HEADER_TIMEOUT.as_millis() as u64;
+    })
+    .await;
+    let addr = cluster.addrs[&1];
+
+    // No handshake at all: dropped when the handshake timeout passes.
+    let silent = TcpStream::connect(addr).await.unwrap();
+    let closed = hold(silent, false, Instant::now()).await;
+    let closed = closed.expect("a connection without a handshake was never closed");
+    assert!(
+        closed >= HEADER_TIMEOUT - Duration::from_millis(100),
+        "{closed:?}"
+    );
+
+    // A finished handshake, then nothing: closed by the header-read timeout.
+    let config = licd::tls::client_config(&cluster.ca_file(), None).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let opened = Instant::now();
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(HEADER_TIMEOUT * 4, tls.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "still open: {read:?}"
+    );
+    let idle = opened.elapsed();
+    assert!(
+        idle >= HEADER_TIMEOUT - Duration::from_millis(100),
+        "{idle:?}"
+    );
+    println!("over TLS: no handshake closed after {closed:?}, a silent session after {idle:?}");
+    cluster.shutdown().await;
+}

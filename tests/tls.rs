@@ -144,9 +144,19 @@ async fn with_mutual_tls_a_client_without_a_certificate_and_a_foreign_peer_are_k
     let mut cluster = Cluster::start_tls(3, true).await;
     cluster.install(&common::license("LIC-MTLS", 64)).await;
 
-    // The cluster's own client presents a certificate from the cluster CA: served.
+    // The cluster's own client presents a certificate from the cluster CA: served, also
+    // through a follower, which forwards to the leader presenting its own certificate.
     let with_cert = cluster.client();
     assert_eq!(with_cert.licenses().await.unwrap().licenses.len(), 1);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let follower = *cluster.addrs.keys().find(|id| **id != leader).unwrap();
+    let through_follower = vec![format!("https://{}", cluster.addrs[&follower])];
+    let name = NodeName::new("app-mtls").unwrap();
+    client(&through_follower, &cluster.client_tls())
+        .unwrap()
+        .allocate(&name, &alloc(3, 4), &new_request_id())
+        .await
+        .expect("allocate through a follower with mutual TLS");
 
     // The right CA but no certificate: refused during the handshake.
     let no_cert = ClientTls {
