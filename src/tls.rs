@@ -139,9 +139,17 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Invalid(format!("{}: {e}", tls.key_file.display())))?;
+        .map_err(|e| key_error(&tls.key_file, &tls.cert_file, &e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+fn key_error(key: &Path, cert: &Path, e: &rustls::Error) -> TlsError {
+    TlsError::Invalid(format!(
+        "the key {} does not go with the certificate {}: {e}",
+        key.display(),
+        cert.display()
+    ))
 }
 
 /// A client certificate and its key, presented for mutual TLS.
@@ -169,7 +177,7 @@ pub fn client_config(
     let mut config = match identity {
         Some(id) => builder
             .with_client_auth_cert(load_certs(&id.cert_file)?, load_key(&id.key_file)?)
-            .map_err(|e| TlsError::Invalid(format!("{}: {e}", id.key_file.display())))?,
+            .map_err(|e| key_error(&id.key_file, &id.cert_file, &e))?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

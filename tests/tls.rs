@@ -354,3 +354,109 @@ async fn certificates_made_with_the_documented_openssl_recipe_work() {
     assert!(health.is_ok(), "{health:?}");
     cluster.shutdown().await;
 }
+
+/// `licd serve` as a process: the `--tls-*` flags make it serve HTTPS; without them it warns
+/// that it serves plain HTTP; half the flags, or a key of another certificate, are readable
+/// refusals.
+#[tokio::test]
+async fn licd_serve_takes_the_tls_flags_and_warns_when_it_serves_plain_http() {
+    use licd::process::{SpawnOptions, Supervised};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::new("serve test CA").unwrap();
+    let tls = ca
+        .node_tls(dir.path(), "node-1", &["127.0.0.1"], false)
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let serve = |data: &str, extra: &[&std::ffi::OsStr], log: &std::path::Path| {
+        let mut cmd = support::licd();
+        cmd.args(["serve", "--node-id", "1", "--listen", &listen, "--data-dir"])
+            .arg(dir.path().join(data))
+            .args(extra)
+            .env("LICD_ADMIN_TOKEN", common::ADMIN_TOKEN)
+            .env("LICD_CLUSTER_SECRET", common::CLUSTER_SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        Supervised::spawn(&mut cmd, SpawnOptions::default()).unwrap()
+    };
+    let tls_flags: Vec<&std::ffi::OsStr> = vec![
+        "--tls-cert-file".as_ref(),
+        tls.cert_file.as_os_str(),
+        "--tls-key-file".as_ref(),
+        tls.key_file.as_os_str(),
+        "--tls-ca-file".as_ref(),
+        tls.ca_file.as_os_str(),
+    ];
+    let stop = |mut node: Supervised| {
+        node.signal(libc::SIGTERM).unwrap();
+        let status = node.wait_timeout(Duration::from_secs(20)).unwrap();
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    };
+
+    // HTTPS with the flags: /healthz answers over TLS with the CA.
+    let log = dir.path().join("tls.log");
+    let node = serve("tls-data", &tls_flags, &log);
+    let config = licd::tls::client_config(&tls.ca_file, None).unwrap();
+    let http = licd::tls::Outgoing::https(config)
+        .apply(reqwest::Client::builder())
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = http.get(format!("https://{listen}/healthz")).send().await;
+        if answer.is_ok_and(|a| a.status().is_success()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no HTTPS answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop(node);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("plain HTTP"), "{text}");
+
+    // Without them: plain HTTP, and a warning that says so.
+    let log = dir.path().join("plain.log");
+    let node = serve("plain-data", &[], &log);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("serving plain HTTP")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no plain HTTP warning"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop(node);
+
+    // Half the flags, and a key that is not the certificate's: refused, readably.
+    let run = |extra: Vec<&std::ffi::OsStr>| {
+        let mut cmd = support::licd();
+        cmd.args(["serve", "--node-id", "1", "--listen", &listen, "--data-dir"])
+            .arg(dir.path().join("refused-data"))
+            .args(extra)
+            .env("LICD_ADMIN_TOKEN", common::ADMIN_TOKEN)
+            .env("LICD_CLUSTER_SECRET", common::CLUSTER_SECRET);
+        support::run_for(cmd, Duration::from_secs(30))
+    };
+    let out = run(tls_flags[..2].to_vec());
+    support::assert_readable_failure(&out, "--tls-key-file and --tls-ca-file together");
+    let other = ca
+        .write_issued(dir.path(), "other", &["127.0.0.1"])
+        .unwrap();
+    let mut mismatched = tls_flags.clone();
+    mismatched[3] = other.key_file.as_os_str();
+    let out = run(mismatched);
+    support::assert_readable_failure(&out, "the key");
+    let stderr = support::text(&out.stderr);
+    assert!(
+        stderr.contains("other.key") && stderr.contains("node-1.pem"),
+        "{stderr}"
+    );
+}
