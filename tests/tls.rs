@@ -123,6 +123,19 @@ async fn a_client_that_trusts_another_ca_or_speaks_plain_http_is_refused_clearly
     let plain = Client::with_policy(&plain, policy(Duration::from_secs(2))).unwrap();
     assert!(plain.licenses().await.is_err());
 
+    // A member address names no scheme (the nodes' configuration decides it): a 400.
+    let refused = cluster
+        .admin_client()
+        .add_learner(9, "https://127.0.0.1:9")
+        .await;
+    match refused {
+        Err(ClientError::Api { status, body }) => {
+            assert_eq!(status.as_u16(), 400, "{body:?}");
+            assert!(body.message.contains("without a scheme"), "{body:?}");
+        }
+        other => panic!("a member address with a scheme was accepted: {other:?}"),
+    }
+
     // Endpoints that mix schemes, or name another, are refused when the client is built.
     let mixed = ["https://127.0.0.1:1", "http://127.0.0.1:2"];
     assert!(matches!(Client::new(&mixed), Err(ClientError::Config(_))));

@@ -1,5 +1,5 @@
-//! The accept loop: hyper connections, plain or TLS, with the limits a server exposed to
-//! any caller needs.
+//! The accept loop: hyper HTTP/1 connections, plain or TLS, with the limits a server exposed
+//! to any caller needs.
 //!
 //! What it guarantees ([`ServerLimits`], each with its default):
 //! - a connection that has not sent a whole request head within `header_read_timeout_ms`
@@ -29,8 +29,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
@@ -118,13 +118,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = options.limits;
-    let mut http = auto::Builder::new(TokioExecutor::new()).http1_only();
-    http.http1()
-        .timer(TokioTimer::new())
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
         .keep_alive(true)
         .max_headers(MAX_HEADERS)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_header_size(limits.max_header_bytes.max(8192));
     let http = Arc::new(http);
     let acceptor = options.tls.map(TlsAcceptor::from);
     let handshake_timeout = Duration::from_millis(limits.tls_handshake_timeout_ms);
@@ -181,7 +180,7 @@ pub async fn serve(
 
 /// One accepted connection, before its protocol starts.
 struct Connection {
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<http1::Builder>,
     router: Router,
     watcher: Watcher,
 }
@@ -193,11 +192,9 @@ impl Connection {
     {
         let service = TowerToHyperService::new(self.router);
         let stream = FirstByteDeadline::new(stream, first_byte_within);
-        let conn = self
-            .http
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = self.http.serve_connection(TokioIo::new(stream), service);
         // Errors here are the caller's: a reset, a header timeout, a malformed request.
-        if let Err(e) = self.watcher.watch(conn.into_owned()).await {
+        if let Err(e) = self.watcher.watch(conn).await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
     }
