@@ -50,6 +50,8 @@ pub struct Cluster {
     pub authority: Option<Arc<Authority>>,
     /// Whether its nodes require client certificates (mutual TLS).
     pub mutual_tls: bool,
+    /// With mutual TLS: the client certificate the cluster's own clients present.
+    pub client_identity: Option<licd::tls::Identity>,
 }
 
 /// How [`Cluster::start_options`] starts a cluster.
@@ -110,9 +112,16 @@ impl Cluster {
             configs: BTreeMap::new(),
             running: BTreeMap::new(),
             vendor: generate_signing_key(&mut rand::rngs::OsRng),
+            client_identity: None,
             authority,
             mutual_tls: options.mutual_tls,
         };
+        if let Some(ca) = cluster.authority.as_ref().filter(|_| options.mutual_tls) {
+            let identity = ca
+                .write_issued(cluster.dir.path(), "client", &["localhost"])
+                .expect("client certificate");
+            cluster.client_identity = Some(identity);
+        }
         for id in 1..=n {
             let listener = bind().await;
             cluster.add_config(id, listener.local_addr().unwrap(), &tweak);
@@ -254,16 +263,12 @@ impl Cluster {
     /// What the cluster's own clients present: its CA, and with mutual TLS a client
     /// certificate it signed.
     pub fn client_tls(&self) -> ClientTls {
-        let Some(ca) = &self.authority else {
+        if self.authority.is_none() {
             return ClientTls::default();
-        };
-        let identity = self.mutual_tls.then(|| {
-            ca.write_issued(self.dir.path(), "client", &["localhost"])
-                .expect("client certificate")
-        });
+        }
         ClientTls {
             ca_file: Some(self.ca_file()),
-            identity,
+            identity: self.client_identity.clone(),
         }
     }
 
