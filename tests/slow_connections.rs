@@ -161,7 +161,7 @@ async fn checks_are_answered_while_hundreds_of_connections_stall_and_stalled_one
 }
 
 #[tokio::test]
-async fn a_kept_alive_connection_is_closed_after_the_idle_limit_and_a_huge_header_gets_431() {
+async fn a_kept_alive_connection_is_closed_after_the_idle_limit_and_huge_heads_get_431() {
     let cluster = Cluster::start_with(1, tweak).await;
     let addr = cluster.addrs[&1];
 
@@ -191,6 +191,21 @@ async fn a_kept_alive_connection_is_closed_after_the_idle_limit_and_a_huge_heade
         "a".repeat(100 << 10)
     );
     let _ = stream.write_all(huge.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // More header lines than the server takes: 431 as well.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let many: String = (0..licd::http::MAX_HEADERS + 20)
+        .map(|i| format!("x-h{i}: v\r\n"))
+        .collect();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    let _ = stream.write_all(request.as_bytes()).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
     assert!(
