@@ -56,6 +56,13 @@ pub struct NodeConfig {
     /// The abuse limits of the HTTP API: requests in flight, write rates.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// TLS: certificate, key and the cluster CA (HTTPS for clients and peers, mutual TLS
+    /// optional). Without it the node serves and calls plain HTTP.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// The HTTP server's timeouts and connection limit.
+    #[serde(default)]
+    pub server: crate::http::ServerLimits,
 }
 
 /// The `[limits]` section. docs/operations.md explains the defaults.
@@ -212,6 +219,7 @@ impl NodeConfig {
         self.trusted_keys()?;
         self.default_lease_ttl()?;
         self.answer_signing_key()?;
+        self.server.validate().map_err(ConfigError::Invalid)?;
         let t = &self.raft;
         if t.heartbeat_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_ms {
             return Err(ConfigError::Invalid(

@@ -14,6 +14,7 @@
 //! - [`cli`]: the `licd` command line;
 //! - [`signing`]: the signed check answers: the canonical message, signing, verifying;
 //! - [`logging`]: text or JSON logs, colours only on a terminal, repeated lines held back;
+//! - [`tls`]: rustls configurations of the server, the Raft peers and the clients;
 //! - [`process`]: child processes started in their own group and stopped for sure (`licd dev`,
 //!   the fault harness and the tests).
 
@@ -41,6 +42,7 @@ pub mod logging;
 pub mod node;
 pub mod process;
 pub mod signing;
+pub mod tls;
 
 pub use licd_raft as raft;
 pub use licd_storage as storage;

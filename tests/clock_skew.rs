@@ -68,6 +68,8 @@ fn start(dir: &Path, id: u64, ports: &[u16], key: &str, skew: Option<&str>) -> S
         // The admin token (LICD_ADMIN_TOKEN) is the only one: the clients use it for all.
         auth: Default::default(),
         limits: Default::default(),
+        tls: None,
+        server: Default::default(),
     };
     let path = dir.join(format!("node-{id}.toml"));
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();

@@ -103,6 +103,20 @@ fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
             >= 1
     );
     assert!(stderr.contains("stopped"), "{stderr}");
+    // HTTPS by default, with the throwaway CA the summary names.
+    let endpoints = summary["endpoints"].as_array().expect("endpoints");
+    assert!(
+        endpoints
+            .iter()
+            .all(|e| e.as_str().unwrap().starts_with("https://127.0.0.1:")),
+        "{endpoints:?}"
+    );
+    let ca = summary["ca_file"].as_str().expect("ca_file");
+    assert!(
+        std::fs::read_to_string(ca)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
     for file in [
         "admin-token",
         "cluster-secret",
@@ -137,6 +151,36 @@ fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
     assert!(summary["client_token_file"].as_str().is_some());
     assert!(!dir.join("dev.pid").exists());
     let canonical = dir.canonicalize().unwrap();
+    assert_nothing_left(&canonical, &pids);
+
+    // --plain-http: the same cluster without TLS.
+    let mut cmd = licd();
+    cmd.args([
+        "--json",
+        "dev",
+        "--no-wait",
+        "--plain-http",
+        "--base-port",
+        &port.to_string(),
+        "--dir",
+    ])
+    .arg(&dir);
+    let out = run_for(cmd, Duration::from_secs(120));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary["ca_file"].is_null());
+    assert!(
+        summary["endpoints"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("http://")
+    );
+    let pids: Vec<u32> = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| u32::try_from(n["pid"].as_u64().unwrap()).unwrap())
+        .collect();
     assert_nothing_left(&canonical, &pids);
 
     // The same ports in use: a clear refusal.
@@ -217,13 +261,26 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         })
         .collect();
     assert_eq!(pids.len(), 3, "{printed}");
-    let endpoints: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
-    let endpoints = endpoints.join(",");
+    // The environment the printout tells the user to export, taken as printed.
+    let exported = |name: &str| -> String {
+        let prefix = format!("export {name}=");
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&prefix).map(str::to_string))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{printed}"))
+    };
+    let endpoints = exported("LICD_ENDPOINTS");
+    let expected: Vec<String> = (0..3)
+        .map(|i| format!("https://127.0.0.1:{}", port + i))
+        .collect();
+    assert_eq!(endpoints, expected.join(","));
+    let ca_file = exported("LICD_CA_FILE");
     let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
     let with_env = |args: &[&str]| {
         let mut cmd = licd();
         cmd.args(args)
             .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_CA_FILE", &ca_file)
             .env("LICD_ADMIN_TOKEN", token.trim());
         run_for(cmd, Duration::from_secs(60))
     };
@@ -426,6 +483,7 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
             "--endpoints",
             &format!("127.0.0.1:{}", port + 1),
         ])
+        .env("LICD_CA_FILE", &ca_file)
         .env("LICD_ADMIN_TOKEN", token.trim());
     let out = run_for(elect, Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));

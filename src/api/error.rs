@@ -108,6 +108,9 @@ pub enum ErrorCode {
     Protocol,
     /// A check answer's signature is missing or wrong: not the cluster's answer.
     BadSignature,
+    /// A TLS handshake failed: a certificate the configured CA did not sign, a name that
+    /// does not match, or a client certificate the server required and was not given.
+    Tls,
     /// Any other failure of a command.
     Error,
 
@@ -161,6 +164,7 @@ impl ErrorCode {
             ErrorCode::ClientConfig => "CLIENT_CONFIG",
             ErrorCode::Protocol => "PROTOCOL",
             ErrorCode::BadSignature => "BAD_SIGNATURE",
+            ErrorCode::Tls => "TLS",
             ErrorCode::Error => "ERROR",
             ErrorCode::Unrecognized => "UNRECOGNIZED",
         }
@@ -295,6 +299,7 @@ mod tests {
             ErrorCode::Internal,
             ErrorCode::ClientConfig,
             ErrorCode::BadSignature,
+            ErrorCode::Tls,
             ErrorCode::Error,
         ] {
             let json = serde_json::to_string(&code).unwrap();

@@ -1,5 +1,6 @@
 //! What the cluster-talking commands share: the client options (`--endpoints`,
-//! `--admin-token`, `--token`, `--timeout-ms`) and this machine's defaults (node name, MAC, cores).
+//! `--admin-token`, `--token`, `--timeout-ms`, and TLS: `--ca-file`, `--client-cert`,
+//! `--client-key`) and this machine's defaults (node name, MAC, cores).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use licd_raft::types::{Cores, MacAddr, NodeName};
 
-use crate::client::{Client, RetryPolicy};
+use crate::client::{Client, ClientTls, RetryPolicy};
 
 /// The endpoints `licd dev` starts, and the default of `--endpoints`.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
@@ -16,7 +17,8 @@ pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:710
 /// How to reach the cluster.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
-    /// Cluster endpoints, `host:port`, comma-separated or repeated.
+    /// Cluster endpoints, `https://host:port`, `http://host:port` or `host:port` (HTTPS
+    /// when --ca-file is given, plain HTTP otherwise), comma-separated or repeated.
     #[arg(
         long,
         env = "LICD_ENDPOINTS",
@@ -25,6 +27,9 @@ pub struct ClientOpts {
         value_name = "HOST:PORT,..."
     )]
     pub endpoints: Vec<String>,
+    /// TLS options.
+    #[command(flatten)]
+    pub tls: TlsOpts,
     /// Admin bearer token (needed by `cluster` commands and `license install/remove`).
     #[arg(
         long,
@@ -78,7 +83,9 @@ impl ClientOpts {
     /// A client with every token given: `--token` for `/v1`, the admin token for `/admin`,
     /// each the other's fallback.
     pub fn client(&self) -> anyhow::Result<Client> {
-        self.with_tokens(Client::with_policy(&self.endpoints()?, self.policy()?)?)
+        self.with_tokens(
+            Client::with_policy(&self.endpoints()?, self.policy()?)?.with_tls(&self.tls.get()?)?,
+        )
     }
 
     /// `client` with the tokens given: `--token` for `/v1`, the admin token for `/admin`.
@@ -118,7 +125,8 @@ impl ClientOpts {
                  <dev dir>/admin-token"
             );
         };
-        let client = Client::with_policy(&self.endpoints()?, self.policy()?)?;
+        let client =
+            Client::with_policy(&self.endpoints()?, self.policy()?)?.with_tls(&self.tls.get()?)?;
         Ok(client.with_admin_token(token))
     }
 
@@ -153,6 +161,51 @@ fn read_token(
         return Ok(Some(t.to_string()));
     }
     Ok(None)
+}
+
+/// How a command verifies the cluster's certificates, and the certificate it presents when
+/// the cluster requires one (mutual TLS).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsOpts {
+    /// PEM file of the CA that signed the nodes' certificates (HTTPS; `licd dev` writes
+    /// <dev dir>/tls/ca.pem). Without it, https:// endpoints are checked against the system's
+    /// roots.
+    #[arg(long, env = "LICD_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a cluster that requires one (with --client-key).
+    #[arg(
+        long,
+        env = "LICD_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        env = "LICD_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsOpts {
+    /// The client library's TLS settings.
+    pub fn get(&self) -> anyhow::Result<ClientTls> {
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::Identity {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+            }),
+            (None, None) => None,
+            _ => bail!("--client-cert and --client-key go together"),
+        };
+        Ok(ClientTls {
+            ca_file: self.ca_file.clone(),
+            identity,
+        })
+    }
 }
 
 /// This machine's host name, reduced to the characters a node name allows

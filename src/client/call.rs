@@ -14,14 +14,19 @@ use super::error::{ClientError, RetryPolicy};
 use crate::api::{ErrorBody, ErrorCode};
 use crate::lease_token::LeaseToken;
 
-/// The HTTP client of a `Client`: no proxy, a connect timeout within one attempt, and the
-/// outgoing connections bound to `local` when given.
+/// The HTTP client of a `Client`: no proxy, a connect timeout within one attempt, the
+/// outgoing connections bound to `local` when given, and `tls` for HTTPS (the system's roots
+/// when `None`). Pooled connections are dropped after 5 s idle, before the server's own idle
+/// limit (10 s by default) closes them under a request.
 pub(super) fn http_client(
     policy: &RetryPolicy,
     local: Option<std::net::IpAddr>,
+    tls: &crate::tls::Outgoing,
 ) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder()
+    let mut builder = tls
+        .apply(reqwest::Client::builder())
         .connect_timeout(policy.attempt_timeout.min(Duration::from_secs(1)))
+        .pool_idle_timeout(Duration::from_secs(5))
         .no_proxy();
     if let Some(ip) = local {
         builder = builder.local_address(ip);
@@ -124,6 +129,8 @@ pub(super) enum Tried {
     },
     /// The node could not be reached, or did not answer in time.
     Unreachable(String),
+    /// The TLS handshake failed (the message says why): not worth another node.
+    Tls(String),
 }
 
 pub(super) fn decode<T: DeserializeOwned>(

@@ -12,6 +12,12 @@
 //! Each call carries a bearer token: the admin token on `/admin`, the other token
 //! ([`Client::with_token`]: client or operator) elsewhere, each falling back on the other.
 //!
+//! Endpoints are `https://host:port`, `http://host:port` or a bare `host:port`, which means
+//! HTTPS when the client has a CA file ([`Client::with_tls`]) and plain HTTP otherwise; the
+//! leader hints name `host:port`, which is reached with the same scheme. HTTPS without a CA
+//! file trusts the system's roots (a TLS proxy with a public certificate). A failed TLS
+//! handshake is [`ClientError::Tls`] at once: every node of a cluster would fail the same.
+//!
 //! Every endpoint is one `Call` (method, path, body, request id, attempt length) sent
 //! through one path, [`Client::send`]. The exception is [`Client::init`]: initializing a
 //! cluster is addressed to one node and is never retried on another, since a second node
@@ -49,6 +55,12 @@ pub use error::{ClientError, RetryPolicy};
 #[derive(Debug)]
 pub struct Client {
     endpoints: Vec<String>,
+    /// The scheme the endpoints named, if they named one.
+    scheme: Option<&'static str>,
+    /// HTTPS settings: the CA and the client certificate, when given.
+    tls: crate::tls::Outgoing,
+    /// The local address outgoing connections are bound to.
+    local: Option<std::net::IpAddr>,
     http: reqwest::Client,
     leader: Mutex<Option<String>>,
     /// Nodes that recently could not be reached, until when they are avoided.
@@ -72,15 +84,32 @@ pub fn new_request_id() -> RequestId {
     RequestId::new(format!("c-{n:032x}")).expect("c- and 32 hex digits form a valid id")
 }
 
-fn normalize(endpoint: &str) -> Result<String, ClientError> {
+/// An endpoint's scheme (when it names one) and its `host:port`.
+fn normalize(endpoint: &str) -> Result<(Option<&'static str>, String), ClientError> {
     let e = endpoint.trim().trim_end_matches('/');
-    let e = e.strip_prefix("http://").unwrap_or(e);
-    if e.is_empty() || e.contains('/') || e.starts_with("https:") {
+    let (scheme, rest) = if let Some(rest) = e.strip_prefix("https://") {
+        (Some("https"), rest)
+    } else if let Some(rest) = e.strip_prefix("http://") {
+        (Some("http"), rest)
+    } else {
+        (None, e)
+    };
+    if rest.is_empty() || rest.contains('/') || rest.contains("://") {
         return Err(ClientError::Config(format!(
-            "endpoint {endpoint:?} must be host:port (plain HTTP)"
+            "endpoint {endpoint:?} must be https://host:port, http://host:port or host:port"
         )));
     }
-    Ok(e.to_string())
+    Ok((scheme, rest.to_string()))
+}
+
+/// The TLS settings of a client: the CA that signed the cluster's certificates, and a
+/// client certificate for clusters that require one (mutual TLS).
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM CA certificate(s); the system's roots when `None`.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate and key, presented when the server asks.
+    pub identity: Option<crate::tls::Identity>,
 }
 
 impl Client {
@@ -94,16 +123,29 @@ impl Client {
         endpoints: &[S],
         policy: RetryPolicy,
     ) -> Result<Self, ClientError> {
-        let endpoints = endpoints
+        let parsed = endpoints
             .iter()
             .map(|e| normalize(e.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        if endpoints.is_empty() {
+        if parsed.is_empty() {
             return Err(ClientError::Config("no endpoints given".into()));
         }
+        let mut schemes: Vec<&str> = parsed.iter().filter_map(|(s, _)| *s).collect();
+        schemes.dedup();
+        if schemes.len() > 1 {
+            return Err(ClientError::Config(
+                "the endpoints mix https:// and http://: a cluster is all-TLS or all-plain".into(),
+            ));
+        }
+        let tls = crate::tls::Outgoing::plain();
         Ok(Client {
-            endpoints,
-            http: http_client(&policy, None)?,
+            endpoints: parsed.into_iter().map(|(_, e)| e).collect(),
+            scheme: schemes
+                .first()
+                .map(|s| if *s == "https" { "https" } else { "http" }),
+            http: http_client(&policy, None, &tls)?,
+            tls,
+            local: None,
             leader: Mutex::new(None),
             suspects: Mutex::new(HashMap::new()),
             admin_token: None,
@@ -116,8 +158,35 @@ impl Client {
     /// Binds the client's outgoing connections to a local address (a test harness gives each
     /// logical client its own address so network faults can single it out).
     pub fn with_local_address(mut self, ip: std::net::IpAddr) -> Result<Self, ClientError> {
-        self.http = http_client(&self.policy, Some(ip))?;
+        self.http = http_client(&self.policy, Some(ip), &self.tls)?;
+        self.local = Some(ip);
         Ok(self)
+    }
+
+    /// Verifies the nodes' certificates against `tls.ca_file` (instead of the system's
+    /// roots), presents `tls.identity` when a node asks for a certificate, and reaches bare
+    /// `host:port` endpoints over HTTPS when a CA file is given.
+    pub fn with_tls(mut self, tls: &ClientTls) -> Result<Self, ClientError> {
+        let outgoing = match (&tls.ca_file, &tls.identity) {
+            (Some(ca), identity) => crate::tls::Outgoing::https(
+                crate::tls::client_config(ca, identity.as_ref())
+                    .map_err(|e| ClientError::Config(e.to_string()))?,
+            ),
+            (None, Some(_)) => {
+                return Err(ClientError::Config(
+                    "a client certificate needs the cluster's CA file too (--ca-file)".into(),
+                ));
+            }
+            (None, None) => crate::tls::Outgoing::plain(),
+        };
+        self.http = http_client(&self.policy, self.local, &outgoing)?;
+        self.tls = outgoing;
+        Ok(self)
+    }
+
+    /// `"https"` or `"http"`: what the endpoints named, else HTTPS when a CA file is given.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme.unwrap_or(self.tls.scheme())
     }
 
     /// Sets the admin token sent as a bearer token on `/admin` calls, and on every other
@@ -213,7 +282,7 @@ impl Client {
             .http
             .request(
                 call.method.clone(),
-                format!("http://{endpoint}{}", call.path),
+                format!("{}://{endpoint}{}", self.scheme(), call.path),
             )
             .timeout(timeout);
         if let Some(id) = call.request_id {
@@ -238,7 +307,12 @@ impl Client {
         };
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Tried::Unreachable(format!("{endpoint}: {e}")),
+            Err(e) => {
+                if let Some(reason) = crate::tls::tls_failure(&e) {
+                    return Tried::Tls(reason);
+                }
+                return Tried::Unreachable(format!("{endpoint}: {e}"));
+            }
         };
         let status = response.status();
         let leader_hint = response
@@ -303,6 +377,9 @@ impl Client {
                     // Follow a fresh hint, or forget the leader and go round the nodes.
                     self.set_leader(leader_hint.filter(|h| *h != endpoint));
                     message
+                }
+                Tried::Tls(message) => {
+                    return Err(ClientError::Tls { endpoint, message });
                 }
                 Tried::Unreachable(message) => {
                     // Unreachable or too slow: forget it as leader, try the next node.

@@ -125,7 +125,7 @@ pub async fn forward(app: &AppState, addr: &str, request: Request) -> Response {
     let path = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
-    let url = format!("http://{addr}{path}");
+    let url = format!("{}{path}", app.node.outgoing().base_url(addr));
     let mut outgoing = app
         .forwarder
         .request(parts.method.clone(), &url)

@@ -6,7 +6,8 @@
 //!
 //! [`router`] builds the whole service from a [`Node`], so tests can drive it without a
 //! socket; [`run`] serves it on a bound listener until a shutdown future completes, then
-//! drains in-flight requests.
+//! drains in-flight requests; [`serve`] is the same with a node's limits and TLS
+//! ([`ServerOptions`], the accept loop of [`serve`]'s module).
 
 mod access;
 mod admin_api;
@@ -16,6 +17,9 @@ mod license_api;
 pub mod limits;
 mod raft_api;
 mod request;
+mod serve;
+
+pub use serve::{MAX_HEADERS, ServerLimits, ServerOptions, serve};
 
 use std::future::Future;
 use std::time::Duration;
@@ -58,7 +62,11 @@ pub struct AppState {
 pub fn router(node: Node) -> Router {
     // A forwarded request gets the node's own deadline for the leader's answer, plus time
     // for the hop: a stuck leader cannot hold a follower's connections for ever.
-    let forwarder = reqwest::Client::builder()
+    // Forwarded requests go to the leader with the scheme (and certificate) of the Raft
+    // transport: a cluster is all-TLS or all-plain.
+    let forwarder = node
+        .outgoing()
+        .apply(reqwest::Client::builder())
         .connect_timeout(Duration::from_millis(500))
         .timeout(FORWARD_TIMEOUT)
         .no_proxy()
@@ -116,16 +124,14 @@ pub fn router(node: Node) -> Router {
         .with_state(app)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish.
+/// Serves `router` on `listener` over plain HTTP with the default [`ServerLimits`] until
+/// `shutdown` completes, then stops accepting and lets in-flight requests finish.
 pub async fn run(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve(listener, router, ServerOptions::default(), shutdown).await
 }
 
 /// One line per request at debug level (target `licd::access`): method, path, status,

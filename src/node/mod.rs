@@ -116,6 +116,8 @@ struct Inner {
     clock_skew_bound: Duration,
     /// The node's Prometheus metrics.
     meter: meter::Meter,
+    /// How the node reaches its peers: plain HTTP, or HTTPS with its certificate.
+    outgoing: crate::tls::Outgoing,
 }
 
 impl Node {
@@ -149,11 +151,14 @@ impl Node {
         let (log_store, sm): (LogStore, StateMachineStore) = licd_storage::open(&config.data_dir)?;
         let state = sm.state();
         let contacts = Arc::new(network::Contacts::default());
+        let outgoing = crate::tls::Outgoing::for_node(config.tls.as_ref())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let network = network::Network::new(
             secrets.cluster_secret.clone(),
             config.raft_bind_ip,
             contacts.clone(),
-        );
+        )
+        .with_outgoing(outgoing.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log_store.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -187,6 +192,7 @@ impl Node {
             calendar: Mutex::new(calendar::Calendar::default()),
             clock_skew_bound: Duration::from_millis(t.clock_skew_bound_ms),
             meter: meter::Meter::default(),
+            outgoing,
         });
         // Spawned once the node exists: a task that started while it was being built would
         // find no node behind its weak handle and end at once.
@@ -210,6 +216,12 @@ impl Node {
     /// The node's metrics.
     pub fn meter(&self) -> &meter::Meter {
         &self.inner.meter
+    }
+
+    /// How this node calls its peers (Raft and forwarded requests): the scheme and TLS
+    /// configuration of its own `[tls]` section.
+    pub fn outgoing(&self) -> &crate::tls::Outgoing {
+        &self.inner.outgoing
     }
 
     /// The address this node advertises.

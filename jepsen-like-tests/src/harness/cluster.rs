@@ -232,7 +232,8 @@ impl Cluster {
 
     /// Waits until node `id` answers `/healthz` (and its process is the one answering).
     pub async fn wait_healthy(&mut self, id: u64, within: Duration) -> anyhow::Result<()> {
-        let http = reqwest::Client::builder()
+        let http = licd::tls::Outgoing::plain()
+            .apply(reqwest::Client::builder())
             .timeout(Duration::from_millis(500))
             .no_proxy()
             .build()?;
@@ -404,6 +405,8 @@ fn node_config_toml(id: u64, dir: &Path, trusted_key: &str) -> anyhow::Result<St
             write_burst: 1_000_000,
             ..LimitsConfig::default()
         },
+        tls: None,
+        server: Default::default(),
     };
     toml::to_string_pretty(&config).context("cannot write a node configuration")
 }

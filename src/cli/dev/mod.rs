@@ -4,7 +4,9 @@
 //! secrets, the answer-signing key and three node configurations into a working directory,
 //! starts three `licd serve` child processes, initializes the cluster, installs the license,
 //! allocates this machine's cores, prints what to try, and then keeps the lease alive until Ctrl-C or
-//! SIGTERM, when it stops the nodes gracefully. Whatever fails, the children are stopped: a
+//! SIGTERM, when it stops the nodes gracefully. The nodes serve HTTPS with certificates from
+//! a throwaway CA made for the run (`<dir>/tls/ca.pem`, which the printed commands and the
+//! agent trust); `--plain-http` runs them without TLS. Whatever fails, the children are stopped: a
 //! guard kills them when it is dropped.
 
 mod children;
@@ -45,6 +47,9 @@ pub struct DevArgs {
     /// Set everything up, print it, then stop the cluster and exit (for CI).
     #[arg(long)]
     pub no_wait: bool,
+    /// Run the nodes over plain HTTP instead of HTTPS with a throwaway CA.
+    #[arg(long)]
+    pub plain_http: bool,
 }
 
 /// The lease the dev allocation gets; `licd dev` renews it every third of it.
@@ -162,7 +167,8 @@ pub async fn run(args: DevArgs, out: Output) -> anyhow::Result<ExitCode> {
 
     let summary = Summary {
         dir: prepared.dir.clone(),
-        endpoints: children.nodes.iter().map(|n| n.addr.clone()).collect(),
+        endpoints: prepared.endpoints(),
+        ca_file: prepared.ca_file.clone(),
         nodes: children
             .nodes
             .iter()
@@ -310,7 +316,9 @@ async fn start_agent(
             deadline: third,
             ..RetryPolicy::default()
         },
-    ) {
+    )
+    .and_then(|c| c.with_tls(&prepared.client_tls()))
+    {
         Ok(c) => c.with_token(&prepared.client_token),
         Err(e) => {
             eprintln!(

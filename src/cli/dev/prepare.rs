@@ -48,6 +48,7 @@ const OWNED: &[&str] = &[
     "node-2",
     "node-3",
     "dev.pid",
+    "tls",
 ];
 /// Demo MACs the license also allows, so that other "servers" can be tried.
 const DEMO_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]];
@@ -153,6 +154,35 @@ pub(super) struct Prepared {
     pub(super) cores: Cores,
     pub(super) members: BTreeMap<RaftNodeId, (SocketAddr, PathBuf, PathBuf)>,
     pub(super) base_port: u16,
+    /// The throwaway CA's certificate, unless `--plain-http`.
+    pub(super) ca_file: Option<PathBuf>,
+}
+
+impl Prepared {
+    /// `https://` or `http://` for the nodes.
+    pub(super) fn scheme(&self) -> &'static str {
+        if self.ca_file.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Every node's endpoint with its scheme, as clients are given them.
+    pub(super) fn endpoints(&self) -> Vec<String> {
+        self.members
+            .values()
+            .map(|(addr, _, _)| format!("{}://{addr}", self.scheme()))
+            .collect()
+    }
+
+    /// What licd dev's own clients (and its agent) trust.
+    pub(super) fn client_tls(&self) -> crate::client::ClientTls {
+        crate::client::ClientTls {
+            ca_file: self.ca_file.clone(),
+            identity: None,
+        }
+    }
 }
 
 /// Writes keys, license, secrets and node configurations.
@@ -234,6 +264,15 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     )
     .context("cannot write answer-signing.pub")?;
 
+    // A throwaway CA and one certificate per node, for 127.0.0.1 and localhost.
+    let tls_dir = dir.join("tls");
+    let authority = if args.plain_http {
+        None
+    } else {
+        std::fs::create_dir_all(&tls_dir)
+            .with_context(|| format!("cannot create {}", tls_dir.display()))?;
+        Some(crate::tls::pki::Authority::new("licd dev CA")?)
+    };
     let mut members = BTreeMap::new();
     for i in 0..3u16 {
         let id = RaftNodeId::from(i + 1);
@@ -255,6 +294,18 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
             raft: RaftTiming::default(),
             auth: auth.clone(),
             limits: Default::default(),
+            tls: authority
+                .as_ref()
+                .map(|ca| {
+                    ca.node_tls(
+                        &tls_dir,
+                        &format!("node-{id}"),
+                        &["127.0.0.1", "localhost"],
+                        false,
+                    )
+                })
+                .transpose()?,
+            server: Default::default(),
         };
         config
             .validate()
@@ -288,5 +339,6 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
         cores,
         members,
         base_port: args.base_port,
+        ca_file: authority.map(|_| tls_dir.join("ca.pem")),
     })
 }
