@@ -288,6 +288,7 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         let mut cmd = licd();
         cmd.args(args)
             .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_CA_FILE", &ca_file)
             .env("LICD_ADMIN_TOKEN", token.trim())
             .env("LICD_LEASE_TOKEN", lease_token);
         run_for(cmd, Duration::from_secs(60))
@@ -359,6 +360,7 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         let mut cmd = licd();
         cmd.args(args)
             .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_CA_FILE", &ca_file)
             .env("LICD_TOKEN_FILE", dir.join(file));
         run_for(cmd, Duration::from_secs(60))
     };

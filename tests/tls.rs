@@ -35,7 +35,12 @@ fn policy(deadline: Duration) -> RetryPolicy {
 
 /// A client of `endpoints` with `tls`, giving up after 5 s.
 fn client(endpoints: &[String], tls: &ClientTls) -> Result<Client, ClientError> {
-    Client::with_policy(endpoints, policy(Duration::from_secs(5)))?.with_tls(tls)
+    // The admin token may use every route: these tests are about the transport.
+    Ok(
+        Client::with_policy(endpoints, policy(Duration::from_secs(5)))?
+            .with_tls(tls)?
+            .with_admin_token(common::ADMIN_TOKEN),
+    )
 }
 
 /// A CA that did not sign the cluster's certificates, and its certificate file.
@@ -159,7 +164,7 @@ async fn with_mutual_tls_a_client_without_a_certificate_and_a_foreign_peer_are_k
 
     // The cluster's own client presents a certificate from the cluster CA: served, also
     // through a follower, which forwards to the leader presenting its own certificate.
-    let with_cert = cluster.client();
+    let with_cert = cluster.operator_client();
     assert_eq!(with_cert.licenses().await.unwrap().licenses.len(), 1);
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
     let follower = *cluster.addrs.keys().find(|id| **id != leader).unwrap();
@@ -282,6 +287,8 @@ async fn the_command_line_talks_https_with_ca_file() {
         &endpoints,
         "--ca-file",
         &ca,
+        "--token",
+        common::CLIENT_TOKEN,
     ]
     .map(String::from);
     let out = tokio::task::spawn_blocking(move || {
@@ -299,7 +306,8 @@ async fn the_command_line_talks_https_with_ca_file() {
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd = support::licd();
         cmd.args(["check", "--node", "cli-app", "--endpoints", &bare])
-            .env("LICD_CA_FILE", &ca_env);
+            .env("LICD_CA_FILE", &ca_env)
+            .env("LICD_TOKEN", common::CLIENT_TOKEN);
         support::run_for(cmd, Duration::from_secs(60))
     })
     .await
