@@ -29,6 +29,7 @@ compile_error!(
 
 pub mod agent;
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

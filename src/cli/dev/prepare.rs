@@ -125,30 +125,50 @@ fn random_secret() -> String {
 }
 
 /// The files of a prepared dev directory.
-pub(super) struct Prepared {
-    pub(super) dir: PathBuf,
-    pub(super) admin_token: String,
-    pub(super) admin_token_file: PathBuf,
-    pub(super) cluster_secret: String,
-    pub(super) cluster_secret_file: PathBuf,
+pub(crate) struct Prepared {
+    pub(crate) dir: PathBuf,
+    pub(crate) admin_token: String,
+    pub(crate) admin_token_file: PathBuf,
+    pub(crate) cluster_secret: String,
+    pub(crate) cluster_secret_file: PathBuf,
     /// The cluster's answer-signing key file, and its public key (base64).
-    pub(super) answer_key_file: PathBuf,
-    pub(super) answer_public_key: String,
-    pub(super) vendor_key_file: PathBuf,
-    pub(super) vendor_public_key: String,
-    pub(super) license_file: PathBuf,
-    pub(super) license_text: String,
-    pub(super) license: License,
-    pub(super) mac: MacAddr,
-    pub(super) mac_detected: bool,
-    pub(super) cores: Cores,
-    pub(super) members: BTreeMap<RaftNodeId, (SocketAddr, PathBuf, PathBuf)>,
-    pub(super) base_port: u16,
+    pub(crate) answer_key_file: PathBuf,
+    pub(crate) answer_public_key: String,
+    pub(crate) vendor_key_file: PathBuf,
+    pub(crate) vendor_public_key: String,
+    pub(crate) license_file: PathBuf,
+    pub(crate) license_text: String,
+    pub(crate) license: License,
+    pub(crate) mac: MacAddr,
+    pub(crate) mac_detected: bool,
+    pub(crate) cores: Cores,
+    pub(crate) members: BTreeMap<RaftNodeId, (SocketAddr, PathBuf, PathBuf)>,
+    pub(crate) base_port: u16,
 }
 
 /// Writes keys, license, secrets and node configurations.
 pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let dir = prepare_dir(&args.dir)?;
+    write_cluster_files(dir, args.base_port, &DemoLicense::default())
+}
+
+/// What the demo license allows beyond this machine and the demo MACs: `licd bench` needs
+/// many servers.
+#[derive(Debug, Default)]
+pub(crate) struct DemoLicense {
+    /// More MACs the license allows.
+    pub(crate) extra_macs: Vec<MacAddr>,
+    /// The licensed cores, instead of four times this machine's (at least 16).
+    pub(crate) max_cores: Option<u32>,
+}
+
+/// Writes keys, the demo license, secrets and the three node configurations (ports
+/// `base_port` to `base_port + 2`) into the existing directory `dir`.
+pub(crate) fn write_cluster_files(
+    dir: PathBuf,
+    base_port: u16,
+    shape: &DemoLicense,
+) -> anyhow::Result<Prepared> {
 
     let vendor = generate_signing_key(&mut rand::rngs::OsRng);
     let vendor_key_file = dir.join("vendor.key");
@@ -163,11 +183,15 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let detected = default_mac();
     let mac = detected.unwrap_or(MacAddr::from_bytes(FALLBACK_MAC));
     let cores = default_cores();
-    let max_cores = cores.get().saturating_mul(4).clamp(16, MAX_LICENSED_CORES);
+    let max_cores = shape
+        .max_cores
+        .unwrap_or_else(|| cores.get().saturating_mul(4))
+        .clamp(16, MAX_LICENSED_CORES);
     let issued_at = now();
     let mut allowed_macs: std::collections::BTreeSet<MacAddr> =
         DEMO_MACS.iter().map(|b| MacAddr::from_bytes(*b)).collect();
     allowed_macs.insert(mac);
+    allowed_macs.extend(shape.extra_macs.iter().copied());
     let license = License {
         id: LicenseId::new("demo").context("the demo license id")?,
         customer: "licd dev demo".into(),
@@ -207,7 +231,7 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let mut members = BTreeMap::new();
     for i in 0..3u16 {
         let id = RaftNodeId::from(i + 1);
-        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.base_port + i));
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, base_port + i));
         let data_dir = dir.join(format!("node-{id}"));
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -252,6 +276,6 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
         mac_detected: detected.is_some(),
         cores,
         members,
-        base_port: args.base_port,
+        base_port,
     })
 }
