@@ -190,7 +190,11 @@ pub fn table(report: &Report) -> String {
                 step.summary.p50_ms,
                 step.summary.p99_ms,
                 step.summary.errors,
-                if step.passed { "" } else { "  (over the bound)" }
+                if step.passed {
+                    ""
+                } else {
+                    "  (over the bound)"
+                }
             ));
         }
     }

@@ -110,7 +110,8 @@ fn etcd_key(index: u32) -> String {
 
 /// etcd: puts key `index` (a Raft write), through the JSON gateway.
 pub fn etcd_put(access: &Access, addr: &str, index: u32, seq: u64) -> Request<Full<Bytes>> {
-    let body = serde_json::json!({ "key": etcd_key(index), "value": BASE64.encode(seq.to_string()) });
+    let body =
+        serde_json::json!({ "key": etcd_key(index), "value": BASE64.encode(seq.to_string()) });
     request(
         access,
         Method::POST,

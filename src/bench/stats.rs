@@ -65,7 +65,9 @@ pub fn check_summary(s: &Summary) -> Result<(), String> {
     }
     let ordered = [s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms];
     if ordered.iter().any(|v| !v.is_finite() || *v < 0.0) {
-        return Err(format!("a latency is negative or not a number: {ordered:?}"));
+        return Err(format!(
+            "a latency is negative or not a number: {ordered:?}"
+        ));
     }
     if ordered.windows(2).any(|w| w[0] > w[1]) {
         return Err(format!(
@@ -103,7 +105,10 @@ mod tests {
         assert_eq!(s.count, 100);
         assert_eq!(s.errors, 3);
         assert_eq!(s.per_second, 50.0);
-        assert_eq!((s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms), (50.0, 99.0, 100.0, 100.0));
+        assert_eq!(
+            (s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms),
+            (50.0, 99.0, 100.0, 100.0)
+        );
         assert_eq!(check_summary(&s), Ok(()));
     }
 

@@ -32,7 +32,7 @@ use crate::api::AllocateBody;
 use crate::bench::load::{Budget, MakeRequest, closed_loop};
 use crate::bench::report::{Machine, Report, Row, table};
 use crate::bench::requests::{self, Access, BENCH_CORES, BENCH_LEASE_MS, bench_mac, bench_node};
-use crate::bench::stats::summarize;
+use crate::bench::stats::{check_summary, summarize};
 use crate::client::new_request_id;
 
 /// What `licd bench` can measure.
@@ -171,10 +171,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         None
     };
     if !args.endpoints.is_empty()
-        && plan
-            .workloads
-            .iter()
-            .any(|w| matches!(w, Workload::Write | Workload::Heartbeat | Workload::Failover))
+        && plan.workloads.iter().any(|w| {
+            matches!(
+                w,
+                Workload::Write | Workload::Heartbeat | Workload::Failover
+            )
+        })
     {
         bail!(
             "with --endpoints only `--only check,healthz` can run: writes, heartbeats and \
@@ -218,13 +220,24 @@ async fn throughput(
     eprintln!("licd bench: {system} {workload} on {connections} connections ...");
     let r = closed_loop(addr, connections, Budget::Time(duration), make).await?;
     if let Some(e) = &r.first_error {
-        eprintln!("licd bench: {system} {workload}: {} errors; the first: {e}", r.errors);
+        eprintln!(
+            "licd bench: {system} {workload}: {} errors; the first: {e}",
+            r.errors
+        );
     }
+    let summary = summarize(r.latencies_us, r.errors, r.elapsed);
+    // A workload that measured nothing is a failed run, not a row of zeros.
+    check_summary(&summary).map_err(|e| {
+        anyhow::anyhow!(
+            "{system} {workload} on {connections} connections: {e} ({})",
+            r.first_error.unwrap_or_default()
+        )
+    })?;
     Ok(Row {
         system: system.into(),
         workload: workload.into(),
         connections,
-        summary: summarize(r.latencies_us, r.errors, r.elapsed),
+        summary,
     })
 }
 
@@ -359,7 +372,11 @@ async fn measure_licd(
     Ok(())
 }
 
-async fn measure_etcd(etcd: &mut LocalEtcd, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
+async fn measure_etcd(
+    etcd: &mut LocalEtcd,
+    plan: &Plan,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let access = Access::default();
     let leader = etcd.leader_addr().await?;
     let counts = plan.connection_counts();

@@ -70,7 +70,10 @@ where
             let killed_at = Instant::now();
             while done.load(Ordering::Relaxed) <= before + 1 {
                 if killed_at.elapsed() > STEP_DEADLINE {
-                    bail!("{system}: no write succeeded within {STEP_DEADLINE:?} of kill {}", k + 1);
+                    bail!(
+                        "{system}: no write succeeded within {STEP_DEADLINE:?} of kill {}",
+                        k + 1
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

@@ -56,9 +56,8 @@ pub(super) async fn search(addr: &str, access: &Access, s: &Search) -> anyhow::R
         if servers > allocated {
             let (a, from) = (access.clone(), allocated as u32);
             let host = addr.to_string();
-            let make: MakeRequest = Arc::new(move |_, seq| {
-                licd_allocate(&a, &host, HEARTBEATERS, from + seq as u32)
-            });
+            let make: MakeRequest =
+                Arc::new(move |_, seq| licd_allocate(&a, &host, HEARTBEATERS, from + seq as u32));
             let r = closed_loop(
                 addr,
                 s.connections.min(servers - allocated),
@@ -81,8 +80,9 @@ pub(super) async fn search(addr: &str, access: &Access, s: &Search) -> anyhow::R
         let schedule = renewal_schedule(servers, period, s.step);
         let r = scheduled(addr, s.connections, schedule, make).await?;
         let summary = summarize(r.latencies_us, r.errors, r.elapsed);
-        let passed =
-            summary.errors == 0 && summary.count > 0 && summary.p99_ms <= s.bound.as_secs_f64() * 1e3;
+        let passed = summary.errors == 0
+            && summary.count > 0
+            && summary.p99_ms <= s.bound.as_secs_f64() * 1e3;
         steps.push(HeartbeatStep {
             servers,
             summary,
@@ -115,7 +115,14 @@ mod tests {
         let at: Vec<(u64, u64)> = s.iter().map(|(d, i)| (d.as_millis() as u64, *i)).collect();
         assert_eq!(
             at,
-            vec![(0, 0), (2500, 1), (5000, 2), (7500, 3), (10_000, 0), (12_500, 1)]
+            vec![
+                (0, 0),
+                (2500, 1),
+                (5000, 2),
+                (7500, 3),
+                (10_000, 0),
+                (12_500, 1)
+            ]
         );
     }
 }

@@ -169,7 +169,6 @@ pub(crate) fn write_cluster_files(
     base_port: u16,
     shape: &DemoLicense,
 ) -> anyhow::Result<Prepared> {
-
     let vendor = generate_signing_key(&mut rand::rngs::OsRng);
     let vendor_key_file = dir.join("vendor.key");
     write_secret_file(

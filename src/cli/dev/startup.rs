@@ -73,7 +73,10 @@ fn step_error(step: &str, e: &ClientError) -> anyhow::Error {
 }
 
 /// Waits until a leader is known and every member is in the membership.
-pub(crate) async fn wait_leader(children: &mut Children, admin: &Client) -> anyhow::Result<RaftNodeId> {
+pub(crate) async fn wait_leader(
+    children: &mut Children,
+    admin: &Client,
+) -> anyhow::Result<RaftNodeId> {
     let started = Instant::now();
     let mut last = String::from("no answer yet");
     loop {
