@@ -75,7 +75,7 @@ pub fn check_summary(s: &Summary) -> Result<(), String> {
             s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms
         ));
     }
-    if !(s.per_second > 0.0) {
+    if s.per_second.is_nan() || s.per_second <= 0.0 {
         return Err(format!("throughput {} is not positive", s.per_second));
     }
     Ok(())
