@@ -170,3 +170,58 @@ fn assert_cleaned_up_in(dir: &std::path::Path) {
         .collect();
     assert!(leftover.is_empty(), "left behind: {leftover:?}");
 }
+
+/// Processes whose command line mentions `dir` (the bench's nodes name their configuration
+/// file in it).
+fn processes_using(dir: &std::path::Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|cmd| cmd.contains(&needle))
+        .collect()
+}
+
+#[test]
+fn ctrl_c_stops_every_node_and_removes_the_data() {
+    use licd::process::{SpawnOptions, Supervised};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = licd();
+    cmd.env("TMPDIR", dir.path());
+    cmd.args(["bench", "--only", "write", "--duration", "60"]);
+    let stderr = tempfile::NamedTempFile::new().unwrap();
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(stderr.reopen().unwrap());
+    let mut bench = Supervised::spawn(&mut cmd, SpawnOptions::default()).unwrap();
+    // Wait until the nodes run: their configurations are in the bench's directory.
+    let started = std::time::Instant::now();
+    while processes_using(dir.path()).len() < 3 {
+        if let Some(status) = bench.try_exit().unwrap() {
+            panic!(
+                "the bench exited ({status}) before its nodes ran:\n{}",
+                std::fs::read_to_string(stderr.path()).unwrap_or_default()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the bench's nodes did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    bench.signal(libc::SIGINT).unwrap();
+    let status = bench
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap()
+        .expect("the bench did not stop within 30 s of SIGINT");
+    assert!(!status.success(), "an interrupted bench exits non-zero");
+    assert!(
+        processes_using(dir.path()).is_empty(),
+        "{:?}",
+        processes_using(dir.path())
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

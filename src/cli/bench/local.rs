@@ -80,7 +80,8 @@ impl LocalLicd {
             extra_macs,
             max_cores: Some(MAX_LICENSED_CORES),
         };
-        let base_port = free_base_port(17201)?;
+        // Two benches at once (tests) start their searches apart.
+        let base_port = free_base_port(17200 + (std::process::id() % 300) as u16 * 10)?;
         let prepared = write_cluster_files(dir.path().to_path_buf(), base_port, &shape)?;
         let mut children = Children { nodes: Vec::new() };
         let (_, admin) = start_cluster(&prepared, &mut children).await?;
