@@ -238,3 +238,40 @@ pub async fn exchange(
         .await
         .with_context(|| format!("{addr} did not answer within {timeout:?}"))?
 }
+
+/// One kept-alive connection to `addr`, opened on first use and again after a failure: for
+/// request loops that are not a load run (the failover writers).
+pub struct Connection {
+    addr: String,
+    conn: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    /// A connection to `addr` (host:port), not opened yet.
+    pub fn new(addr: &str) -> Connection {
+        Connection {
+            addr: addr.to_string(),
+            conn: None,
+        }
+    }
+
+    /// host:port it connects to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `request` and reads its answer within `timeout`; an error status is an error.
+    pub async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        match tokio::time::timeout(timeout, send_one(&mut self.conn, &self.addr, request)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.conn = None;
+                Err(format!("{}: no answer within {timeout:?}", self.addr))
+            }
+        }
+    }
+}

@@ -134,45 +134,8 @@ pub fn table(report: &Report) -> String {
             .map(|v| format!(", etcd {v}"))
             .unwrap_or_default()
     ));
-    let with_etcd = report.rows.iter().any(|r| r.system == "etcd");
-    out.push_str(&format!(
-        "{:<10} {:>5} | {:>9} {:>8} {:>8} {:>8} {:>6}",
-        "workload", "conns", "licd op/s", "p50 ms", "p99 ms", "p999 ms", "errors"
-    ));
-    if with_etcd {
-        out.push_str(&format!(
-            " | {:>9} {:>8} {:>8} {:>8} | {:>9} {:>9}",
-            "etcd op/s", "p50 ms", "p99 ms", "p999 ms", "op/s l/e", "p50 l/e"
-        ));
-    }
-    out.push('\n');
-    for row in report.rows.iter().filter(|r| r.system == "licd") {
-        let s = &row.summary;
-        out.push_str(&format!(
-            "{:<10} {:>5} | {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>6}",
-            row.workload, row.connections, s.per_second, s.p50_ms, s.p99_ms, s.p999_ms, s.errors
-        ));
-        if with_etcd {
-            let etcd = report.rows.iter().find(|e| {
-                e.system == "etcd" && e.workload == row.workload && e.connections == row.connections
-            });
-            match etcd {
-                Some(e) => {
-                    let t = &e.summary;
-                    out.push_str(&format!(
-                        " | {:>9.0} {:>8.2} {:>8.2} {:>8.2} | {:>9} {:>9}",
-                        t.per_second,
-                        t.p50_ms,
-                        t.p99_ms,
-                        t.p999_ms,
-                        ratio(s.per_second, t.per_second),
-                        ratio(s.p50_ms, t.p50_ms)
-                    ));
-                }
-                None => out.push_str(&format!(" | {:>9} {:>8} {:>8} {:>8} |", "-", "-", "-", "-")),
-            }
-        }
-        out.push('\n');
+    if report.rows.iter().any(|r| r.system == "licd") {
+        throughput_table(report, &mut out);
     }
     if let Some(h) = &report.heartbeat {
         out.push_str(&format!(
@@ -222,4 +185,48 @@ pub fn table(report: &Report) -> String {
         }
     }
     out
+}
+
+/// The throughput lines of [`table`].
+fn throughput_table(report: &Report, out: &mut String) {
+    let with_etcd = report.rows.iter().any(|r| r.system == "etcd");
+    out.push_str(&format!(
+        "{:<10} {:>5} | {:>9} {:>8} {:>8} {:>8} {:>6}",
+        "workload", "conns", "licd op/s", "p50 ms", "p99 ms", "p999 ms", "errors"
+    ));
+    if with_etcd {
+        out.push_str(&format!(
+            " | {:>9} {:>8} {:>8} {:>8} | {:>9} {:>9}",
+            "etcd op/s", "p50 ms", "p99 ms", "p999 ms", "op/s l/e", "p50 l/e"
+        ));
+    }
+    out.push('\n');
+    for row in report.rows.iter().filter(|r| r.system == "licd") {
+        let s = &row.summary;
+        out.push_str(&format!(
+            "{:<10} {:>5} | {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+            row.workload, row.connections, s.per_second, s.p50_ms, s.p99_ms, s.p999_ms, s.errors
+        ));
+        if with_etcd {
+            let etcd = report.rows.iter().find(|e| {
+                e.system == "etcd" && e.workload == row.workload && e.connections == row.connections
+            });
+            match etcd {
+                Some(e) => {
+                    let t = &e.summary;
+                    out.push_str(&format!(
+                        " | {:>9.0} {:>8.2} {:>8.2} {:>8.2} | {:>9} {:>9}",
+                        t.per_second,
+                        t.p50_ms,
+                        t.p99_ms,
+                        t.p999_ms,
+                        ratio(s.per_second, t.per_second),
+                        ratio(s.p50_ms, t.p50_ms)
+                    ));
+                }
+                None => out.push_str(&format!(" | {:>9} {:>8} {:>8} {:>8} |", "-", "-", "-", "-")),
+            }
+        }
+        out.push('\n');
+    }
 }

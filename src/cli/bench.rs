@@ -19,7 +19,6 @@ mod local;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -29,7 +28,7 @@ use licd_raft::types::NodeName;
 use self::etcd::LocalEtcd;
 use self::local::{FAILOVER, LocalLicd, WRITERS, bench_client, remote_leader};
 use crate::api::AllocateBody;
-use crate::bench::load::{Budget, MakeRequest, closed_loop};
+use crate::bench::load::{Budget, Connection, MakeRequest, closed_loop};
 use crate::bench::report::{Machine, Report, Row, table};
 use crate::bench::requests::{self, Access, BENCH_CORES, BENCH_LEASE_MS, bench_mac, bench_node};
 use crate::bench::stats::{check_summary, summarize};
@@ -410,14 +409,19 @@ async fn measure_etcd(
     }
     if plan.runs(Workload::Failover) {
         eprintln!("licd bench: etcd failover, {} leader kills ...", plan.kills);
-        let endpoints = Arc::new(etcd.endpoints());
-        let next = Arc::new(AtomicUsize::new(0));
-        let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let members: Vec<Connection> = etcd
+            .endpoints()
+            .iter()
+            .map(|a| Connection::new(a))
+            .collect();
+        let state = Arc::new(tokio::sync::Mutex::new((members, 0usize, 0u64)));
         let write = move || {
-            let (endpoints, next, seq) = (endpoints.clone(), next.clone(), seq.clone());
+            let state = state.clone();
             async move {
-                let n = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                etcd::put_with_failover(&endpoints, &next, n, Duration::from_secs(30)).await
+                let mut guard = state.lock().await;
+                let (members, next, seq) = &mut *guard;
+                *seq += 1;
+                etcd::put_with_failover(members, next, *seq, Duration::from_secs(30)).await
             }
         };
         let f = failover::run("etcd", etcd, plan.kills, plan.settle, write).await?;

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use hyper::Method;
 
 use super::failover::Killable;
-use crate::bench::load::exchange;
+use crate::bench::load::{Connection, exchange};
 use crate::bench::requests::{self, Access};
 use crate::process::{SpawnOptions, Supervised};
 
@@ -246,28 +246,25 @@ impl Killable for LocalEtcd {
     }
 }
 
-/// One put that fails over like a client library would: each attempt on the next member,
-/// for up to `deadline`.
+/// One put that fails over like a client library would: each attempt on the next member
+/// (its kept-alive connection), for up to `deadline`.
 pub(super) async fn put_with_failover(
-    endpoints: &[String],
-    start_at: &std::sync::atomic::AtomicUsize,
+    members: &mut [Connection],
+    start_at: &mut usize,
     seq: u64,
     deadline: Duration,
 ) -> Result<(), String> {
-    use std::sync::atomic::Ordering;
     let started = Instant::now();
     let mut last = String::new();
     let mut backoff = Duration::from_millis(10);
     while started.elapsed() < deadline {
-        let i = start_at.load(Ordering::Relaxed) % endpoints.len();
-        let addr = &endpoints[i];
-        let put = requests::etcd_put(&Access::default(), addr, 1, seq);
-        match exchange(addr, put, Duration::from_secs(1)).await {
-            Ok((s, _, _)) if s.is_success() => return Ok(()),
-            Ok((s, _, body)) => last = format!("{addr}: {s}: {}", String::from_utf8_lossy(&body)),
-            Err(e) => last = format!("{e:#}"),
+        let i = *start_at % members.len();
+        let put = requests::etcd_put(&Access::default(), members[i].addr(), 1, seq);
+        match members[i].send(put, Duration::from_secs(1)).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
         }
-        start_at.store(i + 1, Ordering::Relaxed);
+        *start_at = i + 1;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(200));
     }
