@@ -104,6 +104,21 @@ fn a_quick_run_measures_every_workload_and_writes_json() {
 }
 
 #[test]
+fn the_global_json_flag_prints_the_document_instead_of_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = licd();
+    cmd.env("TMPDIR", dir.path());
+    cmd.args(["--json", "bench", "--only", "healthz", "--duration", "0.3"]);
+    let out = run_for(cmd, Duration::from_secs(120));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the JSON document");
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["workload"], "healthz");
+    assert_summary("healthz", &rows[0]["summary"]);
+}
+
+#[test]
 fn vs_etcd_without_etcd_on_path_fails_readably() {
     let empty = tempfile::tempdir().unwrap();
     let mut cmd = licd();

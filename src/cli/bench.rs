@@ -32,6 +32,7 @@ use crate::bench::load::{Budget, Connection, MakeRequest, closed_loop};
 use crate::bench::report::{Machine, Report, Row, table};
 use crate::bench::requests::{self, Access, BENCH_CORES, BENCH_LEASE_MS, bench_mac, bench_node};
 use crate::bench::stats::{check_summary, summarize};
+use crate::cli::output::Output;
 use crate::client::new_request_id;
 
 /// What `licd bench` can measure.
@@ -80,7 +81,8 @@ pub struct BenchArgs {
     /// A very short run of everything, for a smoke test.
     #[arg(long)]
     pub quick: bool,
-    /// Also write the figures as JSON into this file.
+    /// Also write the figures as JSON into this file (the global --json prints them on
+    /// stdout instead of the table).
     #[arg(long, value_name = "FILE")]
     pub json_out: Option<PathBuf>,
 }
@@ -160,7 +162,7 @@ impl Plan {
 }
 
 /// Runs `licd bench`.
-pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: BenchArgs, out: Output) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(&args)?;
     let etcd_exe = if args.vs_etcd {
         Some(etcd::find_etcd().context(
@@ -198,9 +200,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         machine: Machine::this(etcd_version),
         ..report
     };
-    print!("{}", table(&report));
+    let text = serde_json::to_string_pretty(&report)?;
+    // With the global --json, the JSON document replaces the table on stdout.
+    if out.json {
+        println!("{text}");
+    } else {
+        print!("{}", table(&report));
+    }
     if let Some(path) = &args.json_out {
-        let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }

@@ -98,7 +98,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Dev(args) => dev::run(args, out).await,
-            Command::Bench(args) => bench::run(args).await,
+            Command::Bench(args) => bench::run(args, out).await,
             Command::Cluster(args) => cluster::run(args, out).await,
             Command::License(args) => license::run(args, out).await,
             Command::Allocate(args) => alloc::allocate(args, out).await,
