@@ -12,6 +12,8 @@ use licd_raft::license_file::{decode_public_key, decode_signing_key};
 use licd_raft::types::LeaseTtl;
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::{AuthConfig, TokenEntry};
+
 /// Everything a node needs to start, after files, flags and environment are merged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +49,42 @@ pub struct NodeConfig {
     /// Raft timing.
     #[serde(default)]
     pub raft: RaftTiming,
+    /// Who may call what: the hashed bearer tokens of each role (docs/operations.md,
+    /// Security).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// The abuse limits of the HTTP API: requests in flight, write rates.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// TLS: certificate, key and the cluster CA (HTTPS for clients and peers, mutual TLS
+    /// optional). Without it the node serves and calls plain HTTP.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// The HTTP server's timeouts and connection limit.
+    #[serde(default)]
+    pub server: crate::http::ServerLimits,
+}
+
+/// The `[limits]` section. docs/operations.md explains the defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests of `/v1` and `/admin` served at once by a node; more are answered 503.
+    pub max_in_flight: usize,
+    /// Sustained log writes (allocate, release, admin changes) per second per token.
+    pub writes_per_second: u32,
+    /// Writes a token may make in a burst above that rate.
+    pub write_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_in_flight: 1_024,
+            writes_per_second: 50,
+            write_burst: 100,
+        }
+    }
 }
 
 fn default_lease_ttl_ms() -> u64 {
@@ -123,7 +161,8 @@ pub enum ConfigError {
 /// The secrets a node holds. `Debug` prints nothing of them.
 #[derive(Clone)]
 pub struct Secrets {
-    /// Bearer token of the admin API.
+    /// The plain admin token of `admin_token_file` / `LICD_ADMIN_TOKEN`, accepted as one
+    /// admin token (hashed when the node starts); empty when only hashed tokens are used.
     pub admin_token: Arc<str>,
     /// Shared secret of the Raft routes.
     pub cluster_secret: Arc<str>,
@@ -180,6 +219,7 @@ impl NodeConfig {
         self.trusted_keys()?;
         self.default_lease_ttl()?;
         self.answer_signing_key()?;
+        self.server.validate().map_err(ConfigError::Invalid)?;
         let t = &self.raft;
         if t.heartbeat_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_ms {
             return Err(ConfigError::Invalid(
@@ -192,6 +232,14 @@ impl NodeConfig {
                     .into(),
             ));
         }
+        let l = &self.limits;
+        if l.max_in_flight == 0 || l.writes_per_second == 0 || l.write_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_in_flight, limits.writes_per_second and limits.write_burst must be positive".into(),
+            ));
+        }
+        crate::auth::Tokens::new(&self.auth, "")
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if t.tick_ms == 0
             || t.snapshot_every_logs == 0
             || t.lease_checkpoint_ms == 0
@@ -205,12 +253,25 @@ impl NodeConfig {
     }
 
     /// Loads the secrets: `LICD_ADMIN_TOKEN` / `LICD_CLUSTER_SECRET`, or the configured files.
+    /// The plain admin token may be left out when `[[auth.tokens]]` holds an admin token.
     pub fn secrets(&self) -> Result<Secrets, ConfigError> {
-        let admin_token = secret(
-            "LICD_ADMIN_TOKEN",
-            self.admin_token_file.as_deref(),
-            "admin token",
-        )?;
+        let hashed_admin = self
+            .auth
+            .tokens
+            .iter()
+            .any(|t| t.role == crate::auth::Role::Admin);
+        let admin_token = if hashed_admin
+            && std::env::var_os("LICD_ADMIN_TOKEN").is_none()
+            && self.admin_token_file.is_none()
+        {
+            Arc::from("")
+        } else {
+            secret(
+                "LICD_ADMIN_TOKEN",
+                self.admin_token_file.as_deref(),
+                "admin token",
+            )?
+        };
         let cluster_secret = secret(
             "LICD_CLUSTER_SECRET",
             self.cluster_secret_file.as_deref(),

@@ -23,6 +23,7 @@ fn agent_client(cluster: &Cluster) -> Client {
         },
     )
     .unwrap()
+    .with_token(common::CLIENT_TOKEN)
 }
 
 fn agent(cluster: &Cluster, name: &str, mac: MacAddr, cores: u32) -> Agent {
@@ -242,7 +243,7 @@ async fn a_second_agent_over_the_cap_waits_for_the_first_to_release() {
     );
 
     first.shutdown().await;
-    let usage = cluster.client().licenses().await.unwrap();
+    let usage = cluster.operator_client().licenses().await.unwrap();
     assert!(
         usage.licenses[0]
             .nodes

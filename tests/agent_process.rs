@@ -1,5 +1,6 @@
-//! `licd agent` as a process beside `licd dev`: it becomes licensed, `licd agent status`
-//! reports it with exit code 0, and SIGTERM releases its cores before it exits.
+//! `licd agent` as a process beside `licd dev`: over HTTPS with the dev CA (`--ca-file`) it
+//! becomes licensed, `licd agent status` reports it with exit code 0, and SIGTERM releases
+//! its cores before it exits.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,6 +67,9 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
             .stderr(Stdio::null()),
     );
     let dev_status = format!("127.0.0.1:{}", base + 79);
+    // licd dev serves HTTPS: bare host:port endpoints with its CA file are reached over it.
+    let ca_file = dir.path().join("dev").join("tls").join("ca.pem");
+    let ca_file = ca_file.to_str().unwrap();
     poll_until(Duration::from_secs(60), "licd dev's agent licensed", || {
         Command::new(LICD)
             .args(["agent", "status", "--addr", &dev_status])
@@ -73,6 +77,8 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
             .is_ok_and(|o| o.status.success())
     });
 
+    // The agent and the checks use the client token licd dev wrote.
+    let client_token = dir.path().join("dev").join("client-token");
     let agent_addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
@@ -80,6 +86,7 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
     let mut agent = spawn(
         Command::new(LICD)
             .args(["agent", "--endpoints", &endpoints, "--node", "proc-agent"])
+            .args(["--ca-file", ca_file])
             .args([
                 "--mac",
                 "02:00:00:00:00:02",
@@ -89,6 +96,8 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
                 "3000",
             ])
             .args(["--status-addr", &agent_addr])
+            .arg("--token-file")
+            .arg(&client_token)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
@@ -100,6 +109,8 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
     });
     let check = Command::new(LICD)
         .args(["check", "--endpoints", &endpoints, "--node", "proc-agent"])
+        .env("LICD_TOKEN_FILE", &client_token)
+        .args(["--ca-file", ca_file])
         .output()
         .unwrap();
     assert!(
@@ -121,7 +132,10 @@ fn an_agent_process_is_licensed_and_releases_on_sigterm() {
             &endpoints,
             "--node",
             "proc-agent",
+            "--ca-file",
+            ca_file,
         ])
+        .env("LICD_TOKEN_FILE", &client_token)
         .output()
         .unwrap();
     assert!(

@@ -10,6 +10,8 @@ use reqwest::{Method, StatusCode};
 struct Probe {
     http: reqwest::Client,
     base: String,
+    /// The bearer token every request carries, if any.
+    token: Option<&'static str>,
 }
 
 impl Probe {
@@ -21,7 +23,10 @@ impl Probe {
         path: &str,
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> (StatusCode, ErrorBody) {
-        let request = self.http.request(method, format!("{}{path}", self.base));
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = self.token {
+            request = request.bearer_auth(token);
+        }
         let response = build(request).send().await.expect("send");
         let status = response.status();
         let text = response.text().await.unwrap();
@@ -43,9 +48,12 @@ impl Probe {
         let addr = self.base.trim_start_matches("http://");
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let body = format!("{{\"mac\":\"{}\"}}", "x".repeat(len));
+        let auth = self
+            .token
+            .map_or_else(String::new, |t| format!("authorization: Bearer {t}\r\n"));
         let head = format!(
             "PUT {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\nconnection: close\r\n\r\n",
+             {auth}content-length: {}\r\nconnection: close\r\n\r\n",
             body.len()
         );
         let _ = stream.write_all(head.as_bytes()).await;
@@ -78,9 +86,11 @@ fn json(body: &'static str) -> impl FnOnce(reqwest::RequestBuilder) -> reqwest::
 async fn bad_input_is_a_4xx_with_a_json_error() {
     let cluster = Cluster::start(1).await;
     cluster.install(&license("lic", 16)).await;
+    // The admin token may use every route: what is refused here is the input.
     let probe = Probe {
         http: reqwest::Client::new(),
         base: format!("http://{}", cluster.addrs[&1]),
+        token: Some(ADMIN_TOKEN),
     };
     let alloc = "/v1/nodes/app-1/allocation";
     let cases: Vec<(&str, &str, &'static str, StatusCode)> = vec![
@@ -211,6 +221,7 @@ async fn admin_and_raft_routes_need_their_credentials() {
     let probe = Probe {
         http: reqwest::Client::new(),
         base: format!("http://{}", cluster.addrs[&1]),
+        token: None,
     };
     let (status, error) = probe.error(Method::GET, "/admin/status", |r| r).await;
     assert_eq!(

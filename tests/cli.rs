@@ -39,6 +39,8 @@ fn every_command_has_help() {
         &["answer-key"],
         &["answer-key", "new"],
         &["answer-key", "public"],
+        &["token"],
+        &["token", "new"],
         &["completions"],
         &["man"],
     ];
@@ -53,7 +55,13 @@ fn every_command_has_help() {
     // The cluster-talking commands share the client options.
     let out = run(&["check", "--help"]);
     let stdout = text(&out.stdout);
-    for option in ["--endpoints", "--admin-token", "--timeout-ms", "--json"] {
+    for option in [
+        "--endpoints",
+        "--admin-token",
+        "--token",
+        "--timeout-ms",
+        "--json",
+    ] {
         assert!(stdout.contains(option), "check --help lacks {option}");
     }
     for args in [&["check", "--help"][..], &["agent", "--help"][..]] {
@@ -111,6 +119,38 @@ fn answer_keys_are_generated_once_and_their_public_key_printed() {
     ]);
     assert_readable_failure(&out, "not an answer-signing key");
     assert!(!data.exists(), "the database was opened");
+    let out = run(&["agent", "--help"]);
+    assert!(text(&out.stdout).contains("--token-file"));
+}
+
+/// `licd token new` prints a token and the configuration entry with its hash, which a node
+/// configuration accepts; a bad role is a readable error.
+#[test]
+fn token_new_prints_a_token_and_its_hashed_config_entry() {
+    let out = run(&[
+        "--json",
+        "token",
+        "new",
+        "--role",
+        "client",
+        "--name",
+        "app-servers",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = answer["token"].as_str().unwrap();
+    let sha256 = answer["sha256"].as_str().unwrap();
+    assert_eq!(sha256, licd::auth::hash_token(token));
+    let config = answer["config"].as_str().unwrap();
+    assert!(
+        config.contains(sha256) && !config.contains(token),
+        "{config}"
+    );
+    assert!(config.contains("role = \"client\"") && config.contains("app-servers"));
+    assert_eq!(answer["env"], format!("client:{sha256}:app-servers"));
+
+    let out = run(&["token", "new", "--role", "root"]);
+    assert_readable_failure(&out, "unknown role");
 }
 
 fn keygen(path: &Path) -> String {

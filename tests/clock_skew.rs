@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use licd::api::{AllocateBody, ErrorCode, InitBody};
 use licd::client::{Client, RetryPolicy, new_request_id};
 use licd::config::{NodeConfig, RaftTiming};
+use licd::lease_token::LeaseToken;
 use licd::node::status::Role;
 use licd::process::{SpawnOptions, Supervised};
 use licd_raft::license::License;
@@ -64,6 +65,11 @@ fn start(dir: &Path, id: u64, ports: &[u16], key: &str, skew: Option<&str>) -> S
             tick_ms: 200,
             ..RaftTiming::default()
         },
+        // The admin token (LICD_ADMIN_TOKEN) is the only one: the clients use it for all.
+        auth: Default::default(),
+        limits: Default::default(),
+        tls: None,
+        server: Default::default(),
     };
     let path = dir.join(format!("node-{id}.toml"));
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
@@ -123,13 +129,15 @@ async fn make_lead(ports: &[u16], id: u64) {
 
 /// Heartbeats `name` every second and checks it every 250 ms for `span`: every answer must
 /// say the server is licensed.
-async fn stays_valid(client: &Client, name: &str, span: Duration) -> usize {
+async fn stays_valid(client: &Client, name: &str, token: &LeaseToken, span: Duration) -> usize {
     let until = Instant::now() + span;
     let mut next_heartbeat = Instant::now();
     let mut checks = 0;
     while Instant::now() < until {
         if Instant::now() >= next_heartbeat {
-            let renewal = client.heartbeat(&node(name), &new_request_id()).await;
+            let renewal = client
+                .heartbeat(&node(name), Some(token), &new_request_id())
+                .await;
             assert!(renewal.is_ok(), "heartbeat of {name}: {renewal:?}");
             next_heartbeat += Duration::from_secs(1);
         }
@@ -204,6 +212,7 @@ fn a_leader_an_hour_ahead_ends_no_lease_and_no_license_early() {
             installed = client.install_license(&file, &new_request_id()).await;
         }
         installed.expect("install the license");
+        let mut tokens = Vec::new();
         for (name, m) in [("app-1", 1), ("app-2", 2)] {
             let body = AllocateBody {
                 license: None,
@@ -212,16 +221,24 @@ fn a_leader_an_hour_ahead_ends_no_lease_and_no_license_early() {
                 ttl_ms: Some(TTL_MS),
                 request_id: None,
             };
-            client
+            let grant = client
                 .allocate(&node(name), &body, &new_request_id())
                 .await
                 .expect("allocate");
+            tokens.push(grant.lease_token);
         }
+        let app_1 = &tokens[0];
 
         // The skewed node leads: leases and the license live on.
         make_lead(&ports, 1).await;
         let skewed_since = Instant::now();
-        let checks = stays_valid(&client, "app-1", Duration::from_millis(TTL_MS + 4_000)).await;
+        let checks = stays_valid(
+            &client,
+            "app-1",
+            app_1,
+            Duration::from_millis(TTL_MS + 4_000),
+        )
+        .await;
         let status = client.status().await.expect("status");
         assert_eq!(status.leader_id, Some(1));
         let skew = status
@@ -277,7 +294,12 @@ fn a_leader_an_hour_ahead_ends_no_lease_and_no_license_early() {
         make_lead(&ports, 2).await;
         let (held, checks) = tokio::join!(
             freed_after(&client, "app-3", last),
-            stays_valid(&client, "app-1", Duration::from_millis(TTL_MS + 3_000))
+            stays_valid(
+                &client,
+                "app-1",
+                app_1,
+                Duration::from_millis(TTL_MS + 3_000)
+            )
         );
         let bound = Duration::from_millis(TTL_MS + CHECKPOINT_MS + 500 + 200);
         println!(

@@ -113,11 +113,20 @@ async fn allocations_follow_the_license_rules_with_the_field_messages() {
         "Invalid license for multi-server environment setup."
     );
 
-    // Re-allocating replaces: app-a shrinks to 4 and app-c now fits.
-    let again = allocate(&client, "app-a", 1, 4).await.unwrap();
+    // Re-allocating with the lease token replaces: app-a shrinks to 4 and app-c now fits.
+    let again = client
+        .reallocate(
+            &node("app-a"),
+            &alloc_body(1, 4),
+            &new_request_id(),
+            &a.lease_token,
+        )
+        .await
+        .unwrap();
     assert!(again.replaced);
+    assert_eq!(again.lease_token, a.lease_token);
     allocate(&client, "app-c", 3, 2).await.unwrap();
-    let usage = client.licenses().await.unwrap();
+    let usage = cluster.operator_client().licenses().await.unwrap();
     assert_eq!(usage.licenses[0].allocated_cores, 14);
     assert_eq!(usage.licenses[0].free_cores, 2);
 
@@ -131,12 +140,15 @@ async fn allocations_follow_the_license_rules_with_the_field_messages() {
     // Any node serves any request: ask a follower directly.
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let follower = cluster.addrs.keys().find(|id| **id != leader).unwrap();
-    let answer = reqwest::get(format!(
-        "http://{}/v1/nodes/app-a/check",
-        cluster.addrs[follower]
-    ))
-    .await
-    .unwrap();
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/nodes/app-a/check",
+            cluster.addrs[follower]
+        ))
+        .bearer_auth(common::CLIENT_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(
         answer.headers()[LEADER_ID_HEADER].to_str().unwrap(),
@@ -181,7 +193,7 @@ async fn stopping_the_leader_costs_checks_latency_not_errors() {
     );
 
     // Every earlier allocation is there, and writes work on the new leader.
-    let usage = client.licenses().await.unwrap();
+    let usage = cluster.operator_client().licenses().await.unwrap();
     assert_eq!(usage.licenses[0].allocated_cores, 24);
     assert_eq!(usage.licenses[0].nodes.len(), 3);
     allocate(&client, "app-d", 4, 8).await.unwrap();
@@ -195,17 +207,29 @@ async fn a_restarted_node_catches_up_from_the_log_and_from_a_snapshot() {
         c.raft.logs_kept_after_snapshot = 0;
     })
     .await;
-    cluster.install(&license("lic", 1_000)).await;
+    // Every server has a MAC of its own: a MAC holds one allocation.
+    let mut lic = license("lic", 1_000);
+    let server_mac = |i: u8| licd_raft::types::MacAddr::from_bytes([2, 0, 0, 0, 1, i]);
+    lic.allowed_macs.extend((0..65).map(server_mac));
+    cluster.install(&lic).await;
     let client = cluster.client();
+    let allocate_own = async |name: String, i: u8| {
+        let body = AllocateBody {
+            mac: server_mac(i),
+            ..alloc_body(1, 4)
+        };
+        client
+            .allocate(&node(&name), &body, &new_request_id())
+            .await
+            .unwrap();
+    };
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let down = *cluster.addrs.keys().find(|id| **id != leader).unwrap();
 
     // A short absence: the log suffices.
     cluster.stop(down).await;
     for i in 0..5 {
-        allocate(&client, &format!("short-{i}"), 1, 4)
-            .await
-            .unwrap();
+        allocate_own(format!("short-{i}"), i).await;
     }
     cluster.restart(down).await;
     let target = cluster.node(leader).metrics().last_applied.unwrap().index;
@@ -217,7 +241,7 @@ async fn a_restarted_node_catches_up_from_the_log_and_from_a_snapshot() {
     // node must be sent the snapshot.
     cluster.stop(down).await;
     for i in 0..60 {
-        allocate(&client, &format!("long-{i}"), 2, 4).await.unwrap();
+        allocate_own(format!("long-{i}"), 5 + i).await;
     }
     let snapshot = cluster.admin_client().snapshot().await.unwrap();
     let snapshot_index = snapshot.snapshot_index.expect("a snapshot was built");
@@ -304,7 +328,7 @@ async fn expired_leases_free_their_cores_and_retries_apply_once() {
     // Nobody writes: the leader's tick must free the cores once the lease passes.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let usage = client.licenses().await.unwrap();
+        let usage = cluster.operator_client().licenses().await.unwrap();
         if usage.licenses[0].allocated_cores == 0 {
             break;
         }
@@ -328,12 +352,13 @@ async fn expired_leases_free_their_cores_and_retries_apply_once() {
     // The retry is a new log entry whose answer is the first one's.
     assert_eq!(first.allocation, second.allocation);
     assert_eq!(first.request_id, second.request_id);
+    assert_eq!(first.lease_token, second.lease_token);
     assert!(second.log.index > first.log.index);
     assert!(
         !second.replaced,
         "the retry was not applied as a re-allocation"
     );
-    let usage = client.licenses().await.unwrap();
+    let usage = cluster.operator_client().licenses().await.unwrap();
     assert_eq!(usage.licenses[0].allocated_cores, 12);
     cluster.shutdown().await;
 }

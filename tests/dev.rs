@@ -103,6 +103,20 @@ fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
             >= 1
     );
     assert!(stderr.contains("stopped"), "{stderr}");
+    // HTTPS by default, with the throwaway CA the summary names.
+    let endpoints = summary["endpoints"].as_array().expect("endpoints");
+    assert!(
+        endpoints
+            .iter()
+            .all(|e| e.as_str().unwrap().starts_with("https://127.0.0.1:")),
+        "{endpoints:?}"
+    );
+    let ca = summary["ca_file"].as_str().expect("ca_file");
+    assert!(
+        std::fs::read_to_string(ca)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
     for file in [
         "admin-token",
         "cluster-secret",
@@ -114,10 +128,59 @@ fn dev_no_wait_brings_a_cluster_up_and_stops_it() {
     ] {
         assert!(dir.join(file).exists(), "{file} missing");
     }
-    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
-    assert!(token.trim().len() >= 32);
+    // One token per role; the node configurations hold their hashes, never the tokens.
+    let config = std::fs::read_to_string(dir.join("node-1.toml")).unwrap();
+    for (file, role) in [
+        ("admin-token", "admin"),
+        ("operator-token", "operator"),
+        ("client-token", "client"),
+    ] {
+        let token = std::fs::read_to_string(dir.join(file)).unwrap();
+        let token = token.trim();
+        assert!(token.len() >= 32, "{file}");
+        assert!(
+            !config.contains(token),
+            "node-1.toml holds the {role} token itself"
+        );
+        let hash = licd::auth::hash_token(token);
+        assert!(
+            config.contains(&hash),
+            "node-1.toml lacks the {role} token's hash"
+        );
+    }
+    assert!(summary["client_token_file"].as_str().is_some());
     assert!(!dir.join("dev.pid").exists());
     let canonical = dir.canonicalize().unwrap();
+    assert_nothing_left(&canonical, &pids);
+
+    // --plain-http: the same cluster without TLS.
+    let mut cmd = licd();
+    cmd.args([
+        "--json",
+        "dev",
+        "--no-wait",
+        "--plain-http",
+        "--base-port",
+        &port.to_string(),
+        "--dir",
+    ])
+    .arg(&dir);
+    let out = run_for(cmd, Duration::from_secs(120));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary["ca_file"].is_null());
+    assert!(
+        summary["endpoints"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("http://")
+    );
+    let pids: Vec<u32> = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| u32::try_from(n["pid"].as_u64().unwrap()).unwrap())
+        .collect();
     assert_nothing_left(&canonical, &pids);
 
     // The same ports in use: a clear refusal.
@@ -198,14 +261,36 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         })
         .collect();
     assert_eq!(pids.len(), 3, "{printed}");
-    let endpoints: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
-    let endpoints = endpoints.join(",");
+    // The environment the printout tells the user to export, taken as printed.
+    let exported = |name: &str| -> String {
+        let prefix = format!("export {name}=");
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&prefix).map(str::to_string))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{printed}"))
+    };
+    let endpoints = exported("LICD_ENDPOINTS");
+    let expected: Vec<String> = (0..3)
+        .map(|i| format!("https://127.0.0.1:{}", port + i))
+        .collect();
+    assert_eq!(endpoints, expected.join(","));
+    let ca_file = exported("LICD_CA_FILE");
     let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
     let with_env = |args: &[&str]| {
         let mut cmd = licd();
         cmd.args(args)
             .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_CA_FILE", &ca_file)
             .env("LICD_ADMIN_TOKEN", token.trim());
+        run_for(cmd, Duration::from_secs(60))
+    };
+    let with_lease_token = |args: &[&str], lease_token: &str| {
+        let mut cmd = licd();
+        cmd.args(args)
+            .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_CA_FILE", &ca_file)
+            .env("LICD_ADMIN_TOKEN", token.trim())
+            .env("LICD_LEASE_TOKEN", lease_token);
         run_for(cmd, Duration::from_secs(60))
     };
 
@@ -269,6 +354,37 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
 
+    // The role tokens, as the summary says: the client token checks, the operator token
+    // reads the status and may not change anything.
+    let with_role = |file: &str, args: &[&str]| {
+        let mut cmd = licd();
+        cmd.args(args)
+            .env("LICD_ENDPOINTS", &endpoints)
+            .env("LICD_CA_FILE", &ca_file)
+            .env("LICD_TOKEN_FILE", dir.join(file));
+        run_for(cmd, Duration::from_secs(60))
+    };
+    let out = with_role("client-token", &["check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_role("operator-token", &["--json", "cluster", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
+    let out = with_role(
+        "operator-token",
+        &[
+            "allocate",
+            "--node",
+            "op-server",
+            "--mac",
+            "02:00:00:00:00:02",
+            "--cores",
+            "1",
+        ],
+    );
+    assert_readable_failure(&out, "FORBIDDEN");
+    let out = with_role("client-token", &["license", "list"]);
+    assert_readable_failure(&out, "FORBIDDEN");
+
     // More cores than the license has left: the field error, with the figures.
     let out = with_env(&[
         "allocate",
@@ -306,8 +422,10 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         text(&out.stdout)
     );
 
-    // Allocate, heartbeat and release another server; then it is no longer licensed.
+    // Allocate, heartbeat and release another server with its lease token; then it is no
+    // longer licensed.
     let out = with_env(&[
+        "--json",
         "allocate",
         "--node",
         "app-2",
@@ -319,11 +437,27 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         "60000",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let grant: serde_json::Value = serde_json::from_slice(&out.stdout).expect("grant JSON");
+    let lease_token = grant["lease_token"]
+        .as_str()
+        .expect("a lease token")
+        .to_string();
+    assert_eq!(lease_token.len(), 32, "{grant}");
     let out = with_env(&["heartbeat", "--node", "app-2"]);
+    assert_readable_failure(&out, "LEASE_TOKEN_REQUIRED");
+    let out = with_env(&[
+        "heartbeat",
+        "--node",
+        "app-2",
+        "--lease-token",
+        &lease_token,
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = with_env(&["check", "--node", "app-2", "--mac", "02:00:00:00:00:03"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = with_env(&["release", "--node", "app-2"]);
+    assert_readable_failure(&out, "LEASE_TOKEN_REQUIRED");
+    let out = with_lease_token(&["release", "--node", "app-2"], &lease_token);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = with_env(&["check", "--node", "app-2"]);
     assert_eq!(out.status.code(), Some(1));
@@ -351,6 +485,7 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
             "--endpoints",
             &format!("127.0.0.1:{}", port + 1),
         ])
+        .env("LICD_CA_FILE", &ca_file)
         .env("LICD_ADMIN_TOKEN", token.trim());
     let out = run_for(elect, Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -371,6 +506,12 @@ fn dev_cluster_answers_the_cli_and_stops_on_sigterm() {
         "1",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("lease token "),
+        "{}",
+        text(&out.stdout)
+    );
+    // The administrator releases it without the token.
     let out = with_env(&["cluster", "force-release", "--node", "app-4"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::{Cluster, license, mac};
 use licd::api::{AllocateBody, ErrorCode};
 use licd::client::{Client, new_request_id};
+use licd::lease_token::LeaseToken;
 use licd_raft::types::NodeName;
 
 const TTL_MS: u64 = 4_000;
@@ -35,11 +36,17 @@ fn bound(cluster: &Cluster) -> Duration {
     )
 }
 
-async fn allocate(client: &Client, name: &str, mac_index: u8) -> (Instant, u64) {
+/// Allocates and returns (send time, promised remaining, lease token).
+async fn allocate(client: &Client, name: &str, mac_index: u8) -> (Instant, u64, LeaseToken) {
     allocate_for(client, name, mac_index, TTL_MS).await
 }
 
-async fn allocate_for(client: &Client, name: &str, mac_index: u8, ttl_ms: u64) -> (Instant, u64) {
+async fn allocate_for(
+    client: &Client,
+    name: &str,
+    mac_index: u8,
+    ttl_ms: u64,
+) -> (Instant, u64, LeaseToken) {
     let body = AllocateBody {
         license: None,
         mac: mac(mac_index),
@@ -52,14 +59,14 @@ async fn allocate_for(client: &Client, name: &str, mac_index: u8, ttl_ms: u64) -
         .allocate(&node(name), &body, &new_request_id())
         .await
         .expect("allocate");
-    (sent, grant.allocation.lease_remaining_ms)
+    (sent, grant.allocation.lease_remaining_ms, grant.lease_token)
 }
 
-/// Heartbeats and returns (send time, promised remaining).
-async fn heartbeat(client: &Client, name: &str) -> (Instant, u64) {
+/// Heartbeats with `token` and returns (send time, promised remaining).
+async fn heartbeat(client: &Client, name: &str, token: &LeaseToken) -> (Instant, u64) {
     let sent = Instant::now();
     let renewal = client
-        .heartbeat(&node(name), &new_request_id())
+        .heartbeat(&node(name), Some(token), &new_request_id())
         .await
         .expect("heartbeat");
     (sent, renewal.lease_remaining_ms)
@@ -90,13 +97,13 @@ async fn heartbeats_renew_leases_without_log_writes() {
     // A long lease for the log count: no checkpoint is due for half a minute, however slow
     // the machine.
     const LONG_MS: u64 = 60_000;
-    let (_, promised) = allocate_for(&client, "steady", 2, LONG_MS).await;
+    let (_, promised, steady) = allocate_for(&client, "steady", 2, LONG_MS).await;
     assert_eq!(promised, LONG_MS);
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let before = cluster.node(leader).metrics().last_log_index;
     let mut promises = Vec::new();
     for _ in 0..20 {
-        promises.push(heartbeat(&client, "steady").await.1);
+        promises.push(heartbeat(&client, "steady", &steady).await.1);
     }
     let after = cluster.node(leader).metrics().last_log_index;
     assert_eq!(before, after, "a heartbeat wrote to the log");
@@ -106,13 +113,13 @@ async fn heartbeats_renew_leases_without_log_writes() {
         "{promises:?}"
     );
     // A short lease lives past its first ttl on heartbeats alone.
-    let (_, promised) = allocate(&client, "app-1", 1).await;
+    let (_, promised, token) = allocate(&client, "app-1", 1).await;
     assert_eq!(promised, TTL_MS);
     // Past the first lease, heartbeats kept it live.
     tokio::time::sleep(Duration::from_millis(TTL_MS / 2)).await;
-    heartbeat(&client, "app-1").await;
+    heartbeat(&client, "app-1", &token).await;
     tokio::time::sleep(Duration::from_millis(TTL_MS / 2)).await;
-    heartbeat(&client, "app-1").await;
+    heartbeat(&client, "app-1", &token).await;
     let check = client.check(&node("app-1"), None).await.unwrap();
     assert_eq!(check.check.code, ErrorCode::Valid, "{check:?}");
     cluster.shutdown().await;
@@ -123,11 +130,11 @@ async fn a_failover_keeps_every_promised_lease_and_frees_a_dead_one_within_the_b
     let mut cluster = cluster().await;
     cluster.install(&license("lic", 16)).await;
     let client = cluster.client();
-    allocate(&client, "live", 1).await;
-    allocate(&client, "dead", 2).await;
+    let live = allocate(&client, "live", 1).await.2;
+    let dead = allocate(&client, "dead", 2).await.2;
     tokio::time::sleep(Duration::from_millis(TTL_MS / 3)).await;
-    let (sent, promised) = heartbeat(&client, "live").await;
-    let (dead_sent, _) = heartbeat(&client, "dead").await;
+    let (sent, promised) = heartbeat(&client, "live", &live).await;
+    let (dead_sent, _) = heartbeat(&client, "dead", &dead).await;
     // "dead" stops heartbeating now; the leader goes away.
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     cluster.stop(leader).await;
@@ -147,8 +154,8 @@ async fn a_failover_keeps_every_promised_lease_and_frees_a_dead_one_within_the_b
     }
     assert!(checks > 3, "too few checks inside the promise: {checks}");
     // The live server renews on the new leader without reallocating.
-    heartbeat(&client, "live").await;
-    let freed = wait_freed(&client, "dead", Duration::from_secs(20)).await;
+    heartbeat(&client, "live", &live).await;
+    let freed = wait_freed(&cluster.operator_client(), "dead", Duration::from_secs(20)).await;
     let held = freed - dead_sent;
     // Time with no leader at all lengthens the bound (nobody measures); the first answer
     // after the stop is an upper estimate of it.
@@ -174,8 +181,8 @@ async fn a_whole_cluster_restart_during_a_lease_does_not_end_it() {
     let mut cluster = cluster().await;
     cluster.install(&license("lic", 16)).await;
     let client = cluster.client();
-    allocate(&client, "app-1", 1).await;
-    let (sent, promised) = heartbeat(&client, "app-1").await;
+    let token = allocate(&client, "app-1", 1).await.2;
+    let (sent, promised) = heartbeat(&client, "app-1", &token).await;
     let ids: Vec<u64> = cluster.running.keys().copied().collect();
     for id in &ids {
         cluster.stop(*id).await;
@@ -190,7 +197,9 @@ async fn a_whole_cluster_restart_during_a_lease_does_not_end_it() {
         "the restart took longer than the lease; the test proves nothing"
     );
     // The lease survived on the log's checkpoint plus the election bound: it renews.
-    let renewal = client.heartbeat(&node("app-1"), &new_request_id()).await;
+    let renewal = client
+        .heartbeat(&node("app-1"), Some(&token), &new_request_id())
+        .await;
     assert!(renewal.is_ok(), "{renewal:?}");
     let check = client.check(&node("app-1"), None).await.unwrap();
     assert_eq!(check.check.code, ErrorCode::Valid, "{check:?}");
@@ -214,10 +223,10 @@ async fn a_lease_that_ran_out_is_not_renewed() {
     let cluster = cluster().await;
     cluster.install(&license("lic", 16)).await;
     let client = cluster.client();
-    allocate(&client, "app-1", 1).await;
-    wait_freed(&client, "app-1", Duration::from_secs(20)).await;
+    let token = allocate(&client, "app-1", 1).await.2;
+    wait_freed(&cluster.operator_client(), "app-1", Duration::from_secs(20)).await;
     let err = client
-        .heartbeat(&node("app-1"), &new_request_id())
+        .heartbeat(&node("app-1"), Some(&token), &new_request_id())
         .await
         .unwrap_err();
     assert!(err.is(ErrorCode::NotAllocated), "{err}");

@@ -25,7 +25,7 @@ async fn the_leader_exports_usage_outcomes_refusals_and_raft_progress() {
         request_id: None,
     };
     let app = NodeName::new("app-1").unwrap();
-    client
+    let grant = client
         .allocate(&app, &body(1, 12), &new_request_id())
         .await
         .unwrap();
@@ -38,12 +38,23 @@ async fn the_leader_exports_usage_outcomes_refusals_and_raft_progress() {
         .await
         .unwrap_err();
     assert!(refused.is(licd_raft::Code::CpuLimitExhausted));
-    client.heartbeat(&app, &new_request_id()).await.unwrap();
+    client
+        .heartbeat(&app, Some(&grant.lease_token), &new_request_id())
+        .await
+        .unwrap();
     client.check(&app, None).await.unwrap();
 
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let url = format!("http://{}/metrics", cluster.addrs[&leader]);
-    let response = reqwest::get(&url).await.unwrap();
+    // Metrics are an operator's: without a token they are refused.
+    let refused = reqwest::get(&url).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(common::OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
@@ -89,7 +100,10 @@ async fn the_leader_exports_usage_outcomes_refusals_and_raft_progress() {
     assert!((86_000.0..=86_400.0).contains(&expiry), "{expiry}");
     // A follower answers its own view: it does not lead.
     let follower = cluster.addrs.keys().find(|id| **id != leader).unwrap();
-    let text = reqwest::get(format!("http://{}/metrics", cluster.addrs[follower]))
+    let text = reqwest::Client::new()
+        .get(format!("http://{}/metrics", cluster.addrs[follower]))
+        .bearer_auth(common::OPERATOR_TOKEN)
+        .send()
         .await
         .unwrap()
         .text()

@@ -29,6 +29,7 @@ fn agent(endpoint: &str, keys: Vec<VerifyingKey>, name: &str, mac: MacAddr) -> A
         },
     )
     .unwrap()
+    .with_token(common::CLIENT_TOKEN)
     .with_answer_keys(keys);
     Agent::spawn(
         client,

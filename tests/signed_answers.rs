@@ -64,6 +64,7 @@ fn client_of(endpoint: &str, keys: &[VerifyingKey]) -> Client {
     };
     Client::with_policy(&[endpoint], policy)
         .unwrap()
+        .with_token(common::CLIENT_TOKEN)
         .with_answer_keys(keys.to_vec())
 }
 
@@ -116,6 +117,7 @@ async fn answers_are_signed_by_the_leader_also_through_a_follower() {
     for bad in ["zz", "abcd", &"ab".repeat(65)] {
         let response = http
             .get(format!("{base}?nonce={bad}"))
+            .bearer_auth(common::CLIENT_TOKEN)
             .send()
             .await
             .unwrap();
@@ -126,9 +128,22 @@ async fn answers_are_signed_by_the_leader_also_through_a_follower() {
     }
     // A parameter the node does not know is refused too (why nodes are upgraded before
     // the clients that send a nonce: docs/operations.md).
-    let response = http.get(format!("{base}?colour=red")).send().await.unwrap();
+    let response = http
+        .get(format!("{base}?colour=red"))
+        .bearer_auth(common::CLIENT_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
-    let body: CheckBody = http.get(&base).send().await.unwrap().json().await.unwrap();
+    let body: CheckBody = http
+        .get(&base)
+        .bearer_auth(common::CLIENT_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body.signature.as_ref().unwrap().nonce, "");
     assert_eq!(verify(&body, &app(1), None, None, &[public]), Ok(()));
     cluster.shutdown().await;
@@ -174,8 +189,8 @@ async fn forged_answers_are_refused_by_the_client_library() {
     let recorded = verifying.check(&app(1), None).await.expect("relayed");
     assert_eq!(recorded.check.code, ErrorCode::Valid);
     cluster
-        .client()
-        .release(&app(1), &new_request_id())
+        .admin_client()
+        .force_release(&app(1), &new_request_id())
         .await
         .expect("release app-1");
     forger.set_mode(Mode::Replay);
@@ -247,7 +262,7 @@ async fn python_says(
     mac: &str,
 ) -> (String, String) {
     let script = format!(
-        "{}\nimport sys\ntry:\n    outcome = 'valid' if licensed(*sys.argv[1:5]) else 'invalid'\n\
+        "{}\nimport sys\ntry:\n    outcome = 'valid' if licensed(*sys.argv[1:6]) else 'invalid'\n\
          except Exception as e:\n    print(type(e).__name__, e, file=sys.stderr)\n    \
          outcome = 'refused'\nprint(outcome)\n",
         python_snippet()
@@ -255,7 +270,13 @@ async fn python_says(
     let mut cmd = tokio::process::Command::new("python3");
     cmd.arg("-c")
         .arg(script)
-        .args([endpoint, node, &encode_public_key(key), mac])
+        .args([
+            &format!("http://{endpoint}"),
+            common::CLIENT_TOKEN,
+            node,
+            &encode_public_key(key),
+            mac,
+        ])
         .env("no_proxy", "*")
         .env_remove("http_proxy")
         .env_remove("HTTP_PROXY")
@@ -315,7 +336,8 @@ async fn licd_check_with_an_answer_key_exits_3_on_a_forged_answer() {
         tokio::task::spawn_blocking(move || {
             let mut cmd = cli::licd();
             cmd.args(["check", "--node", "app-1", "--timeout-ms", "5000"])
-                .args(["--endpoints", &endpoint, "--answer-key", &key]);
+                .args(["--endpoints", &endpoint, "--answer-key", &key])
+                .env("LICD_TOKEN", common::CLIENT_TOKEN);
             cli::run_for(cmd, Duration::from_secs(60))
         })
         .await

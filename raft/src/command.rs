@@ -12,7 +12,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::license::License;
-use crate::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp};
+use crate::types::{
+    Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp, TokenHash,
+};
 
 /// The exact message of [`Code::CpuLimitExhausted`], as users know it from the field.
 pub const CPU_LIMIT_MESSAGE: &str = "CPU limit exhausted. Can't allocate more CPUs.";
@@ -63,6 +65,16 @@ pub enum Command {
         /// The leases to end.
         leases: Vec<LeaseRef>,
     },
+    /// The holder gives a server's cores back, presenting the allocation's lease token
+    /// ([`Command::Release`] is the administrator's, which needs none). Refused with
+    /// `LEASE_TOKEN_REQUIRED` or `LEASE_TOKEN_MISMATCH` when the allocation's token is not
+    /// the one presented; releasing a server that holds nothing succeeds.
+    ReleaseHeld {
+        /// The server to release.
+        node: NodeName,
+        /// The hash of the lease token presented, if any.
+        presented: Option<TokenHash>,
+    },
 }
 
 /// One grant of one server, as [`Command::Expire`] names it.
@@ -98,6 +110,15 @@ pub struct Allocate {
     pub cores: Cores,
     /// How long the allocation lives without a heartbeat.
     pub lease_ttl: LeaseTtl,
+    /// The hash of the lease token the leader issues with this allocation when it is a new
+    /// one (a re-allocation keeps the token it was made with). `None` only in an entry
+    /// logged by stored format 2, before lease tokens: it applies by that format's rules
+    /// (no holder check, an allocation without a token), so that every replica computes
+    /// what format 2 computed, whichever snapshot it re-applies the log from.
+    pub token_hash: Option<TokenHash>,
+    /// The hash of the lease token the client presented: a name that holds a live
+    /// allocation is re-allocated only when it matches that allocation's.
+    pub presented: Option<TokenHash>,
 }
 
 /// What applying one log entry answered. A rejection is a normal, deterministic outcome: every
@@ -168,6 +189,11 @@ pub struct Allocation {
     pub grant: u64,
     /// Lease time left, in milliseconds, as of the latest checkpoint (the ttl when granted).
     pub remaining_ms: u64,
+    /// The hash of the allocation's lease token, which heartbeats, releases and
+    /// re-allocations must present. `None` for an allocation made before lease tokens
+    /// existed (stored format 2): it is renewed without a token, and the next allocation of
+    /// the same name with the same MAC replaces it with one that has a token.
+    pub token_hash: Option<TokenHash>,
 }
 
 /// The answer to an allocation.
@@ -274,6 +300,15 @@ pub enum Code {
     InvalidLicense,
     /// The request id was already used for a different command.
     RequestIdReused,
+    /// The server name holds a live allocation and the request did not present its lease
+    /// token.
+    NodeInUse,
+    /// Another server name holds a live allocation with the same MAC address.
+    MacInUse,
+    /// A heartbeat or a release of an allocation that has a lease token presented none.
+    LeaseTokenRequired,
+    /// A heartbeat or a release presented a lease token that is not the allocation's.
+    LeaseTokenMismatch,
 }
 
 impl Code {
@@ -293,6 +328,10 @@ impl Code {
             Code::LicenseConflict => "LICENSE_CONFLICT",
             Code::InvalidLicense => "INVALID_LICENSE",
             Code::RequestIdReused => "REQUEST_ID_REUSED",
+            Code::NodeInUse => "NODE_IN_USE",
+            Code::MacInUse => "MAC_IN_USE",
+            Code::LeaseTokenRequired => "LEASE_TOKEN_REQUIRED",
+            Code::LeaseTokenMismatch => "LEASE_TOKEN_MISMATCH",
         }
     }
 
@@ -314,6 +353,15 @@ impl Code {
             }
             Code::InvalidLicense => "The license's content is inconsistent.",
             Code::RequestIdReused => "The request id was already used for a different request.",
+            Code::NodeInUse => {
+                "The server name holds a live allocation: present its lease token, or wait \
+                 until its lease ends."
+            }
+            Code::MacInUse => "Another server name holds a live allocation with this MAC address.",
+            Code::LeaseTokenRequired => {
+                "The allocation has a lease token: present it (header x-licd-lease-token)."
+            }
+            Code::LeaseTokenMismatch => "The lease token is not this allocation's.",
         }
     }
 }
@@ -344,6 +392,10 @@ mod tests {
             Code::LicenseConflict,
             Code::InvalidLicense,
             Code::RequestIdReused,
+            Code::NodeInUse,
+            Code::MacInUse,
+            Code::LeaseTokenRequired,
+            Code::LeaseTokenMismatch,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

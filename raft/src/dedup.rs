@@ -40,10 +40,10 @@ pub struct Applied {
 /// Applied request ids, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DedupTable {
-    by_id: BTreeMap<RequestId, Applied>,
+    pub(crate) by_id: BTreeMap<RequestId, Applied>,
     /// Request ids in the order they were applied; cluster time never goes back, so this is
     /// also the order of their `at` times.
-    order: VecDeque<RequestId>,
+    pub(crate) order: VecDeque<RequestId>,
 }
 
 impl DedupTable {

@@ -11,6 +11,8 @@
 //! - [`state`]: [`LicenseState`] and its deterministic [`LicenseState::apply`].
 //! - [`query`]: the license check and usage report, for the linearizable read path.
 //! - [`dedup`]: the bounded table of applied request ids behind exactly-once retries.
+//! - [`format2`]: the log and snapshot shapes of stored format 2 (before lease tokens), and
+//!   their upgrade.
 //! - [`codec`]: the binary encoding of log entries, snapshots and Raft messages.
 //!
 //! What it leaves out: storage (crate `licd-storage`), networking, the leader's clock and the
@@ -19,6 +21,7 @@
 pub mod codec;
 pub mod command;
 pub mod dedup;
+pub mod format2;
 pub mod license;
 pub mod license_file;
 pub mod query;

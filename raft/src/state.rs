@@ -12,6 +12,11 @@
 //! 2. A request id already applied returns its first response and changes nothing.
 //! 3. The command runs (see the table in docs/architecture.md).
 //!
+//! Allocations are bound to their holder by a lease token, of which the state holds only the
+//! SHA-256 hash: a name with a live allocation changes hands only when the request presents
+//! that token (`NODE_IN_USE` otherwise, whatever MAC it declares), and a MAC holds at most
+//! one live allocation (`MAC_IN_USE`).
+//!
 //! Leases are not measured here: no clock in the state decides one. An allocation records
 //! its ttl and the remaining time of its latest checkpoint; the leader measures leases on
 //! its monotonic clock and proposes [`Command::Checkpoint`] and [`Command::Expire`] entries,
@@ -27,13 +32,14 @@ use crate::command::{
 };
 use crate::dedup::{Applied, DedupTable};
 use crate::license::License;
-use crate::types::{LicenseId, NodeName, Timestamp};
+use crate::types::{LicenseId, MacAddr, NodeName, Timestamp, TokenHash};
 
 /// The licenses, the allocations and the cluster clock, as every replica holds them.
 ///
-/// One index is derived from the allocations and kept in step with them: each license's
-/// counted total, so that a check or an allocation does not sum every allocation. It is not
-/// part of snapshots: deserializing rebuilds it.
+/// Two indexes are derived from the allocations and kept in step with them: each license's
+/// counted total, so that a check or an allocation does not sum every allocation, and the
+/// number of allocations per MAC, so that an allocation does not walk them all. They are not
+/// part of snapshots: deserializing rebuilds them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LicenseState {
     pub(crate) clock: Timestamp,
@@ -47,6 +53,9 @@ pub struct LicenseState {
     pub(crate) allocation_changes: u64,
     /// Derived: the counted cores of each license's allocations (licenses with none are absent).
     counted: BTreeMap<LicenseId, u64>,
+    /// Derived: how many allocations use each MAC address (absent: none). One at most, but
+    /// for allocations stored before lease tokens, which could share one.
+    macs: BTreeMap<MacAddr, usize>,
 }
 
 impl LicenseState {
@@ -109,6 +118,12 @@ impl LicenseState {
                 node: node.clone(),
                 freed: self.remove_allocation(node),
             }),
+            Command::ReleaseHeld { node, presented } => {
+                self.holds(node, *presented).map(|()| Outcome::Released {
+                    node: node.clone(),
+                    freed: self.remove_allocation(node),
+                })
+            }
             // Checkpoints and expirations are idempotent by nature (they name grants), so
             // they are not remembered.
             Command::Checkpoint { leases } => return Ok(self.checkpoint(leases)),
@@ -123,6 +138,25 @@ impl LicenseState {
             },
         );
         response
+    }
+
+    /// Whether a request presenting the token hash `presented` speaks for `node`'s
+    /// allocation: yes when the name holds none, when its allocation has no token (stored
+    /// before lease tokens) or when the hashes are equal; otherwise `LEASE_TOKEN_REQUIRED`
+    /// (none presented) or `LEASE_TOKEN_MISMATCH`.
+    ///
+    /// The leader checks heartbeats and releases with its own constant-time comparison of
+    /// the token before anything reaches the log; this is the deterministic check of a
+    /// release at apply, against the allocation the name holds by then.
+    pub fn holds(&self, node: &NodeName, presented: Option<TokenHash>) -> Result<(), Rejection> {
+        let Some(held) = self.allocations.get(node).and_then(|a| a.token_hash) else {
+            return Ok(());
+        };
+        match presented {
+            Some(presented) if presented == held => Ok(()),
+            Some(_) => Err(Rejection::new(Code::LeaseTokenMismatch)),
+            None => Err(Rejection::new(Code::LeaseTokenRequired)),
+        }
     }
 
     /// Records the remaining time of the named grants that still exist.
@@ -277,6 +311,7 @@ impl LicenseState {
         if !license.allowed_macs.contains(&req.mac) {
             return Err(Rejection::new(Code::InvalidMultiServerLicense));
         }
+        let token_hash = self.holder_check(req)?;
         let counted = license.counted_cores(req.cores.get());
         let held_here = self
             .allocations
@@ -306,6 +341,7 @@ impl LicenseState {
             allocated_at: self.clock,
             grant: self.next_grant,
             remaining_ms: req.lease_ttl.as_millis(),
+            token_hash,
         };
         self.next_grant += 1;
         self.insert_allocation(req.node.clone(), allocation.clone());
@@ -318,11 +354,48 @@ impl LicenseState {
         }))
     }
 
+    /// Who may allocate `req.node` with `req.mac`, and the token hash the allocation gets:
+    /// - a name with a live allocation is re-allocated only when the request presents that
+    ///   allocation's token (it keeps the token), otherwise `NODE_IN_USE`; an allocation
+    ///   stored before tokens existed has none, and is replaced by a request from the same
+    ///   MAC, which gets the new token;
+    /// - a MAC that another name's live allocation uses is `MAC_IN_USE`;
+    /// - otherwise the allocation is new and gets the request's new token.
+    ///
+    /// The hashes are compared plainly: they are SHA-256 of 128-bit random tokens, so the
+    /// time a comparison takes tells nothing usable about a token.
+    ///
+    /// An entry of stored format 2 (no token hash) skips the check, as format 2 did.
+    fn holder_check(&self, req: &Allocate) -> Result<Option<TokenHash>, Rejection> {
+        if req.token_hash.is_none() {
+            return Ok(None);
+        }
+        let token_hash = match self.allocations.get(&req.node) {
+            None => req.token_hash,
+            Some(held) => match held.token_hash {
+                Some(held_hash) if req.presented == Some(held_hash) => Some(held_hash),
+                Some(_) => return Err(Rejection::new(Code::NodeInUse)),
+                None if held.mac == req.mac => req.token_hash,
+                None => return Err(Rejection::new(Code::NodeInUse)),
+            },
+        };
+        let users = self.macs.get(&req.mac).copied().unwrap_or(0);
+        let own = self
+            .allocations
+            .get(&req.node)
+            .is_some_and(|a| a.mac == req.mac);
+        if users > usize::from(own) {
+            return Err(Rejection::new(Code::MacInUse));
+        }
+        Ok(token_hash)
+    }
+
     /// Adds an allocation and its index entries. The server must hold none.
     fn insert_allocation(&mut self, node: NodeName, allocation: Allocation) {
         self.allocation_changes += 1;
         *self.counted.entry(allocation.license.clone()).or_default() +=
             u64::from(allocation.counted_cores);
+        *self.macs.entry(allocation.mac).or_default() += 1;
         self.allocations.insert(node, allocation);
     }
 
@@ -336,14 +409,22 @@ impl LicenseState {
                 self.counted.remove(&allocation.license);
             }
         }
+        if let Some(users) = self.macs.get_mut(&allocation.mac) {
+            *users -= 1;
+            if *users == 0 {
+                self.macs.remove(&allocation.mac);
+            }
+        }
         Some(allocation)
     }
 
     /// Rebuilds the derived indexes from the allocations.
     fn rebuild_indexes(&mut self) {
         self.counted.clear();
+        self.macs.clear();
         for a in self.allocations.values() {
             *self.counted.entry(a.license.clone()).or_default() += u64::from(a.counted_cores);
+            *self.macs.entry(a.mac).or_default() += 1;
         }
     }
 }
@@ -387,17 +468,39 @@ impl Serialize for LicenseState {
 impl<'de> Deserialize<'de> for LicenseState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let owned = StateOwned::deserialize(d)?;
+        Ok(LicenseState::restored(
+            owned.clock,
+            owned.licenses,
+            owned.allocations,
+            owned.dedup,
+            owned.next_grant,
+            owned.allocation_changes,
+        ))
+    }
+}
+
+impl LicenseState {
+    /// A state from its stored parts, with its derived index rebuilt.
+    pub(crate) fn restored(
+        clock: Timestamp,
+        licenses: BTreeMap<LicenseId, License>,
+        allocations: BTreeMap<NodeName, Allocation>,
+        dedup: DedupTable,
+        next_grant: u64,
+        allocation_changes: u64,
+    ) -> LicenseState {
         let mut state = LicenseState {
-            clock: owned.clock,
-            licenses: owned.licenses,
-            allocations: owned.allocations,
-            dedup: owned.dedup,
-            next_grant: owned.next_grant,
-            allocation_changes: owned.allocation_changes,
+            clock,
+            licenses,
+            allocations,
+            dedup,
+            next_grant,
+            allocation_changes,
             counted: BTreeMap::new(),
+            macs: BTreeMap::new(),
         };
         state.rebuild_indexes();
-        Ok(state)
+        state
     }
 }
 

@@ -311,6 +311,24 @@ impl Timestamp {
     }
 }
 
+/// The SHA-256 hash of a lease token: what the log, the snapshots and the state hold in place
+/// of the token itself, so that no stored byte lets anyone renew or release an allocation.
+///
+/// The token is drawn (or derived) by the leader; only its hash is ever replicated. Its
+/// `Debug` form shows the first bytes only, enough to tell two apart in a test failure.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "..)")
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)

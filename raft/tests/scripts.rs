@@ -33,9 +33,13 @@
 //!   option overrides a field of the default license, shown in brackets. `macs=` alone is an
 //!   empty list.
 //! - `remove <license>`: remove a license.
-//! - `allocate <node> mac=<mac> cores=<n> [ttl=60000] [license=<id>]`: allocate a server's
-//!   cores, from the only license unless `license=` names one.
-//! - `release <node>`.
+//! - `allocate <node> mac=<mac> cores=<n> [ttl=60000] [license=<id>] [token=<node>]
+//!   [presented=<token>]`: allocate a server's cores, from the only license unless
+//!   `license=` names one. `token=` labels the new lease token the leader issues (by
+//!   default the server's name), `presented=` the token the client presents to re-allocate
+//!   what it holds. The state holds a token's hash; scripts write and print the label.
+//! - `release <node> [presented=<token>|none]`: the administrator's release; with
+//!   `presented=`, the holder's release (`ReleaseHeld`) presenting that token (`none`: none).
 //! - `checkpoint <node>=<grant>:<remaining_ms> ...`: record the lease time the leader
 //!   measured for each named grant (`checkpoint a=0:30_000 b=1:5_000`); none named is an
 //!   empty checkpoint.
@@ -140,6 +144,7 @@ scripts!(
     removal,
     replacement,
     snapshots,
+    tokens,
     usage,
 );
 
@@ -168,9 +173,9 @@ install
 > ~ clock=0->10000 remembered=0->1
 allocate a mac=1 cores=12
 > allocated a: replaced=false allocated_cores=12 licensed_cores=16
->   allocation: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 grant=0 remaining=60000
+>   allocation: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 grant=0 remaining=60000 token=a
 > ~ license lic-1: counted=0->12
-> + alloc a: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 grant=0 remaining=60000
+> + alloc a: license=lic-1 mac=1 cores=12 counted=12 ttl=60000 at=10000 grant=0 remaining=60000 token=a
 > ~ changes=0->1 remembered=1->2
 allocate b mac=2 cores=5
 > rejected CPU_LIMIT_EXHAUSTED: \"CPU limit exhausted. Can't allocate more CPUs.\" requested=5 available=4 licensed=16

@@ -10,7 +10,9 @@ use licd_raft::command::{
     Allocate, Allocation, CoreFigures, Grant, LeaseCheckpoint, LeaseRef, Rejection,
 };
 use licd_raft::license::License;
-use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp};
+use licd_raft::types::{
+    Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp, TokenHash,
+};
 use licd_raft::{Code, Command, Outcome, Request, Response, TypeConfig};
 use openraft::error::{
     CheckIsLeaderError, ClientWriteError, Fatal, ForwardToLeader, InstallSnapshotError,
@@ -81,6 +83,8 @@ fn requests() -> Vec<Request> {
             mac: MacAddr::parse("aa-bb-cc-dd-ee-ff").unwrap(),
             cores: Cores::new(8).unwrap(),
             lease_ttl: LeaseTtl::from_millis(30_000).unwrap(),
+            token_hash: Some(TokenHash([7; 32])),
+            presented: Some(TokenHash([9; 32])),
         }),
         Command::Release { node: node.clone() },
         Command::Checkpoint {
@@ -124,6 +128,7 @@ fn responses() -> Vec<Response> {
         allocated_at: Timestamp(5),
         grant: 41,
         remaining_ms: 12_345,
+        token_hash: Some(TokenHash([7; 32])),
     };
     vec![
         Ok(Outcome::Noop),

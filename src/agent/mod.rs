@@ -21,6 +21,13 @@
 //! renewal is confirmed by a signed check, and an answer that does not verify counts as no
 //! answer (module `verify`).
 //!
+//! **The lease token.** The allocation's lease token (see [`crate::lease_token`]) is kept in
+//! memory and in the state file; every heartbeat, re-allocation and the release present it.
+//! A restarted agent reads it back and renews the allocation it held. An agent refused
+//! `NODE_IN_USE` (its name holds an allocation it has no token for: the state file was lost,
+//! or another host holds the name) reports that code and retries at the refusal pace until
+//! the old lease ends and the name is free; it never takes a live allocation over.
+//!
 //! **Grace never extends a lease the cluster did not grant.** The agent measures a lease from
 //! the moment it *sent* the request that the cluster answered, on its own monotonic clock:
 //! the leader measured the remaining time it answered after that moment, so the lease ends
@@ -42,6 +49,7 @@ use tokio::time::Instant;
 
 use crate::api::AllocateBody;
 use crate::client::{Client, ClientError, new_request_id};
+use crate::lease_token::LeaseToken;
 
 /// What the agent needs to run.
 #[derive(Debug, Clone)]
@@ -198,13 +206,17 @@ impl Agent {
             shared.status.cores = held.counted_cores;
             shared.lease_until = Some(held.until);
         }
+        let token = config
+            .state_file
+            .as_ref()
+            .and_then(|f| f.load_token(&config.node));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(
             Arc::new(client),
             config,
             status.clone(),
             stop_rx,
-            restored,
+            (restored, token),
         ));
         Agent { status, stop, task }
     }
@@ -258,6 +270,8 @@ struct Loop {
     config: AgentConfig,
     status: StatusHandle,
     held: Option<Held>,
+    /// The lease token of the allocation held (or last held: a re-allocation presents it).
+    token: Option<LeaseToken>,
 }
 
 /// The refusals after which the agent waits and allocates again.
@@ -270,13 +284,14 @@ async fn run(
     config: AgentConfig,
     status: StatusHandle,
     mut stop: watch::Receiver<bool>,
-    restored: Option<Held>,
+    (restored, token): (Option<Held>, Option<LeaseToken>),
 ) {
     let mut agent = Loop {
         client,
         config,
         status,
         held: restored,
+        token,
     };
     loop {
         let pause = agent.step().await;
@@ -302,7 +317,7 @@ impl Loop {
         let result = match self.held {
             Some(_) => self
                 .client
-                .heartbeat(&self.config.node, &new_request_id())
+                .heartbeat(&self.config.node, self.token.as_ref(), &new_request_id())
                 .await
                 .map(|r| Confirmed {
                     remaining_ms: r.lease_remaining_ms,
@@ -317,14 +332,19 @@ impl Loop {
                     ttl_ms: Some(self.config.lease_ttl.as_millis()),
                     request_id: None,
                 };
-                self.client
-                    .allocate(&self.config.node, &body, &new_request_id())
-                    .await
-                    .map(|g| Confirmed {
+                let (node, id) = (&self.config.node, new_request_id());
+                let granted = match &self.token {
+                    Some(token) => self.client.reallocate(node, &body, &id, token).await,
+                    None => self.client.allocate(node, &body, &id).await,
+                };
+                granted.map(|g| {
+                    self.token = Some(g.lease_token);
+                    Confirmed {
                         remaining_ms: g.allocation.lease_remaining_ms,
                         license_expires_in_ms: g.license_expires_in_ms,
                         counted_cores: g.allocation.counted_cores,
-                    })
+                    }
+                })
             }
         };
         let (result, sent) = self.confirm_signed(result, sent).await;
@@ -351,6 +371,28 @@ impl Loop {
                     s.cluster.reachable = true;
                 });
                 Duration::ZERO
+            }
+            Err(e) if e.is(licd_raft::Code::NodeInUse) => {
+                // The name holds a live allocation this agent has no token for. Taking it
+                // over is refused by design: wait until its lease ends.
+                tracing::warn!(
+                    node = %self.config.node,
+                    "the server name holds an allocation this agent has no lease token for \
+                     (lost state file, or another host uses the name); retrying until its \
+                     lease ends"
+                );
+                self.forget();
+                self.set(|s| {
+                    s.licensed = false;
+                    s.code = "NODE_IN_USE".into();
+                    s.message = "This server name holds a live allocation this agent has no \
+                                 lease token for; retrying until that lease ends."
+                        .into();
+                    s.cores = 0;
+                    s.grace_until = None;
+                    s.cluster.reachable = true;
+                });
+                self.config.refused_retry
             }
             Err(e) if is_refusal(&e) => {
                 let ClientError::Api { body, .. } = &e else {
@@ -391,7 +433,8 @@ impl Loop {
         self.held = Some(held);
         if let Some(file) = &self.config.state_file {
             let left = until.saturating_duration_since(Instant::now());
-            if let Err(e) = file.save(&self.config.node, left, held.counted_cores) {
+            let token = self.token.as_ref();
+            if let Err(e) = file.save(&self.config.node, left, held.counted_cores, token) {
                 tracing::warn!(path = %file.path().display(), error = %e, "cannot save the agent state");
             }
         }
@@ -405,9 +448,10 @@ impl Loop {
         });
     }
 
-    /// Drops the held lease, in memory and in the state file.
+    /// Drops the held lease and its token, in memory and in the state file.
     fn forget(&mut self) {
         self.held = None;
+        self.token = None;
         if let Some(file) = &self.config.state_file {
             file.clear();
         }
@@ -433,8 +477,10 @@ impl Loop {
                 });
             }
             _ => {
-                // The lease ended: it must be allocated anew when the cluster returns.
-                self.forget();
+                // The lease ended by this agent's count: allocate when the cluster returns,
+                // presenting the token (kept, with the state file), since the cluster may
+                // still hold the allocation.
+                self.held = None;
                 self.set(|s| {
                     s.licensed = false;
                     s.code = "SERVERS_UNREACHABLE".into();
@@ -469,7 +515,7 @@ impl Loop {
         }
         match self
             .client
-            .release(&self.config.node, &new_request_id())
+            .release(&self.config.node, self.token.as_ref(), &new_request_id())
             .await
         {
             Ok(_) => tracing::info!(node = %self.config.node, "allocation released"),

@@ -8,6 +8,12 @@
 //! reboot is not believed after it. The file is written atomically (a temporary file, then a
 //! rename) with mode 0600: only the agent's user reads it. What it proves is what the
 //! agent's memory proved: the cluster confirmed this lease until that instant.
+//!
+//! The file also keeps the allocation's lease token, the secret that renews and releases it:
+//! a restarted agent presents it to renew the allocation it held instead of being refused
+//! `NODE_IN_USE`. The token is believed across a reboot and after the saved lease ended (the
+//! cluster may hold the allocation longer than the agent could count on); a wrong one is
+//! refused by the cluster, never trusted by the agent.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,6 +21,8 @@ use std::time::Duration;
 
 use licd_raft::types::NodeName;
 use serde::{Deserialize, Serialize};
+
+use crate::lease_token::LeaseToken;
 
 /// A confirmed lease as saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +35,9 @@ pub struct SavedLease {
     pub until_boottime_ms: u64,
     /// The cores the server counts.
     pub counted_cores: u32,
+    /// The allocation's lease token (absent in files written before lease tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<LeaseToken>,
 }
 
 /// Time since boot, counting sleep (`CLOCK_BOOTTIME`); `CLOCK_MONOTONIC` where there is no
@@ -75,14 +86,21 @@ impl StateFile {
         &self.path
     }
 
-    /// Saves a lease of `node` that runs `left` more from now.
-    pub fn save(&self, node: &NodeName, left: Duration, counted_cores: u32) -> io::Result<()> {
+    /// Saves a lease of `node` that runs `left` more from now, with its lease token.
+    pub fn save(
+        &self,
+        node: &NodeName,
+        left: Duration,
+        counted_cores: u32,
+        lease_token: Option<&LeaseToken>,
+    ) -> io::Result<()> {
         let until = boottime() + left;
         let saved = SavedLease {
             node: node.clone(),
             boot_id: boot_id(),
             until_boottime_ms: u64::try_from(until.as_millis()).unwrap_or(u64::MAX),
             counted_cores,
+            lease_token: lease_token.cloned(),
         };
         let text = serde_json::to_vec(&saved).map_err(io::Error::other)?;
         let tmp = self.path.with_extension("tmp");
@@ -102,6 +120,22 @@ impl StateFile {
     /// The saved lease of `node` and how long it still runs, if one was saved in this boot
     /// and has not ended. A file that cannot be read is ignored (and said so in the log).
     pub fn load(&self, node: &NodeName) -> Option<(Duration, u32)> {
+        let saved = self.read(node)?;
+        if saved.boot_id != boot_id() {
+            return None;
+        }
+        let until = Duration::from_millis(saved.until_boottime_ms);
+        let now = boottime();
+        (until > now).then(|| (until - now, saved.counted_cores))
+    }
+
+    /// The lease token saved for `node`, whatever became of its lease since.
+    pub fn load_token(&self, node: &NodeName) -> Option<LeaseToken> {
+        self.read(node)?.lease_token
+    }
+
+    /// The saved lease, if the file holds one of `node`.
+    fn read(&self, node: &NodeName) -> Option<SavedLease> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
@@ -117,12 +151,7 @@ impl StateFile {
                 return None;
             }
         };
-        if &saved.node != node || saved.boot_id != boot_id() {
-            return None;
-        }
-        let until = Duration::from_millis(saved.until_boottime_ms);
-        let now = boottime();
-        (until > now).then(|| (until - now, saved.counted_cores))
+        (&saved.node == node).then_some(saved)
     }
 
     /// Forgets the saved lease (released, refused or lost).
@@ -148,9 +177,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::new(dir.path().join("agent.json"));
         assert!(file.load(&node("app-1")).is_none());
-        file.save(&node("app-1"), Duration::from_secs(20), 8)
+        let token: LeaseToken = "00112233445566778899aabbccddeeff".parse().unwrap();
+        file.save(&node("app-1"), Duration::from_secs(20), 8, Some(&token))
             .unwrap();
         let (left, cores) = file.load(&node("app-1")).unwrap();
+        assert_eq!(file.load_token(&node("app-1")), Some(token));
+        assert_eq!(file.load_token(&node("app-2")), None);
         assert!(left <= Duration::from_secs(20) && left > Duration::from_secs(19));
         assert_eq!(cores, 8);
         assert!(file.load(&node("app-2")).is_none());
@@ -168,18 +200,29 @@ mod tests {
     fn an_ended_lease_another_boots_lease_and_garbage_are_not_believed() {
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::new(dir.path().join("agent.json"));
-        file.save(&node("app-1"), Duration::ZERO, 8).unwrap();
+        let token: LeaseToken = "00112233445566778899aabbccddeeff".parse().unwrap();
+        file.save(&node("app-1"), Duration::ZERO, 8, Some(&token))
+            .unwrap();
         assert!(file.load(&node("app-1")).is_none());
+        // The token outlives the lease the agent could count on: the cluster judges it.
+        assert_eq!(file.load_token(&node("app-1")), Some(token.clone()));
         let other_boot = SavedLease {
             node: node("app-1"),
             boot_id: "another-boot".into(),
             until_boottime_ms: u64::MAX / 2,
             counted_cores: 8,
+            lease_token: Some(token.clone()),
         };
         std::fs::write(file.path(), serde_json::to_vec(&other_boot).unwrap()).unwrap();
         assert!(file.load(&node("app-1")).is_none());
+        assert_eq!(file.load_token(&node("app-1")), Some(token));
+        // A file written before lease tokens has none.
+        let old = r#"{"node":"app-1","boot_id":"b","until_boottime_ms":1,"counted_cores":8}"#;
+        std::fs::write(file.path(), old).unwrap();
+        assert_eq!(file.load_token(&node("app-1")), None);
         std::fs::write(file.path(), b"not json").unwrap();
         assert!(file.load(&node("app-1")).is_none());
+        assert!(file.load_token(&node("app-1")).is_none());
     }
 
     #[test]

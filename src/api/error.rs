@@ -42,6 +42,15 @@ pub enum ErrorCode {
     InvalidLicense,
     /// The request id was already used for a different command.
     RequestIdReused,
+    /// The server name holds a live allocation and the request did not present its lease
+    /// token.
+    NodeInUse,
+    /// Another server name holds a live allocation with the same MAC address.
+    MacInUse,
+    /// A heartbeat or release of an allocation with a lease token presented none.
+    LeaseTokenRequired,
+    /// The lease token presented is not the allocation's.
+    LeaseTokenMismatch,
 
     // Input and access.
     /// The request is malformed: path, query, headers or body.
@@ -56,8 +65,12 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// A credential is missing.
     Unauthorized,
-    /// A credential is wrong.
+    /// A credential is wrong, or its role may not use the route.
     Forbidden,
+    /// The caller made more writes than its rate allows; retry after the `Retry-After`.
+    RateLimited,
+    /// The node serves as many requests as it allows at once; retry shortly.
+    Overloaded,
     /// A license file's signature is bad or its key is not trusted.
     LicenseNotTrusted,
     /// A license file cannot be read.
@@ -95,6 +108,9 @@ pub enum ErrorCode {
     Protocol,
     /// A check answer's signature is missing or wrong: not the cluster's answer.
     BadSignature,
+    /// A TLS handshake failed: a certificate the configured CA did not sign, a name that
+    /// does not match, or a client certificate the server required and was not given.
+    Tls,
     /// Any other failure of a command.
     Error,
 
@@ -120,6 +136,10 @@ impl ErrorCode {
             ErrorCode::LicenseConflict => "LICENSE_CONFLICT",
             ErrorCode::InvalidLicense => "INVALID_LICENSE",
             ErrorCode::RequestIdReused => "REQUEST_ID_REUSED",
+            ErrorCode::NodeInUse => "NODE_IN_USE",
+            ErrorCode::MacInUse => "MAC_IN_USE",
+            ErrorCode::LeaseTokenRequired => "LEASE_TOKEN_REQUIRED",
+            ErrorCode::LeaseTokenMismatch => "LEASE_TOKEN_MISMATCH",
             ErrorCode::BadRequest => "BAD_REQUEST",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -127,6 +147,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::LicenseNotTrusted => "LICENSE_NOT_TRUSTED",
             ErrorCode::InvalidLicenseFile => "INVALID_LICENSE_FILE",
             ErrorCode::AlreadyInitialized => "ALREADY_INITIALIZED",
@@ -142,6 +164,7 @@ impl ErrorCode {
             ErrorCode::ClientConfig => "CLIENT_CONFIG",
             ErrorCode::Protocol => "PROTOCOL",
             ErrorCode::BadSignature => "BAD_SIGNATURE",
+            ErrorCode::Tls => "TLS",
             ErrorCode::Error => "ERROR",
             ErrorCode::Unrecognized => "UNRECOGNIZED",
         }
@@ -170,6 +193,10 @@ impl From<Code> for ErrorCode {
             Code::LicenseConflict => ErrorCode::LicenseConflict,
             Code::InvalidLicense => ErrorCode::InvalidLicense,
             Code::RequestIdReused => ErrorCode::RequestIdReused,
+            Code::NodeInUse => ErrorCode::NodeInUse,
+            Code::MacInUse => ErrorCode::MacInUse,
+            Code::LeaseTokenRequired => ErrorCode::LeaseTokenRequired,
+            Code::LeaseTokenMismatch => ErrorCode::LeaseTokenMismatch,
         }
     }
 }
@@ -190,7 +217,7 @@ pub struct ErrorBody {
     /// The license's `max_cores` (`CPU_LIMIT_EXHAUSTED` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub licensed: Option<u32>,
-    /// Suggested wait before a retry, in milliseconds (503 only).
+    /// Suggested wait before a retry, in milliseconds (503 and 429 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     /// The id under which the server logged an internal failure (`INTERNAL` only).
@@ -244,6 +271,10 @@ mod tests {
             Code::LicenseConflict,
             Code::InvalidLicense,
             Code::RequestIdReused,
+            Code::NodeInUse,
+            Code::MacInUse,
+            Code::LeaseTokenRequired,
+            Code::LeaseTokenMismatch,
         ];
         for code in all {
             let wire = ErrorCode::from(code);
@@ -262,10 +293,13 @@ mod tests {
             ErrorCode::BadRequest,
             ErrorCode::MembershipChangeInProgress,
             ErrorCode::LeaderUnreachable,
+            ErrorCode::RateLimited,
+            ErrorCode::Overloaded,
             ErrorCode::InvalidLicenseFile,
             ErrorCode::Internal,
             ErrorCode::ClientConfig,
             ErrorCode::BadSignature,
+            ErrorCode::Tls,
             ErrorCode::Error,
         ] {
             let json = serde_json::to_string(&code).unwrap();

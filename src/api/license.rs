@@ -10,7 +10,7 @@ use licd_raft::query::{CheckResult, LicenseSummary, NodeUsage, Usage};
 use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::ErrorCode;
+use super::{ErrorCode, LeaseToken};
 use crate::node::Renewal;
 
 /// `PUT /v1/nodes/{node}/allocation`.
@@ -104,15 +104,20 @@ pub struct GrantBody {
     pub request_id: RequestId,
     /// The log entry that decided it.
     pub log: LogPosition,
+    /// The allocation's lease token: present it in the `x-licd-lease-token` header of every
+    /// heartbeat, release and re-allocation. Keep it secret; no other answer shows it.
+    pub lease_token: LeaseToken,
 }
 
 impl GrantBody {
-    /// The answer for a state machine grant applied under `request_id` at `log`.
+    /// The answer for a state machine grant applied under `request_id` at `log`, whose
+    /// holder presents `lease_token`.
     pub fn new(
         grant: &Grant,
         license_expires_in_ms: Option<u64>,
         request_id: RequestId,
         log: LogPosition,
+        lease_token: LeaseToken,
     ) -> Self {
         GrantBody {
             node: grant.node.clone(),
@@ -123,6 +128,7 @@ impl GrantBody {
             license_expires_in_ms,
             request_id,
             log,
+            lease_token,
         }
     }
 }

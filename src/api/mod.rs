@@ -15,7 +15,12 @@ pub use admin::*;
 pub use error::{ErrorBody, ErrorCode};
 pub use license::*;
 
-/// Header carrying a client's request id (the body's `request_id` field also works).
+/// Header carrying a write's exactly-once key: a retry with the same key is answered with
+/// the first outcome, never applied twice.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Header carrying a request id for tracing. Deprecated as the exactly-once key (a proxy
+/// may set it), but still used as the key when no `idempotency-key` is sent, as is the
+/// body's `request_id` field.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Response header: the id of the Raft member this node believes leads.
 pub const LEADER_ID_HEADER: &str = "x-licd-leader-id";
@@ -26,6 +31,8 @@ pub const NODE_ID_HEADER: &str = "x-licd-node-id";
 /// Request header a follower sets when it forwards a request to the leader; a node that is
 /// not the leader answers a forwarded request with 503 instead of forwarding it again.
 pub const FORWARDED_HEADER: &str = "x-licd-forwarded";
+/// The header of a lease token, and the token itself.
+pub use crate::lease_token::{LEASE_TOKEN_HEADER, LeaseToken};
 /// The headers of `/raft` routes, defined with the Raft transport that sends them.
 pub use crate::node::network::{CLOCK_HEADER, CLUSTER_SECRET_HEADER};
 

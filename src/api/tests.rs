@@ -19,6 +19,7 @@ fn allocation() -> Allocation {
         allocated_at: Timestamp(1_795_835_505_292),
         grant: 41,
         remaining_ms: 30_000,
+        token_hash: Some(licd_raft::types::TokenHash([7; 32])),
     }
 }
 
@@ -39,11 +40,65 @@ fn a_grant_answer_keeps_its_documented_shape() {
             term: 3,
             index: 118,
         },
+        "0123456789abcdef0123456789abcdef".parse().unwrap(),
     );
+    // The token hash the state holds is never on the wire; the token only here.
     assert_eq!(
         serde_json::to_string(&body).unwrap(),
-        r#"{"node":"app-1","allocation":{"license":"acme-2026","mac":"aa:bb:cc:dd:ee:01","cores":8,"counted_cores":8,"lease_ttl":30000,"allocated_at":1795835505292,"lease_remaining_ms":30000},"replaced":false,"allocated_cores":14,"licensed_cores":16,"request_id":"c-1","log":{"term":3,"index":118}}"#
+        r#"{"node":"app-1","allocation":{"license":"acme-2026","mac":"aa:bb:cc:dd:ee:01","cores":8,"counted_cores":8,"lease_ttl":30000,"allocated_at":1795835505292,"lease_remaining_ms":30000},"replaced":false,"allocated_cores":14,"licensed_cores":16,"request_id":"c-1","log":{"term":3,"index":118},"lease_token":"0123456789abcdef0123456789abcdef"}"#
     );
+    // Nor in its Debug form, which a log line might show.
+    assert!(!format!("{body:?}").contains("0123456789abcdef"));
+}
+
+#[test]
+fn a_release_and_a_renewal_show_no_token() {
+    let freed = AllocationBody::from(&allocation());
+    let body = ReleaseBody {
+        node: NodeName::new("app-1").unwrap(),
+        released: true,
+        freed: Some(freed),
+        request_id: RequestId::new("c-2").unwrap(),
+        log: LogPosition {
+            term: 3,
+            index: 119,
+        },
+    };
+    assert_eq!(
+        serde_json::to_string(&body).unwrap(),
+        r#"{"node":"app-1","released":true,"freed":{"license":"acme-2026","mac":"aa:bb:cc:dd:ee:01","cores":8,"counted_cores":8,"lease_ttl":30000,"allocated_at":1795835505292,"lease_remaining_ms":30000},"request_id":"c-2","log":{"term":3,"index":119}}"#
+    );
+}
+
+#[test]
+fn the_lease_token_codes_have_their_wire_names_and_statuses() {
+    use crate::http::error::rejection_status;
+    use axum::http::StatusCode;
+    for (code, wire, status) in [
+        (Code::NodeInUse, "NODE_IN_USE", StatusCode::CONFLICT),
+        (Code::MacInUse, "MAC_IN_USE", StatusCode::CONFLICT),
+        (
+            Code::LeaseTokenRequired,
+            "LEASE_TOKEN_REQUIRED",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Code::LeaseTokenMismatch,
+            "LEASE_TOKEN_MISMATCH",
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let body = ErrorBody::new(code.into(), code.default_message());
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"code":"{wire}","message":{:?}}}"#,
+                code.default_message()
+            )
+        );
+        assert_eq!(rejection_status(code), status, "{wire}");
+    }
 }
 
 #[test]
@@ -108,5 +163,20 @@ fn an_error_body_omits_absent_figures() {
     assert_eq!(
         serde_json::to_string(&body).unwrap(),
         r#"{"code":"NOT_LEADER","message":"this node is not the leader"}"#
+    );
+}
+
+#[test]
+fn a_rate_limited_answer_carries_its_wait() {
+    let mut body = ErrorBody::new(ErrorCode::RateLimited, "slow down");
+    body.retry_after_ms = Some(250);
+    assert_eq!(
+        serde_json::to_string(&body).unwrap(),
+        r#"{"code":"RATE_LIMITED","message":"slow down","retry_after_ms":250}"#
+    );
+    let overloaded = ErrorBody::new(ErrorCode::Overloaded, "busy");
+    assert_eq!(
+        serde_json::to_string(&overloaded).unwrap(),
+        r#"{"code":"OVERLOADED","message":"busy"}"#
     );
 }

@@ -130,8 +130,10 @@ pub fn agent_setup(args: &RunArgs) -> anyhow::Result<(Client, AgentConfig)> {
         ..RetryPolicy::default()
     };
     let endpoints: Vec<String> = args.client.endpoints.clone();
-    let client =
-        Client::with_policy(&endpoints, policy)?.with_answer_keys(args.answer_keys.keys()?);
+    let client = args
+        .client
+        .with_tokens(Client::with_policy(&endpoints, policy)?.with_tls(&args.client.tls.get()?)?)?
+        .with_answer_keys(args.answer_keys.keys()?);
     Ok((client, config))
 }
 
@@ -175,7 +177,9 @@ async fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(args: StatusArgs, out: Output) -> anyhow::Result<ExitCode> {
-    let http = reqwest::Client::builder()
+    // The agent's local status endpoint is plain HTTP on loopback.
+    let http = crate::tls::Outgoing::plain()
+        .apply(reqwest::Client::builder())
         .timeout(Duration::from_secs(5))
         .no_proxy()
         .build()?;

@@ -10,6 +10,7 @@ use super::common::{ClientOpts, default_node_name, mac_or_default, parse_cores};
 use super::output::{Output, human_duration_ms};
 use crate::api::{AllocateBody, AllocationBody, GrantBody, RenewBody};
 use crate::client::{ClientError, new_request_id};
+use crate::lease_token::LeaseToken;
 
 /// Options of `licd allocate`.
 #[derive(Debug, Args)]
@@ -30,8 +31,18 @@ pub struct AllocateArgs {
     #[arg(long, value_name = "MS", value_parser = parse_ttl)]
     pub ttl_ms: Option<u64>,
     /// Request id, to retry an allocation whose outcome is unknown (default: a fresh one).
+    /// The retry is answered the same lease token.
     #[arg(long, value_name = "ID")]
     pub request_id: Option<RequestId>,
+    /// The lease token of the allocation the node holds, to re-allocate it (other cores,
+    /// ttl, license or MAC); it keeps the token.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "LICD_LEASE_TOKEN",
+        hide_env_values = true
+    )]
+    pub lease_token: Option<LeaseToken>,
     #[command(flatten)]
     pub client: ClientOpts,
 }
@@ -42,6 +53,14 @@ pub struct NodeArgs {
     /// The application server's name (default: this machine's host name).
     #[arg(long, value_name = "NAME", default_value_t = default_node_name())]
     pub node: NodeName,
+    /// The allocation's lease token, as `licd allocate` printed it.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "LICD_LEASE_TOKEN",
+        hide_env_values = true
+    )]
+    pub lease_token: Option<LeaseToken>,
     #[command(flatten)]
     pub client: ClientOpts,
 }
@@ -88,6 +107,11 @@ fn print_grant(verb: &str, g: &GrantBody) {
         println!("(this replaced the node's earlier allocation)");
     }
     println!("request id {} (log index {})", g.request_id, g.log.index);
+    println!(
+        "lease token {} (secret: heartbeat, release and re-allocate with --lease-token or \
+         LICD_LEASE_TOKEN)",
+        g.lease_token.reveal()
+    );
 }
 
 fn print_renewal(r: &RenewBody) {
@@ -133,7 +157,8 @@ fn print_allocation(
 
 fn print_lease(remaining_ms: u64, ttl_ms: u64, node: &NodeName) {
     println!(
-        "lease ends in {} unless renewed (ttl {}; renew with `licd heartbeat --node {node}`)",
+        "lease ends in {} unless renewed (ttl {}; renew with `licd heartbeat --node {node} \
+         --lease-token TOKEN`)",
         human_duration_ms(remaining_ms),
         human_duration_ms(ttl_ms),
     );
@@ -152,7 +177,14 @@ pub async fn allocate(a: AllocateArgs, out: Output) -> anyhow::Result<ExitCode> 
         ttl_ms: a.ttl_ms,
         request_id: None,
     };
-    let grant = client.allocate(&a.node, &body, &request_id).await?;
+    let grant = match &a.lease_token {
+        Some(token) => {
+            client
+                .reallocate(&a.node, &body, &request_id, token)
+                .await?
+        }
+        None => client.allocate(&a.node, &body, &request_id).await?,
+    };
     out.emit(&grant, || print_grant("allocated", &grant))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -160,7 +192,9 @@ pub async fn allocate(a: AllocateArgs, out: Output) -> anyhow::Result<ExitCode> 
 /// `licd heartbeat`.
 pub async fn heartbeat(a: NodeArgs, out: Output) -> anyhow::Result<ExitCode> {
     let client = a.client.client()?;
-    let renewal = client.heartbeat(&a.node, &new_request_id()).await?;
+    let renewal = client
+        .heartbeat(&a.node, a.lease_token.as_ref(), &new_request_id())
+        .await?;
     out.emit(&renewal, || print_renewal(&renewal))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -168,7 +202,9 @@ pub async fn heartbeat(a: NodeArgs, out: Output) -> anyhow::Result<ExitCode> {
 /// `licd release`.
 pub async fn release(a: NodeArgs, out: Output) -> anyhow::Result<ExitCode> {
     let client = a.client.client()?;
-    let body = client.release(&a.node, &new_request_id()).await?;
+    let body = client
+        .release(&a.node, a.lease_token.as_ref(), &new_request_id())
+        .await?;
     out.emit(&body, || match &body.freed {
         Some(f) => println!(
             "released node {}: freed {} counted cores of license {}",

@@ -321,7 +321,7 @@ async fn measure_licd(
     // The checked servers are allocated first, so that checks find them licensed.
     let (a, h) = (access.clone(), leader.clone());
     let make: MakeRequest =
-        Arc::new(move |_, seq| requests::licd_allocate(&a, &h, WRITERS, seq as u32));
+        Arc::new(move |_, seq| requests::licd_allocate_first(&a, &h, WRITERS, seq as u32));
     let setup = closed_loop(&leader, 8, Budget::Requests(u64::from(writers)), make).await?;
     if setup.errors > 0 {
         bail!(
@@ -353,7 +353,11 @@ async fn measure_licd(
     }
     if plan.runs(Workload::Failover) {
         eprintln!("licd bench: licd failover, {} leader kills ...", plan.kills);
-        let client = Arc::new(bench_client(&licd.endpoints(), Duration::from_secs(30))?);
+        let client = Arc::new(bench_client(
+            &licd.endpoints(),
+            Duration::from_secs(30),
+            access.bearer.as_deref(),
+        )?);
         let node = NodeName::new(bench_node(FAILOVER, 0)).context("the failover node name")?;
         let body = AllocateBody {
             license: None,
@@ -362,11 +366,18 @@ async fn measure_licd(
             ttl_ms: Some(BENCH_LEASE_MS),
             request_id: None,
         };
+        // The first allocation gives the lease token every later write presents.
+        let token = client
+            .allocate(&node, &body, &new_request_id())
+            .await
+            .context("the failover server's first allocation")?
+            .lease_token;
         let write = move || {
             let (client, node, body) = (client.clone(), node.clone(), body.clone());
+            let token = token.clone();
             async move {
                 client
-                    .allocate(&node, &body, &new_request_id())
+                    .reallocate(&node, &body, &new_request_id(), &token)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())

@@ -211,7 +211,7 @@ pub async fn run(args: ClusterArgs, out: Output) -> anyhow::Result<ExitCode> {
             })?;
         }
         ClusterCommand::Status(a) => {
-            let client = a.client.admin_client()?;
+            let client = a.client.reader_client()?;
             let status = client.status().await?;
             out.emit(&status, || print_status(&status))?;
             if !status.warnings.is_empty() {

@@ -1,5 +1,6 @@
 //! What the cluster-talking commands share: the client options (`--endpoints`,
-//! `--admin-token`, `--timeout-ms`) and this machine's defaults (node name, MAC, cores).
+//! `--admin-token`, `--token`, `--timeout-ms`, and TLS: `--ca-file`, `--client-cert`,
+//! `--client-key`) and this machine's defaults (node name, MAC, cores).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use licd_raft::types::{Cores, MacAddr, NodeName};
 
-use crate::client::{Client, RetryPolicy};
+use crate::client::{Client, ClientTls, RetryPolicy};
 
 /// The endpoints `licd dev` starts, and the default of `--endpoints`.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
@@ -16,7 +17,8 @@ pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:710
 /// How to reach the cluster.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
-    /// Cluster endpoints, `host:port`, comma-separated or repeated.
+    /// Cluster endpoints, `https://host:port`, `http://host:port` or `host:port` (HTTPS
+    /// when --ca-file is given, plain HTTP otherwise), comma-separated or repeated.
     #[arg(
         long,
         env = "LICD_ENDPOINTS",
@@ -25,6 +27,9 @@ pub struct ClientOpts {
         value_name = "HOST:PORT,..."
     )]
     pub endpoints: Vec<String>,
+    /// TLS options.
+    #[command(flatten)]
+    pub tls: TlsOpts,
     /// Admin bearer token (needed by `cluster` commands and `license install/remove`).
     #[arg(
         long,
@@ -36,6 +41,13 @@ pub struct ClientOpts {
     /// File holding the admin token, used when no --admin-token / LICD_ADMIN_TOKEN is given.
     #[arg(long, env = "LICD_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Bearer token of the license API: a client token (allocate, heartbeat, release,
+    /// check) or an operator token (read-only). Without one the admin token is used.
+    #[arg(long, env = "LICD_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// File holding that token, used when no --token / LICD_TOKEN is given.
+    #[arg(long, env = "LICD_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Overall deadline of the call in milliseconds, over every retry and failover.
     #[arg(long, default_value_t = 15_000, value_name = "MS")]
     pub timeout_ms: u64,
@@ -68,13 +80,40 @@ impl ClientOpts {
         Ok(endpoints)
     }
 
-    /// A client for the license API (`/v1`); no admin token needed.
+    /// A client with every token given: `--token` for `/v1`, the admin token for `/admin`,
+    /// each the other's fallback.
     pub fn client(&self) -> anyhow::Result<Client> {
-        let mut client = Client::with_policy(&self.endpoints()?, self.policy()?)?;
+        self.with_tokens(
+            Client::with_policy(&self.endpoints()?, self.policy()?)?.with_tls(&self.tls.get()?)?,
+        )
+    }
+
+    /// `client` with the tokens given: `--token` for `/v1`, the admin token for `/admin`.
+    pub fn with_tokens(&self, mut client: Client) -> anyhow::Result<Client> {
         if let Some(token) = self.token()? {
             client = client.with_admin_token(token);
         }
+        if let Some(token) = self.role_token()? {
+            client = client.with_token(token);
+        }
         Ok(client)
+    }
+
+    /// A client for the read-only admin routes: the admin token or an operator token.
+    pub fn reader_client(&self) -> anyhow::Result<Client> {
+        if self.token()?.is_none() && self.role_token()?.is_none() {
+            bail!(
+                "this command needs the admin token or an operator token: pass --admin-token \
+                 TOKEN or --token TOKEN (or set LICD_ADMIN_TOKEN or LICD_TOKEN); `licd dev` \
+                 writes them to <dev dir>/admin-token and <dev dir>/operator-token"
+            );
+        }
+        self.client()
+    }
+
+    /// The token of `--token` / `LICD_TOKEN`, else of `--token-file`.
+    fn role_token(&self) -> anyhow::Result<Option<String>> {
+        read_token(self.token.as_deref(), self.token_file.as_deref(), "token")
     }
 
     /// A client for the admin API: fails with a clear message when no token is given.
@@ -86,27 +125,86 @@ impl ClientOpts {
                  <dev dir>/admin-token"
             );
         };
-        let client = Client::with_policy(&self.endpoints()?, self.policy()?)?;
+        let client =
+            Client::with_policy(&self.endpoints()?, self.policy()?)?.with_tls(&self.tls.get()?)?;
         Ok(client.with_admin_token(token))
     }
 
     fn token(&self) -> anyhow::Result<Option<String>> {
-        if let Some(t) = &self.admin_token {
-            let t = t.trim();
-            if !t.is_empty() {
-                return Ok(Some(t.to_string()));
-            }
-        }
-        if let Some(path) = &self.admin_token_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
-            let t = text.trim();
-            if t.is_empty() {
-                bail!("the admin token file {} is empty", path.display());
-            }
+        read_token(
+            self.admin_token.as_deref(),
+            self.admin_token_file.as_deref(),
+            "admin token",
+        )
+    }
+}
+
+/// A token given as text, else read from a file; `None` when neither is given.
+fn read_token(
+    text: Option<&str>,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(t) = text {
+        let t = t.trim();
+        if !t.is_empty() {
             return Ok(Some(t.to_string()));
         }
-        Ok(None)
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+        let t = text.trim();
+        if t.is_empty() {
+            bail!("the {what} file {} is empty", path.display());
+        }
+        return Ok(Some(t.to_string()));
+    }
+    Ok(None)
+}
+
+/// How a command verifies the cluster's certificates, and the certificate it presents when
+/// the cluster requires one (mutual TLS).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsOpts {
+    /// PEM file of the CA that signed the nodes' certificates (HTTPS; `licd dev` writes
+    /// <dev dir>/tls/ca.pem). Without it, https:// endpoints are checked against the system's
+    /// roots.
+    #[arg(long, env = "LICD_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a cluster that requires one (with --client-key).
+    #[arg(
+        long,
+        env = "LICD_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        env = "LICD_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsOpts {
+    /// The client library's TLS settings.
+    pub fn get(&self) -> anyhow::Result<ClientTls> {
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::Identity {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+            }),
+            (None, None) => None,
+            _ => bail!("--client-cert and --client-key go together"),
+        };
+        Ok(ClientTls {
+            ca_file: self.ca_file.clone(),
+            identity,
+        })
     }
 }
 

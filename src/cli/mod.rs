@@ -14,6 +14,7 @@ pub mod license;
 pub mod notify;
 pub mod output;
 pub mod serve;
+pub mod token;
 
 use std::process::ExitCode;
 
@@ -71,6 +72,8 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// The cluster's answer-signing key: generate one, print its public key.
     AnswerKey(answer_key::AnswerKeyArgs),
+    /// Bearer tokens: `licd token new --role client` prints one and its configuration entry.
+    Token(token::TokenArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
     Completions(docs::CompletionsArgs),
     /// Write man pages for licd and each subcommand into a directory.
@@ -107,6 +110,7 @@ pub fn main() -> ExitCode {
             Command::Check(args) => alloc::check(args, out).await,
             Command::Agent(args) => agent::run(args, out).await,
             Command::AnswerKey(args) => answer_key::run(args, out),
+            Command::Token(args) => token::run(args, out),
             Command::Completions(args) => docs::completions(&args),
             Command::Man(args) => docs::man(&args),
         }

@@ -102,6 +102,11 @@ pub fn describe_client_error(e: &ClientError) -> String {
             "BAD_SIGNATURE: the check answer is not the license cluster's: {why} (is \
              --answer-key / LICD_ANSWER_KEY the cluster's answer key?)"
         ),
+        ClientError::Tls { endpoint, message } => format!(
+            "TLS: the connection to {endpoint} failed: {message} (hint: --ca-file / \
+             LICD_CA_FILE must name the CA that signed the cluster's certificates; with mutual \
+             TLS pass --client-cert and --client-key)"
+        ),
     }
 }
 
@@ -122,6 +127,7 @@ pub fn error_body(e: &anyhow::Error) -> ErrorBody {
             ClientError::BadSignature(_) => {
                 ErrorBody::new(ErrorCode::BadSignature, describe_client_error(ce))
             }
+            ClientError::Tls { .. } => ErrorBody::new(ErrorCode::Tls, describe_client_error(ce)),
         };
     }
     ErrorBody::new(ErrorCode::Error, describe_error(e))

@@ -48,6 +48,19 @@ pub struct ServeArgs {
     /// signed with it.
     #[arg(long, env = "LICD_ANSWER_SIGNING_KEY_FILE")]
     pub answer_signing_key_file: Option<PathBuf>,
+    /// More accepted tokens, `role:sha256[:name]`, comma-separated (added to the file's
+    /// `[[auth.tokens]]`; `licd token new` prints an entry).
+    #[arg(
+        long = "tokens",
+        env = "LICD_TOKENS",
+        hide_env_values = true,
+        value_name = "ROLE:SHA256[:NAME],..."
+    )]
+    pub tokens: Option<String>,
+    /// Serve the client routes of /v1 without a token (a closed network only: see
+    /// docs/operations.md, Security).
+    #[arg(long, env = "LICD_ALLOW_ANONYMOUS_CLIENTS")]
+    pub allow_anonymous_clients: bool,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, env = "LICD_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
@@ -73,6 +86,31 @@ pub struct ServeArgs {
     /// How far a voter's clock may be from the voters' median, in milliseconds.
     #[arg(long, env = "LICD_CLOCK_SKEW_BOUND_MS")]
     pub clock_skew_bound_ms: Option<u64>,
+    /// This node's TLS certificate chain (PEM); with --tls-key-file and --tls-ca-file the
+    /// node serves and calls its peers over HTTPS.
+    #[arg(long, env = "LICD_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, env = "LICD_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA that signed the cluster's certificates (PEM).
+    #[arg(long, env = "LICD_TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Mutual TLS: require every caller to present a certificate signed by the CA.
+    #[arg(long, env = "LICD_TLS_REQUIRE_CLIENT_CERT")]
+    pub tls_require_client_cert: bool,
+    /// A connection must send a whole request head within this long, in milliseconds.
+    #[arg(long, env = "LICD_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// A TLS handshake must finish within this long, in milliseconds.
+    #[arg(long, env = "LICD_TLS_HANDSHAKE_TIMEOUT_MS")]
+    pub tls_handshake_timeout_ms: Option<u64>,
+    /// Connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "LICD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest request head in bytes (at least 8192).
+    #[arg(long, env = "LICD_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -99,8 +137,13 @@ impl ServeArgs {
                 cluster_secret_file: None,
                 answer_signing_key_file: None,
                 raft: RaftTiming::default(),
+                auth: Default::default(),
+                limits: Default::default(),
+                tls: None,
+                server: Default::default(),
             },
         };
+        self.merge_tls(&mut config)?;
         if let Some(v) = self.node_id {
             config.node_id = v;
         }
@@ -129,6 +172,13 @@ impl ServeArgs {
         if self.answer_signing_key_file.is_some() {
             config.answer_signing_key_file = self.answer_signing_key_file;
         }
+        if let Some(text) = &self.tokens {
+            let more = crate::auth::parse_env_tokens(text)?;
+            config.auth.tokens.extend(more);
+        }
+        if self.allow_anonymous_clients {
+            config.auth.allow_anonymous_clients = true;
+        }
         let t = &mut config.raft;
         for (field, value) in [
             (&mut t.heartbeat_ms, self.heartbeat_ms),
@@ -147,8 +197,57 @@ impl ServeArgs {
                 *field = v;
             }
         }
+        let server = &mut config.server;
+        if let Some(v) = self.header_read_timeout_ms {
+            server.header_read_timeout_ms = v;
+        }
+        if let Some(v) = self.tls_handshake_timeout_ms {
+            server.tls_handshake_timeout_ms = v;
+        }
+        if let Some(v) = self.max_connections {
+            server.max_connections = v;
+        }
+        if let Some(v) = self.max_header_bytes {
+            server.max_header_bytes = v;
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The `--tls-*` flags over the file's `[tls]` section: the three files together make a
+    /// section, or override the file's one by one.
+    fn merge_tls(&self, config: &mut NodeConfig) -> anyhow::Result<()> {
+        let files = [&self.tls_cert_file, &self.tls_key_file, &self.tls_ca_file];
+        match &mut config.tls {
+            Some(tls) => {
+                if let Some(v) = &self.tls_cert_file {
+                    tls.cert_file = v.clone();
+                }
+                if let Some(v) = &self.tls_key_file {
+                    tls.key_file = v.clone();
+                }
+                if let Some(v) = &self.tls_ca_file {
+                    tls.ca_file = v.clone();
+                }
+                tls.require_client_cert |= self.tls_require_client_cert;
+            }
+            None if files.iter().all(|f| f.is_some()) => {
+                config.tls = Some(crate::tls::TlsConfig {
+                    cert_file: self.tls_cert_file.clone().unwrap_or_default(),
+                    key_file: self.tls_key_file.clone().unwrap_or_default(),
+                    ca_file: self.tls_ca_file.clone().unwrap_or_default(),
+                    require_client_cert: self.tls_require_client_cert,
+                });
+            }
+            None if files.iter().any(|f| f.is_some()) || self.tls_require_client_cert => {
+                anyhow::bail!(
+                    "TLS needs --tls-cert-file, --tls-key-file and --tls-ca-file together (or a \
+                     [tls] section in the configuration file)"
+                );
+            }
+            None => {}
+        }
+        Ok(())
     }
 }
 
@@ -163,10 +262,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let options = crate::http::ServerOptions::for_node(&config)?;
     let node = Node::start(&config, secrets).await?;
+    if config.tls.is_none() {
+        tracing::warn!(
+            listen = %config.listen,
+            "serving plain HTTP: tokens, the cluster secret and license traffic cross the \
+             network unencrypted; configure a [tls] section (docs/operations.md: TLS)"
+        );
+    }
     tracing::info!(
         node_id = config.node_id,
         listen = %config.listen,
+        scheme = node.outgoing().scheme(),
         advertise = %config.advertise_addr(),
         data_dir = %config.data_dir.display(),
         "licd node started"
@@ -178,7 +286,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         signal.await;
         super::notify::notify("STOPPING=1");
     };
-    crate::http::run(listener, router, stopping).await?;
+    crate::http::serve(listener, router, options, stopping).await?;
     tracing::info!("HTTP server stopped; shutting Raft down");
     node.shutdown().await;
     tracing::info!("licd node stopped");

@@ -12,15 +12,21 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ClientError, RetryPolicy};
 use crate::api::{ErrorBody, ErrorCode};
+use crate::lease_token::LeaseToken;
 
-/// The HTTP client of a `Client`: no proxy, a connect timeout within one attempt, and the
-/// outgoing connections bound to `local` when given.
+/// The HTTP client of a `Client`: no proxy, a connect timeout within one attempt, the
+/// outgoing connections bound to `local` when given, and `tls` for HTTPS (the system's roots
+/// when `None`). Pooled connections are dropped after 5 s idle, before the server's own idle
+/// limit (10 s by default) closes them under a request.
 pub(super) fn http_client(
     policy: &RetryPolicy,
     local: Option<std::net::IpAddr>,
+    tls: &crate::tls::Outgoing,
 ) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder()
+    let mut builder = tls
+        .apply(reqwest::Client::builder())
         .connect_timeout(policy.attempt_timeout.min(Duration::from_secs(1)))
+        .pool_idle_timeout(Duration::from_secs(5))
         .no_proxy();
     if let Some(ip) = local {
         builder = builder.local_address(ip);
@@ -55,6 +61,8 @@ pub(super) struct Call<'a> {
     pub(super) path: String,
     pub(super) body: Body<'a>,
     pub(super) request_id: Option<&'a RequestId>,
+    /// The lease token presented in its header, the same on every attempt.
+    pub(super) lease_token: Option<&'a LeaseToken>,
     pub(super) attempt: Attempt,
 }
 
@@ -65,6 +73,7 @@ impl<'a> Call<'a> {
             path: path.into(),
             body: Body::None,
             request_id: None,
+            lease_token: None,
             attempt: Attempt::Short,
         }
     }
@@ -86,6 +95,12 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// Presents `token` in the lease token header (none: no header).
+    pub(super) fn token(mut self, token: Option<&'a LeaseToken>) -> Self {
+        self.lease_token = token;
+        self
+    }
+
     /// Sends the request id in its header, the same on every attempt.
     pub(super) fn id(mut self, request_id: &'a RequestId) -> Self {
         self.request_id = Some(request_id);
@@ -101,19 +116,21 @@ impl<'a> Call<'a> {
 
 /// How one attempt ended.
 pub(super) enum Tried {
-    /// A node answered something other than 503.
+    /// A node answered something other than 503 or 429.
     Answered {
         status: StatusCode,
         bytes: Vec<u8>,
         leader_hint: Option<String>,
     },
-    /// A node answered 503: no leader, or leadership moving.
+    /// A node answered 503 (no leader, leadership moving, overloaded) or 429 (rate limited).
     Unavailable {
         message: String,
         leader_hint: Option<String>,
     },
     /// The node could not be reached, or did not answer in time.
     Unreachable(String),
+    /// The TLS handshake failed (the message says why): not worth another node.
+    Tls(String),
 }
 
 pub(super) fn decode<T: DeserializeOwned>(

@@ -62,6 +62,16 @@ pub enum ClientError {
     /// Trust nothing in it.
     #[error("the check answer is not the license cluster's: {0}")]
     BadSignature(crate::signing::SignatureError),
+    /// A TLS handshake failed: the node's certificate is not signed by the configured CA or
+    /// does not name the address dialled, or the node required a client certificate this
+    /// client does not have. Not retried: every node of a cluster would answer the same.
+    #[error("TLS with {endpoint} failed: {message}")]
+    Tls {
+        /// The node.
+        endpoint: String,
+        /// rustls's reason.
+        message: String,
+    },
     /// A node answered 2xx with a body this client does not understand.
     #[error("unexpected answer from {endpoint}: {message}")]
     Protocol {

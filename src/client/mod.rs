@@ -2,11 +2,21 @@
 //!
 //! A [`Client`] knows every endpoint of the cluster. It sends each call to the leader it last
 //! learned of (from the `x-licd-leader-*` headers every node sets), and when a node cannot be
-//! reached, does not answer in time, or answers 503 (no leader, leadership moving), it retries
-//! the *same* request, with the *same* request id, on the next endpoint, with exponential
-//! backoff, until the caller's deadline. The state machine applies a request id once, so a
+//! reached, does not answer in time, or answers 503 (no leader, leadership moving, overloaded)
+//! or 429 (the token's write rate is used up), it retries
+//! the *same* request, with the *same* request id (sent as `idempotency-key`), on the next
+//! endpoint, with exponential backoff, until the caller's deadline. The state machine applies a request id once, so a
 //! retried write cannot be applied twice: a leader crash costs the caller latency, not an
 //! error.
+//!
+//! Each call carries a bearer token: the admin token on `/admin`, the other token
+//! ([`Client::with_token`]: client or operator) elsewhere, each falling back on the other.
+//!
+//! Endpoints are `https://host:port`, `http://host:port` or a bare `host:port`, which means
+//! HTTPS when the client has a CA file ([`Client::with_tls`]) and plain HTTP otherwise; the
+//! leader hints name `host:port`, which is reached with the same scheme. HTTPS without a CA
+//! file trusts the system's roots (a TLS proxy with a public certificate). A failed TLS
+//! handshake is [`ClientError::Tls`] at once: every node of a cluster would fail the same.
 //!
 //! Every endpoint is one `Call` (method, path, body, request id, attempt length) sent
 //! through one path, [`Client::send`]. The exception is [`Client::init`]: initializing a
@@ -30,10 +40,11 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AddLearnerBody, AllocateBody, CheckBody, ClusterHealthBody, GrantBody, InitBody, InstalledBody,
-    LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER, ReleaseBody, RemovedBody,
-    RenewBody, SnapshotBody, StatusBody, UsageBody, VotersBody,
+    AddLearnerBody, AllocateBody, CheckBody, ClusterHealthBody, GrantBody, IDEMPOTENCY_KEY_HEADER,
+    InitBody, InstalledBody, LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER,
+    ReleaseBody, RemovedBody, RenewBody, SnapshotBody, StatusBody, UsageBody, VotersBody,
 };
+use crate::lease_token::{LEASE_TOKEN_HEADER, LeaseToken};
 use call::{Attempt, Body, Call, Tried, decode, http_client};
 use ed25519_dalek::VerifyingKey;
 
@@ -44,11 +55,19 @@ pub use error::{ClientError, RetryPolicy};
 #[derive(Debug)]
 pub struct Client {
     endpoints: Vec<String>,
+    /// The scheme the endpoints named, if they named one.
+    scheme: Option<&'static str>,
+    /// HTTPS settings: the CA and the client certificate, when given.
+    tls: crate::tls::Outgoing,
+    /// The local address outgoing connections are bound to.
+    local: Option<std::net::IpAddr>,
     http: reqwest::Client,
     leader: Mutex<Option<String>>,
     /// Nodes that recently could not be reached, until when they are avoided.
     suspects: Mutex<HashMap<String, Instant>>,
     admin_token: Option<String>,
+    /// The token of every call that is not an admin call (a client or operator token).
+    token: Option<String>,
     policy: RetryPolicy,
     /// The cluster's answer-signing public keys: when any is given, every check answer must
     /// be signed by one of them for the nonce sent.
@@ -65,15 +84,32 @@ pub fn new_request_id() -> RequestId {
     RequestId::new(format!("c-{n:032x}")).expect("c- and 32 hex digits form a valid id")
 }
 
-fn normalize(endpoint: &str) -> Result<String, ClientError> {
+/// An endpoint's scheme (when it names one) and its `host:port`.
+fn normalize(endpoint: &str) -> Result<(Option<&'static str>, String), ClientError> {
     let e = endpoint.trim().trim_end_matches('/');
-    let e = e.strip_prefix("http://").unwrap_or(e);
-    if e.is_empty() || e.contains('/') || e.starts_with("https:") {
+    let (scheme, rest) = if let Some(rest) = e.strip_prefix("https://") {
+        (Some("https"), rest)
+    } else if let Some(rest) = e.strip_prefix("http://") {
+        (Some("http"), rest)
+    } else {
+        (None, e)
+    };
+    if rest.is_empty() || rest.contains('/') || rest.contains("://") {
         return Err(ClientError::Config(format!(
-            "endpoint {endpoint:?} must be host:port (plain HTTP)"
+            "endpoint {endpoint:?} must be https://host:port, http://host:port or host:port"
         )));
     }
-    Ok(e.to_string())
+    Ok((scheme, rest.to_string()))
+}
+
+/// The TLS settings of a client: the CA that signed the cluster's certificates, and a
+/// client certificate for clusters that require one (mutual TLS).
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM CA certificate(s); the system's roots when `None`.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate and key, presented when the server asks.
+    pub identity: Option<crate::tls::Identity>,
 }
 
 impl Client {
@@ -87,19 +123,33 @@ impl Client {
         endpoints: &[S],
         policy: RetryPolicy,
     ) -> Result<Self, ClientError> {
-        let endpoints = endpoints
+        let parsed = endpoints
             .iter()
             .map(|e| normalize(e.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        if endpoints.is_empty() {
+        if parsed.is_empty() {
             return Err(ClientError::Config("no endpoints given".into()));
         }
+        let mut schemes: Vec<&str> = parsed.iter().filter_map(|(s, _)| *s).collect();
+        schemes.dedup();
+        if schemes.len() > 1 {
+            return Err(ClientError::Config(
+                "the endpoints mix https:// and http://: a cluster is all-TLS or all-plain".into(),
+            ));
+        }
+        let tls = crate::tls::Outgoing::plain();
         Ok(Client {
-            endpoints,
-            http: http_client(&policy, None)?,
+            endpoints: parsed.into_iter().map(|(_, e)| e).collect(),
+            scheme: schemes
+                .first()
+                .map(|s| if *s == "https" { "https" } else { "http" }),
+            http: http_client(&policy, None, &tls)?,
+            tls,
+            local: None,
             leader: Mutex::new(None),
             suspects: Mutex::new(HashMap::new()),
             admin_token: None,
+            token: None,
             policy,
             answer_keys: Vec::new(),
         })
@@ -108,11 +158,39 @@ impl Client {
     /// Binds the client's outgoing connections to a local address (a test harness gives each
     /// logical client its own address so network faults can single it out).
     pub fn with_local_address(mut self, ip: std::net::IpAddr) -> Result<Self, ClientError> {
-        self.http = http_client(&self.policy, Some(ip))?;
+        self.http = http_client(&self.policy, Some(ip), &self.tls)?;
+        self.local = Some(ip);
         Ok(self)
     }
 
-    /// Sets the admin token sent as a bearer token on `/admin` calls.
+    /// Verifies the nodes' certificates against `tls.ca_file` (instead of the system's
+    /// roots), presents `tls.identity` when a node asks for a certificate, and reaches bare
+    /// `host:port` endpoints over HTTPS when a CA file is given.
+    pub fn with_tls(mut self, tls: &ClientTls) -> Result<Self, ClientError> {
+        let outgoing = match (&tls.ca_file, &tls.identity) {
+            (Some(ca), identity) => crate::tls::Outgoing::https(
+                crate::tls::client_config(ca, identity.as_ref())
+                    .map_err(|e| ClientError::Config(e.to_string()))?,
+            ),
+            (None, Some(_)) => {
+                return Err(ClientError::Config(
+                    "a client certificate needs the cluster's CA file too (--ca-file)".into(),
+                ));
+            }
+            (None, None) => crate::tls::Outgoing::plain(),
+        };
+        self.http = http_client(&self.policy, self.local, &outgoing)?;
+        self.tls = outgoing;
+        Ok(self)
+    }
+
+    /// `"https"` or `"http"`: what the endpoints named, else HTTPS when a CA file is given.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme.unwrap_or(self.tls.scheme())
+    }
+
+    /// Sets the admin token sent as a bearer token on `/admin` calls, and on every other
+    /// call when no [`Client::with_token`] is set (an admin may do everything).
     pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {
         self.admin_token = Some(token.into());
         self
@@ -129,6 +207,24 @@ impl Client {
     /// Whether check answers are verified (answer keys were given).
     pub fn verifies_answers(&self) -> bool {
         !self.answer_keys.is_empty()
+    }
+
+    /// Sets the token sent as a bearer token on `/v1` calls (a client token for an
+    /// application server, an operator token for reads), and on `/admin` calls when no admin
+    /// token is set.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The bearer token of a call to `path`.
+    fn token_for(&self, path: &str) -> Option<&str> {
+        let (first, second) = if path.starts_with("/admin") {
+            (&self.admin_token, &self.token)
+        } else {
+            (&self.token, &self.admin_token)
+        };
+        first.as_deref().or(second.as_deref())
     }
 
     /// The endpoints this client knows.
@@ -186,15 +282,20 @@ impl Client {
             .http
             .request(
                 call.method.clone(),
-                format!("http://{endpoint}{}", call.path),
+                format!("{}://{endpoint}{}", self.scheme(), call.path),
             )
             .timeout(timeout);
         if let Some(id) = call.request_id {
-            request = request.header(REQUEST_ID_HEADER, id.as_str());
+            // The key of exactly-once; x-request-id too, for tracing and for nodes of an
+            // older version, which read the key from it.
+            request = request
+                .header(IDEMPOTENCY_KEY_HEADER, id.as_str())
+                .header(REQUEST_ID_HEADER, id.as_str());
         }
-        if call.path.starts_with("/admin")
-            && let Some(token) = &self.admin_token
-        {
+        if let Some(token) = call.lease_token {
+            request = request.header(LEASE_TOKEN_HEADER, token.reveal());
+        }
+        if let Some(token) = self.token_for(&call.path) {
             request = request.bearer_auth(token);
         }
         request = match &call.body {
@@ -206,7 +307,12 @@ impl Client {
         };
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Tried::Unreachable(format!("{endpoint}: {e}")),
+            Err(e) => {
+                if let Some(reason) = crate::tls::tls_failure(&e) {
+                    return Tried::Tls(reason);
+                }
+                return Tried::Unreachable(format!("{endpoint}: {e}"));
+            }
         };
         let status = response.status();
         let leader_hint = response
@@ -214,10 +320,12 @@ impl Client {
             .get(LEADER_ADDR_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // 503 (no leader, overloaded) and 429 (the token's write rate) are both "not now":
+        // the same request is sent again, with the same id, within the deadline.
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             let text = response.text().await.unwrap_or_default();
             return Tried::Unavailable {
-                message: format!("{endpoint} answered 503: {text}"),
+                message: format!("{endpoint} answered {status}: {text}"),
                 leader_hint,
             };
         }
@@ -270,6 +378,9 @@ impl Client {
                     self.set_leader(leader_hint.filter(|h| *h != endpoint));
                     message
                 }
+                Tried::Tls(message) => {
+                    return Err(ClientError::Tls { endpoint, message });
+                }
                 Tried::Unreachable(message) => {
                     // Unreachable or too slow: forget it as leader, try the next node.
                     self.suspect(&endpoint, true);
@@ -296,7 +407,10 @@ impl Client {
         self.send_with(call, None).await
     }
 
-    /// Allocates (or re-allocates) a server's cores. Pass the same request id to retry.
+    /// Allocates a server's cores; the answer holds the allocation's lease token. Pass the
+    /// same request id to retry: the retry is answered the same token. Refused with
+    /// `NODE_IN_USE` while the name holds a live allocation (re-allocate it with
+    /// [`Client::reallocate`]) and `MAC_IN_USE` while another name's uses the MAC.
     pub async fn allocate(
         &self,
         node: &NodeName,
@@ -307,24 +421,43 @@ impl Client {
         self.send(call.json(body).id(request_id)).await
     }
 
-    /// Renews a server's lease (in the leader's memory: not a log write).
+    /// Re-allocates the allocation `token` is the lease token of (other cores, ttl, license
+    /// or MAC); it keeps the token. When the name holds nothing any more, it is a new
+    /// allocation with a new token, which the answer holds.
+    pub async fn reallocate(
+        &self,
+        node: &NodeName,
+        body: &AllocateBody,
+        request_id: &RequestId,
+        token: &LeaseToken,
+    ) -> Result<GrantBody, ClientError> {
+        let call = Call::new(Method::PUT, format!("/v1/nodes/{node}/allocation"));
+        self.send(call.json(body).id(request_id).token(Some(token)))
+            .await
+    }
+
+    /// Renews a server's lease (in the leader's memory: not a log write), presenting its
+    /// lease token (`None` only for an allocation made before lease tokens).
     pub async fn heartbeat(
         &self,
         node: &NodeName,
+        token: Option<&LeaseToken>,
         request_id: &RequestId,
     ) -> Result<RenewBody, ClientError> {
         let call = Call::new(Method::POST, format!("/v1/nodes/{node}/heartbeat"));
-        self.send(call.id(request_id)).await
+        self.send(call.id(request_id).token(token)).await
     }
 
-    /// Releases a server's cores (idempotent).
+    /// Releases a server's cores, presenting its lease token (idempotent; `None` releases a
+    /// name that holds nothing, or an allocation made before lease tokens).
     pub async fn release(
         &self,
         node: &NodeName,
+        token: Option<&LeaseToken>,
         request_id: &RequestId,
     ) -> Result<ReleaseBody, ClientError> {
         let call = Call::new(Method::DELETE, format!("/v1/nodes/{node}/allocation"));
-        self.send(call.id(request_id)).await
+        self.send(call.id(request_id).token(token)).await
     }
 
     /// Asks whether a server is licensed (a linearizable read on the leader), with a fresh
@@ -369,7 +502,7 @@ impl Client {
         self.send(Call::get(format!("/v1/licenses/{id}"))).await
     }
 
-    /// The leader's view of the cluster's health (no admin token needed).
+    /// The leader's view of the cluster's health (a token of any role).
     pub async fn cluster_health(&self) -> Result<ClusterHealthBody, ClientError> {
         self.send(Call::get("/v1/cluster")).await
     }

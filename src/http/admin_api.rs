@@ -23,8 +23,8 @@ use super::forward;
 use super::license_api::release_node;
 use super::request::{license_id, node_name, request_id, unexpected};
 use crate::api::{
-    AddLearnerBody, DroppedBody, FORWARDED_HEADER, InitBody, InstalledBody, LogPosition,
-    MembershipBody, RemovedBody, SnapshotBody, StatusBody, VotersBody,
+    AddLearnerBody, DroppedBody, InitBody, InstalledBody, LogPosition, MembershipBody, RemovedBody,
+    SnapshotBody, StatusBody, VotersBody,
 };
 use crate::node::membership::Membership;
 
@@ -71,6 +71,7 @@ async fn init(
     let init: InitBody = if body.iter().all(u8::is_ascii_whitespace) {
         InitBody::default()
     } else {
+        super::request::require_object(&body)?;
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?
     };
@@ -113,7 +114,7 @@ async fn remove_member(
 async fn status(State(app): State<AppState>, request: Request) -> Response {
     // The leader's view has the replication progress: prefer it when a leader is known.
     if !app.node.is_leader()
-        && !request.headers().contains_key(FORWARDED_HEADER)
+        && !forward::is_forwarded(&app, request.headers())
         && let Some((id, addr)) = app.node.leader()
         && id != app.node.id()
     {

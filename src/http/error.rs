@@ -41,6 +41,21 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// 403: a credential is wrong; names what was wrong.
     Forbidden(&'static str),
+    /// 403: the token is valid, its role may not use this route.
+    WrongRole {
+        /// The caller's role.
+        role: crate::auth::Role,
+        /// What the route needs.
+        needs: crate::auth::Need,
+    },
+    /// 403: the route has no entry in the route table, so it is closed.
+    NoRole,
+    /// 429: the caller's write rate is used up; retry after this long.
+    RateLimited(std::time::Duration),
+    /// 503: the node serves as many requests as it allows at once.
+    Overloaded,
+    /// 503: the whole request took longer than its route allows.
+    RequestTimeout(std::time::Duration),
     /// A license rule refused the request (status by [`rejection_status`]).
     Refused(Rejection),
     /// 400: a license file that cannot be installed.
@@ -99,6 +114,8 @@ impl ApiError {
             | ApiError::NoQuorum(_)
             | ApiError::LeaderUnreachable
             | ApiError::Timeout(_)
+            | ApiError::Overloaded
+            | ApiError::RequestTimeout(_)
             | ApiError::Stopped => "unavailable",
             ApiError::Internal { .. } => "error",
             _ => "bad_request",
@@ -137,6 +154,37 @@ impl ApiError {
                 StatusCode::FORBIDDEN,
                 C::Forbidden,
                 &format!("the {what} is wrong"),
+            ),
+            ApiError::WrongRole { role, needs } => plain(
+                StatusCode::FORBIDDEN,
+                C::Forbidden,
+                &format!("a {role} token may not use this route (it needs: {needs})"),
+            ),
+            ApiError::NoRole => plain(
+                StatusCode::FORBIDDEN,
+                C::Forbidden,
+                "this route has no role in the route table, so it is closed",
+            ),
+            ApiError::RateLimited(wait) => {
+                let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+                let mut body = ErrorBody::new(
+                    C::RateLimited,
+                    format!("this token's write rate is used up; retry in {ms} ms"),
+                );
+                body.retry_after_ms = Some(ms);
+                (StatusCode::TOO_MANY_REQUESTS, body)
+            }
+            ApiError::Overloaded => unavailable(
+                C::Overloaded,
+                "this node serves as many requests as it allows at once; retry shortly".into(),
+            ),
+            ApiError::RequestTimeout(limit) => unavailable(
+                C::Timeout,
+                format!(
+                    "the request did not complete within {} s; a write's outcome is unknown: \
+                     retry with the same idempotency key",
+                    limit.as_secs()
+                ),
             ),
             ApiError::Refused(r) => (
                 rejection_status(r.code),
@@ -242,7 +290,11 @@ pub fn rejection_status(code: Code) -> StatusCode {
         | Code::LicenseOutdated
         | Code::LicenseConflict
         | Code::RequestIdReused
+        | Code::NodeInUse
+        | Code::MacInUse
         | Code::Valid => StatusCode::CONFLICT,
+        Code::LeaseTokenRequired => StatusCode::UNAUTHORIZED,
+        Code::LeaseTokenMismatch => StatusCode::FORBIDDEN,
     }
 }
 
@@ -313,10 +365,67 @@ impl From<StringRejection> for ApiError {
     }
 }
 
-/// JSON body extractor whose rejections are [`ApiError`]s.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// JSON body extractor whose rejections are [`ApiError`]s; the body must be a JSON object
+/// (serde alone would read an array into a struct).
 pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime_type::Essence>().ok())
+            .is_some_and(|m| m.is_json());
+        if !json {
+            return Err(ApiError::UnsupportedMediaType(
+                "Expected request with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state).await?;
+        super::request::require_object(&bytes)?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(AppJson(value))
+    }
+}
+
+/// The essence of a `Content-Type` (`type/subtype`, parameters dropped), enough to tell JSON.
+mod mime_type {
+    /// `type/subtype`, lower case.
+    pub struct Essence(String);
+
+    impl std::str::FromStr for Essence {
+        type Err = ();
+
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let essence = s
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if essence.contains('/') {
+                Ok(Essence(essence))
+            } else {
+                Err(())
+            }
+        }
+    }
+
+    impl Essence {
+        /// `application/json` or `application/<anything>+json`, as axum's `Json` accepts.
+        pub fn is_json(&self) -> bool {
+            self.0 == "application/json"
+                || (self.0.starts_with("application/") && self.0.ends_with("+json"))
+        }
+    }
+}
 
 /// Path extractor whose rejections are [`ApiError`]s.
 #[derive(axum::extract::FromRequestParts)]

@@ -1,9 +1,16 @@
 //! Any node serves any request: a follower forwards `/v1` and `/admin` calls to the leader,
 //! one hop at most, and every response names the leader in its headers.
 //!
-//! A forwarded request carries [`FORWARDED_HEADER`]; a node that receives one and does not
-//! lead answers 503 instead of forwarding again, so two nodes with stale views of the
-//! leadership cannot bounce a request between them.
+//! A forwarded request carries [`FORWARDED_HEADER`] and, beside it, the cluster secret
+//! header; a node that receives both and does not lead answers 503 instead of forwarding
+//! again, so two nodes with stale views of the leadership cannot bounce a request between
+//! them. A marker without the cluster secret is an outsider's and is dropped.
+//!
+//! A follower sends the leader exactly the path it received. That holds because
+//! [`normal_path`] refuses, on every node alike, a path that a URL parser would rewrite
+//! (`.` and `..` segments, `%2e`, a backslash, ...): such a path would otherwise name one server on
+//! the follower and another on the leader. The caller's `Authorization` header is forwarded
+//! and the leader checks it again.
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
@@ -13,18 +20,24 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::api::{FORWARDED_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER, NODE_ID_HEADER};
+use crate::api::{
+    CLUSTER_SECRET_HEADER, FORWARDED_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER, NODE_ID_HEADER,
+};
 
 /// Largest request body forwarded, in bytes (the API's own limit).
 pub const MAX_FORWARD_BODY: usize = super::MAX_API_BODY;
 
 /// Middleware: serve the request here if this node leads, else forward it to the leader, else
 /// answer 503 with a `Retry-After`.
-pub async fn to_leader(State(app): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn to_leader(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
+    let forwarded = is_forwarded(&app, request.headers());
+    if !forwarded {
+        request.headers_mut().remove(FORWARDED_HEADER);
+    }
     if app.node.is_leader() {
         return next.run(request).await;
     }
-    if request.headers().contains_key(FORWARDED_HEADER) {
+    if forwarded {
         return ApiError::ForwardedToFollower.into_response();
     }
     match app.node.leader() {
@@ -33,16 +46,75 @@ pub async fn to_leader(State(app): State<AppState>, request: Request, next: Next
     }
 }
 
+/// Whether a request was forwarded by another node of the cluster: it carries the marker
+/// and the cluster secret.
+pub fn is_forwarded(app: &AppState, headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+        && headers
+            .get(CLUSTER_SECRET_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|s| {
+                super::access::secret_matches(s.trim(), &app.node.secrets().cluster_secret)
+            })
+}
+
+/// Middleware: 400 for a path that a URL parser would rewrite (dot segments, `%2e`,
+/// backslashes, characters it escapes), on every node, before routing.
+pub async fn normal_path(request: Request, next: Next) -> Response {
+    let raw = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path(), |p| p.as_str());
+    if rewritten(raw) {
+        return ApiError::bad_request(
+            "the path has dot segments, backslashes or characters that must be escaped",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether the URL parser of the forwarding client would send `raw` as another path.
+fn rewritten(raw: &str) -> bool {
+    match reqwest::Url::parse(&format!("http://node{raw}")) {
+        Ok(url) => {
+            let mut again = url.path().to_string();
+            if let Some(q) = url.query() {
+                again.push('?');
+                again.push_str(q);
+            }
+            again != raw
+        }
+        Err(_) => true,
+    }
+}
+
+/// Whether a body-read error is the length limit (413) rather than a broken body (400).
+fn too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// Sends the request to the leader at `addr` and relays its answer.
 pub async fn forward(app: &AppState, addr: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) if too_large(&e) => {
             return ApiError::PayloadTooLarge(format!(
                 "request body exceeds {MAX_FORWARD_BODY} bytes"
             ))
             .into_response();
+        }
+        Err(e) => {
+            return ApiError::bad_request(format!("cannot read the request body: {e}"))
+                .into_response();
         }
     };
     // Nested routers see their path with the prefix stripped; forward the original one.
@@ -53,17 +125,19 @@ pub async fn forward(app: &AppState, addr: &str, request: Request) -> Response {
     let path = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
-    let url = format!("http://{addr}{path}");
+    let url = format!("{}{path}", app.node.outgoing().base_url(addr));
     let mut outgoing = app
         .forwarder
         .request(parts.method.clone(), &url)
         .body(bytes);
     for (name, value) in &parts.headers {
-        if !is_hop_header(name) {
+        if !is_hop_header(name) && name != FORWARDED_HEADER && name != CLUSTER_SECRET_HEADER {
             outgoing = outgoing.header(name, value);
         }
     }
-    outgoing = outgoing.header(FORWARDED_HEADER, app.node.id().to_string());
+    outgoing = outgoing
+        .header(FORWARDED_HEADER, app.node.id().to_string())
+        .header(CLUSTER_SECRET_HEADER, &*app.node.secrets().cluster_secret);
     match outgoing.send().await {
         Ok(answer) => {
             let status = answer.status();

@@ -25,6 +25,7 @@ use crate::api::{
     AllocateBody, CheckAnswer, CheckBody, ClusterHealthBody, ErrorCode, GrantBody, LicensesBody,
     LogPosition, ReleaseBody, RenewBody, UsageBody,
 };
+use crate::lease_token::{LEASE_TOKEN_HEADER, LeaseToken, check_presented};
 use crate::node::Proposed;
 use crate::signing::{Nonce, SignedFields};
 
@@ -53,17 +54,41 @@ async fn allocate(
             }
             None => app.node.default_lease_ttl(),
         };
+        // A retry under the same request id derives the same token (see crate::lease_token).
+        let presented = lease_token(&headers)?;
+        let issued = LeaseToken::derive(
+            app.node.secrets().cluster_secret.as_bytes(),
+            &request_id,
+            &node,
+        );
         let command = Command::Allocate(Allocate {
             node,
             license: body.license,
             mac: body.mac,
             cores: body.cores,
             lease_ttl,
+            token_hash: Some(issued.hash()),
+            presented: presented.as_ref().map(LeaseToken::hash),
         });
         let proposed = app.node.propose(request_id.clone(), command).await?;
-        grant_answer(&app, &proposed, request_id)
+        grant_answer(&app, &proposed, request_id, issued, presented)
     })
     .await
+}
+
+/// The lease token a request presents in [`LEASE_TOKEN_HEADER`], if any; 400 when it is not
+/// one. Never logged.
+fn lease_token(headers: &HeaderMap) -> Result<Option<LeaseToken>, ApiError> {
+    let Some(value) = headers.get(LEASE_TOKEN_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(format!(
+            "{LEASE_TOKEN_HEADER} is not a lease token (32 hex digits)"
+        ))
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    text.parse().map(Some).map_err(|_| bad())
 }
 
 async fn heartbeat(
@@ -75,7 +100,8 @@ async fn heartbeat(
     metered(&app, "heartbeat", async {
         // A renewal is not a log write, so it needs no request id; one sent is still checked.
         let (node, _) = node_and_request_id(node, &headers, body)?;
-        let renewal = app.node.heartbeat(&node).await?;
+        let token = lease_token(&headers)?;
+        let renewal = app.node.heartbeat(&node, token.as_ref()).await?;
         let body = RenewBody::new(node, &renewal, app.node.id(), app.node.term());
         Ok(axum::Json(body).into_response())
     })
@@ -105,11 +131,14 @@ async fn metered(
     result
 }
 
-/// The answer to an allocation: 201, or 200 when it replaced one.
+/// The answer to an allocation: 201, or 200 when it replaced one. Its lease token is the one
+/// presented when the allocation kept it (a re-allocation), else the one `issued`.
 fn grant_answer(
     app: &AppState,
     proposed: &Proposed,
     request_id: RequestId,
+    issued: LeaseToken,
+    presented: Option<LeaseToken>,
 ) -> Result<Response, ApiError> {
     let log = LogPosition::from(proposed.log_id);
     let (grant, status) = match &proposed.result {
@@ -119,7 +148,12 @@ fn grant_answer(
         Ok(_) => return Err(unexpected("allocating", proposed)),
     };
     let expires_in = app.node.license_expires_in(&grant.allocation.license);
-    let body = GrantBody::new(grant, expires_in, request_id, log);
+    let kept = grant.allocation.token_hash.as_ref();
+    let token = match presented {
+        Some(presented) if kept.is_some_and(|hash| presented.matches(hash)) => presented,
+        _ => issued,
+    };
+    let body = GrantBody::new(grant, expires_in, request_id, log, token);
     Ok((status, axum::Json(body)).into_response())
 }
 
@@ -131,7 +165,21 @@ async fn release(
 ) -> Result<Response, ApiError> {
     metered(&app, "release", async {
         let (node, request_id) = node_and_request_id(node, &headers, body)?;
-        release_node(&app, node, request_id).await
+        let token = lease_token(&headers)?;
+        // Refused before the log when the token is not the allocation's; the state machine
+        // checks again at apply, against the allocation the name holds by then.
+        let held = app.node.read_local(|s| {
+            s.licenses
+                .allocations()
+                .get(&node)
+                .and_then(|a| a.token_hash)
+        });
+        check_presented(held.as_ref(), token.as_ref())?;
+        let command = Command::ReleaseHeld {
+            node,
+            presented: token.as_ref().map(LeaseToken::hash),
+        };
+        release_with(&app, command, request_id).await
     })
     .await
 }
@@ -148,16 +196,22 @@ fn node_and_request_id(
     Ok((node, request_id))
 }
 
-/// Releases a server's allocation (the license API's release and the admin force-release).
+/// Releases a server's allocation without a token (the admin force-release).
 pub(super) async fn release_node(
     app: &AppState,
     node: NodeName,
     request_id: RequestId,
 ) -> Result<Response, ApiError> {
-    let proposed = app
-        .node
-        .propose(request_id.clone(), Command::Release { node })
-        .await?;
+    release_with(app, Command::Release { node }, request_id).await
+}
+
+/// Proposes a release (the administrator's or the holder's) and renders its answer.
+async fn release_with(
+    app: &AppState,
+    command: Command,
+    request_id: RequestId,
+) -> Result<Response, ApiError> {
+    let proposed = app.node.propose(request_id.clone(), command).await?;
     let log = LogPosition::from(proposed.log_id);
     match &proposed.result {
         Ok(Outcome::Released { node, freed }) => Ok(axum::Json(ReleaseBody {

@@ -1,16 +1,25 @@
 //! The HTTP face of a node: the license API (`/v1`), the admin API (`/admin`), the Raft
-//! transport (`/raft`) and the probes (`/healthz`, `/readyz`).
+//! transport (`/raft`), the metrics and the probes (`/healthz`, `/readyz`).
+//!
+//! Every route has the role its caller needs ([`crate::auth::routes`], checked by
+//! `access`), and the API has time, concurrency and write-rate limits ([`limits`]).
 //!
 //! [`router`] builds the whole service from a [`Node`], so tests can drive it without a
 //! socket; [`run`] serves it on a bound listener until a shutdown future completes, then
-//! drains in-flight requests.
+//! drains in-flight requests; [`serve`] is the same with a node's limits and TLS
+//! ([`ServerOptions`], the accept loop of [`serve`]'s module).
 
+mod access;
 mod admin_api;
 pub mod error;
 mod forward;
 mod license_api;
+pub mod limits;
 mod raft_api;
 mod request;
+mod serve;
+
+pub use serve::{MAX_HEADERS, ServerLimits, ServerOptions, serve};
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,7 +31,6 @@ use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::node::Node;
@@ -44,37 +52,70 @@ pub struct AppState {
     pub node: Node,
     /// The HTTP client used to forward requests to the leader.
     pub forwarder: reqwest::Client,
+    /// The write rate of each caller.
+    pub writes: std::sync::Arc<limits::WriteLimiter>,
+    /// The requests of `/v1` and `/admin` this node may serve at once.
+    pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Builds the node's whole HTTP service.
 pub fn router(node: Node) -> Router {
     // A forwarded request gets the node's own deadline for the leader's answer, plus time
     // for the hop: a stuck leader cannot hold a follower's connections for ever.
-    let forwarder = reqwest::Client::builder()
+    // Forwarded requests go to the leader with the scheme (and certificate) of the Raft
+    // transport: a cluster is all-TLS or all-plain.
+    let forwarder = node
+        .outgoing()
+        .apply(reqwest::Client::builder())
         .connect_timeout(Duration::from_millis(500))
         .timeout(FORWARD_TIMEOUT)
         .no_proxy()
         .build()
         .unwrap_or_default();
-    let app = AppState { node, forwarder };
+    let app = AppState {
+        writes: std::sync::Arc::new(limits::WriteLimiter::new(node.limits())),
+        in_flight: limits::in_flight_permits(node.limits()),
+        node,
+        forwarder,
+    };
 
+    // Route layers run inside out: the caller is authorized (and its write rate counted)
+    // before the request is forwarded, so a refused request never leaves this node.
     let to_leader = middleware::from_fn_with_state(app.clone(), forward::to_leader);
-    let v1 = license_api::routes().route_layer(to_leader.clone());
+    let authorize = middleware::from_fn_with_state(app.clone(), access::authorize);
+    let in_flight = middleware::from_fn_with_state(app.clone(), limits::in_flight);
+    let v1 = license_api::routes()
+        .route_layer(to_leader.clone())
+        .route_layer(authorize.clone())
+        .layer(middleware::from_fn(|r, n| {
+            limits::deadline(limits::V1_TIMEOUT, r, n)
+        }))
+        .layer(in_flight.clone());
     let admin = admin_api::routes(to_leader)
-        .route_layer(middleware::from_fn_with_state(app.clone(), admin_auth));
+        .route_layer(authorize.clone())
+        .layer(middleware::from_fn(|r, n| {
+            limits::deadline(limits::ADMIN_TIMEOUT, r, n)
+        }))
+        .layer(in_flight);
     let raft = raft_api::routes()
-        .route_layer(middleware::from_fn_with_state(app.clone(), raft_auth))
+        .route_layer(authorize.clone())
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
+    let metrics = get(metrics)
+        .route_layer(authorize)
+        .layer(middleware::from_fn(|r, n| {
+            limits::deadline(limits::METRICS_TIMEOUT, r, n)
+        }));
 
     Router::new()
         .nest("/v1", v1.layer(DefaultBodyLimit::max(MAX_API_BODY)))
         .nest("/admin", admin.layer(DefaultBodyLimit::max(MAX_API_BODY)))
         .nest("/raft", raft)
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", metrics)
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(forward::normal_path))
         .layer(middleware::from_fn_with_state(
             app.clone(),
             forward::leader_headers,
@@ -83,20 +124,18 @@ pub fn router(node: Node) -> Router {
         .with_state(app)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish.
+/// Serves `router` on `listener` over plain HTTP with the default [`ServerLimits`] until
+/// `shutdown` completes, then stops accepting and lets in-flight requests finish.
 pub async fn run(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve(listener, router, ServerOptions::default(), shutdown).await
 }
 
 /// One line per request at debug level (target `licd::access`): method, path, status,
-/// latency and request id.
+/// latency and request id (`idempotency-key`, else `x-request-id`).
 async fn access_log(
     request: axum::extract::Request,
     next: middleware::Next,
@@ -107,11 +146,14 @@ async fn access_log(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let request_id = request
-        .headers()
-        .get(crate::api::REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let request_id = [
+        crate::api::IDEMPOTENCY_KEY_HEADER,
+        crate::api::REQUEST_ID_HEADER,
+    ]
+    .iter()
+    .find_map(|name| request.headers().get(*name))
+    .and_then(|v| v.to_str().ok())
+    .map(str::to_string);
     let response = next.run(request).await;
     tracing::debug!(
         target: "licd::access",
@@ -173,72 +215,4 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body))
-}
-
-/// Constant-time comparison of a presented secret with the expected one.
-fn secret_matches(presented: &str, expected: &str) -> bool {
-    presented.as_bytes().ct_eq(expected.as_bytes()).into()
-}
-
-/// Checks a presented secret: 401 when missing, 403 when wrong.
-fn check_secret(
-    presented: Option<&str>,
-    expected: &str,
-    missing: &'static str,
-    what: &'static str,
-) -> Result<(), ApiError> {
-    match presented {
-        None => Err(ApiError::Unauthorized(missing)),
-        Some(p) if !secret_matches(p.trim(), expected) => Err(ApiError::Forbidden(what)),
-        Some(_) => Ok(()),
-    }
-}
-
-/// Admin routes need `Authorization: Bearer <admin token>`: 401 without, 403 when wrong.
-async fn admin_auth(
-    State(app): State<AppState>,
-    request: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    let presented = header_text(&request, axum::http::header::AUTHORIZATION.as_str())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let checked = check_secret(
-        presented,
-        &app.node.secrets().admin_token,
-        "admin routes need an Authorization: Bearer <admin token> header",
-        "admin token",
-    );
-    pass_or_refuse(checked, request, next).await
-}
-
-/// Raft routes need the cluster secret header: 401 without, 403 when wrong.
-async fn raft_auth(
-    State(app): State<AppState>,
-    request: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    let checked = check_secret(
-        header_text(&request, crate::api::CLUSTER_SECRET_HEADER),
-        &app.node.secrets().cluster_secret,
-        "raft routes need the cluster secret header",
-        "cluster secret",
-    );
-    pass_or_refuse(checked, request, next).await
-}
-
-/// A request header's value as text, if present and valid text.
-fn header_text<'a>(request: &'a axum::extract::Request, name: &str) -> Option<&'a str> {
-    request.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Runs the rest of the stack when the credential was accepted, else answers the refusal.
-async fn pass_or_refuse(
-    checked: Result<(), ApiError>,
-    request: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    match checked {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
 }

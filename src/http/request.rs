@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use licd_raft::types::{LicenseId, NodeName, RequestId};
 
 use super::error::ApiError;
-use crate::api::{REQUEST_ID_HEADER, RequestIdBody};
+use crate::api::{IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, RequestIdBody};
 use crate::node::Proposed;
 
 /// Parses a path segment as a server name.
@@ -19,16 +19,28 @@ pub fn license_id(raw: String) -> Result<LicenseId, ApiError> {
     LicenseId::new(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// The request id: the header's, else the body's, else a fresh one (such a request cannot
-/// be retried safely, so clients should send one).
+/// The exactly-once key of a write: `idempotency-key`, else (deprecated for this use)
+/// `x-request-id`, else the body's `request_id`, else a fresh one (such a request cannot be
+/// retried safely, so clients should send one).
 pub fn request_id(headers: &HeaderMap, body: Option<RequestId>) -> Result<RequestId, ApiError> {
-    if let Some(value) = headers.get(REQUEST_ID_HEADER) {
-        let text = value
-            .to_str()
-            .map_err(|_| ApiError::bad_request("x-request-id is not valid text"))?;
-        return RequestId::new(text).map_err(|e| ApiError::bad_request(e.to_string()));
+    for name in [IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER] {
+        if let Some(value) = headers.get(name) {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request(format!("{name} is not valid text")))?;
+            return RequestId::new(text).map_err(|e| ApiError::bad_request(format!("{name}: {e}")));
+        }
     }
     Ok(body.unwrap_or_else(fresh_request_id))
+}
+
+/// Refuses a JSON body that is not an object: serde would read an array into a struct
+/// field by field, so `["bench", ...]` must not pass where `{...}` is documented.
+pub fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(ApiError::bad_request("the body must be a JSON object")),
+    }
 }
 
 /// A random request id for requests that came without one.
@@ -42,6 +54,7 @@ pub fn optional_body(bytes: &[u8]) -> Result<Option<RequestId>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
+    require_object(bytes)?;
     let body: RequestIdBody = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
     Ok(body.request_id)

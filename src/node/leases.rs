@@ -7,6 +7,8 @@ use licd_raft::command::{Allocation, Rejection};
 use licd_raft::types::{LicenseId, NodeName, Timestamp};
 use licd_raft::{Code, LicenseState};
 
+use crate::lease_token::{LeaseToken, check_presented};
+
 use super::calendar::{Agreement, SAMPLE_FRESHNESS, agree};
 use super::lessor::Lessor;
 use super::{Node, NodeError, now};
@@ -145,11 +147,18 @@ impl Node {
 
     /// Renews `node`'s lease for its whole ttl, after confirming leadership, without a log
     /// write. Refused with `NOT_ALLOCATED` when the server holds no allocation or its lease
-    /// is already over, `LICENSE_EXPIRED` when its license has expired.
-    pub async fn heartbeat(&self, node: &NodeName) -> Result<Renewal, NodeError> {
+    /// is already over, `LICENSE_EXPIRED` when its license has expired, and
+    /// `LEASE_TOKEN_REQUIRED` / `LEASE_TOKEN_MISMATCH` when `token` is not the allocation's
+    /// (an allocation stored before lease tokens is renewed without one).
+    pub async fn heartbeat(
+        &self,
+        node: &NodeName,
+        token: Option<&LeaseToken>,
+    ) -> Result<Renewal, NodeError> {
         let answer = self
             .read_leases(|view| {
                 let (allocation, licensed_cores) = view.state.renewable(node, view.today)?;
+                check_presented(allocation.token_hash.as_ref(), token)?;
                 let remaining_ms = view
                     .lessor
                     .renew(node, allocation.grant, view.at)

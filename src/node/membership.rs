@@ -61,6 +61,9 @@ impl Node {
         &self,
         members: BTreeMap<RaftNodeId, String>,
     ) -> Result<Membership, NodeError> {
+        for addr in members.values() {
+            refuse_scheme(addr)?;
+        }
         let mut members: BTreeMap<RaftNodeId, BasicNode> = members
             .into_iter()
             .map(|(id, addr)| (id, BasicNode::new(addr)))
@@ -92,6 +95,7 @@ impl Node {
                 "node_id must be 1 or more and addr must be host:port".into(),
             ));
         }
+        refuse_scheme(&addr)?;
         bounded(self.raft().add_learner(id, BasicNode::new(addr), true)).await?;
         Ok(self.membership())
     }
@@ -179,4 +183,16 @@ impl Node {
         .unwrap_or_else(|_| self.metrics().snapshot.map(|l| l.index));
         Ok(built)
     }
+}
+
+/// A member address is `host:port`: the scheme peers use comes from each node's own `[tls]`
+/// section, so an address that names one would be dialled as `https://https://...`.
+fn refuse_scheme(addr: &str) -> Result<(), NodeError> {
+    if addr.contains("://") {
+        return Err(NodeError::Invalid(format!(
+            "member address {addr:?} must be host:port without a scheme: nodes reach each other \
+             over HTTPS when they have a [tls] section, over plain HTTP otherwise"
+        )));
+    }
+    Ok(())
 }

@@ -98,6 +98,10 @@ struct Inner {
     secrets: Secrets,
     /// The cluster's answer-signing key, when configured: check answers are signed with it.
     answer_signer: Option<crate::signing::AnswerSigner>,
+    /// The bearer tokens accepted, by role.
+    tokens: Arc<crate::auth::Tokens>,
+    /// The abuse limits of the HTTP API.
+    limits: crate::config::LimitsConfig,
     election_timeout_max: Duration,
     reads: ReadBatcher,
     /// The read rounds, the lease keeper and the leader watch; dropped (and so stopped)
@@ -112,6 +116,8 @@ struct Inner {
     clock_skew_bound: Duration,
     /// The node's Prometheus metrics.
     meter: meter::Meter,
+    /// How the node reaches its peers: plain HTTP, or HTTPS with its certificate.
+    outgoing: crate::tls::Outgoing,
 }
 
 impl Node {
@@ -145,16 +151,21 @@ impl Node {
         let (log_store, sm): (LogStore, StateMachineStore) = licd_storage::open(&config.data_dir)?;
         let state = sm.state();
         let contacts = Arc::new(network::Contacts::default());
+        let outgoing = crate::tls::Outgoing::for_node(config.tls.as_ref())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let network = network::Network::new(
             secrets.cluster_secret.clone(),
             config.raft_bind_ip,
             contacts.clone(),
-        );
+        )
+        .with_outgoing(outgoing.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log_store.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let (reads, read_rounds) = ReadBatcher::spawn(raft.clone());
         let trusted_keys = config.trusted_keys()?;
+        let tokens = crate::auth::Tokens::new(&config.auth, &secrets.admin_token)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let default_lease_ttl = config.default_lease_ttl()?;
         let election_timeout_max = Duration::from_millis(t.election_timeout_max_ms);
         let keeper = ticker::Schedule {
@@ -171,6 +182,8 @@ impl Node {
             default_lease_ttl,
             secrets,
             answer_signer,
+            tokens: Arc::new(tokens),
+            limits: config.limits.clone(),
             election_timeout_max,
             reads,
             tasks: Mutex::new(vec![read_rounds]),
@@ -179,6 +192,7 @@ impl Node {
             calendar: Mutex::new(calendar::Calendar::default()),
             clock_skew_bound: Duration::from_millis(t.clock_skew_bound_ms),
             meter: meter::Meter::default(),
+            outgoing,
         });
         // Spawned once the node exists: a task that started while it was being built would
         // find no node behind its weak handle and end at once.
@@ -204,6 +218,12 @@ impl Node {
         &self.inner.meter
     }
 
+    /// How this node calls its peers (Raft and forwarded requests): the scheme and TLS
+    /// configuration of its own `[tls]` section.
+    pub fn outgoing(&self) -> &crate::tls::Outgoing {
+        &self.inner.outgoing
+    }
+
     /// The address this node advertises.
     pub fn advertise_addr(&self) -> &str {
         &self.inner.advertise
@@ -222,6 +242,16 @@ impl Node {
     /// The key check answers are signed with, if the node has one.
     pub fn answer_signer(&self) -> Option<&crate::signing::AnswerSigner> {
         self.inner.answer_signer.as_ref()
+    }
+
+    /// The bearer tokens the node accepts.
+    pub fn tokens(&self) -> &crate::auth::Tokens {
+        &self.inner.tokens
+    }
+
+    /// The abuse limits of the node's HTTP API.
+    pub fn limits(&self) -> &crate::config::LimitsConfig {
+        &self.inner.limits
     }
 
     /// The lease duration used when an allocation names none.

@@ -1,6 +1,9 @@
 //! The Raft network: openraft's RPCs as HTTP POSTs with bincode bodies to `/raft/append`,
 //! `/raft/vote` and `/raft/snapshot` on the peer, authenticated by the cluster secret.
 //!
+//! Peers are called over HTTPS when the node has a `[tls]` section (with its own
+//! certificate, for mutual TLS), over plain HTTP otherwise ([`crate::tls::Outgoing`]).
+//!
 //! The response body is the bincode of `Result<Response, RaftError<..>>`, so a remote Raft
 //! error arrives as the same value the remote Raft returned. A connection that cannot be made
 //! maps to [`Unreachable`], which makes openraft back off from the peer instead of retrying it
@@ -103,6 +106,7 @@ pub struct Network {
     cluster_secret: Arc<str>,
     bind_ip: Option<IpAddr>,
     contacts: Arc<Contacts>,
+    outgoing: crate::tls::Outgoing,
 }
 
 impl Network {
@@ -113,7 +117,15 @@ impl Network {
             cluster_secret,
             bind_ip,
             contacts,
+            outgoing: crate::tls::Outgoing::plain(),
         }
+    }
+
+    /// Calls peers with `outgoing`'s scheme and TLS configuration (HTTPS with the node's
+    /// certificate when it has a `[tls]` section); plain HTTP otherwise.
+    pub fn with_outgoing(mut self, outgoing: crate::tls::Outgoing) -> Self {
+        self.outgoing = outgoing;
+        self
     }
 }
 
@@ -130,7 +142,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: RaftNodeId, node: &BasicNode) -> PeerClient {
-        let mut builder = reqwest::Client::builder()
+        let mut builder = self
+            .outgoing
+            .apply(reqwest::Client::builder())
             .connect_timeout(Duration::from_millis(500))
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(4)
@@ -139,12 +153,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         if let Some(ip) = self.bind_ip {
             builder = builder.local_address(ip);
         }
-        // Building a client fails only when the TLS backend cannot start, and this client has
-        // none; fall back to the default client rather than fail the peer.
+        // Building a client fails only when the TLS backend cannot start, and its
+        // configuration was built when the node started; fall back to the default client
+        // rather than fail the peer.
         let http = builder.build().unwrap_or_default();
         PeerClient {
             target,
-            base: format!("http://{}", node.addr),
+            base: self.outgoing.base_url(&node.addr),
             http,
             cluster_secret: self.cluster_secret.clone(),
             contacts: self.contacts.clone(),

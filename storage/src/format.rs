@@ -4,7 +4,9 @@
 //!
 //! Version 1 was the format before leases became leader-measured elapsed time (its entries
 //! carried lease expiry instants and heartbeats); it had no version marker, so a database with
-//! data and no marker is version 1. Version 2 is the current one.
+//! data and no marker is version 1. Version 2 stored allocations without a lease token; a
+//! database of version 2 is upgraded in place when it is opened (`crate::upgrade`). Version 3,
+//! with lease token hashes, is the current one.
 
 use licd_raft::codec::{CodecError, decode, encode};
 use serde::Serialize;
@@ -13,10 +15,10 @@ use serde::de::DeserializeOwned;
 use crate::error::OpenError;
 
 /// The stored format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The `meta` key holding the database's format version.
-const FORMAT_KEY: &[u8] = b"format";
+pub(crate) const FORMAT_KEY: &[u8] = b"format";
 
 /// Why stored bytes are not in this build's format.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +41,15 @@ pub enum FormatError {
     Codec(#[from] CodecError),
 }
 
-/// Checks the database's format version, and marks a new database with this build's.
+/// Checks the database's format version, upgrades a database of version 2, and marks a new
+/// database with this build's.
 pub(crate) fn check_database(db: &sled::Db) -> Result<(), OpenError> {
     let meta = db.open_tree("meta")?;
     if let Some(bytes) = meta.get(FORMAT_KEY)? {
         let found: u32 = decode(&bytes)?;
+        if found == crate::upgrade::FROM_VERSION {
+            return crate::upgrade::from_format_2(db);
+        }
         if found != FORMAT_VERSION {
             return Err(FormatError::Version { found }.into());
         }
@@ -93,7 +99,7 @@ mod tests {
         let err = decode_versioned::<(u64, String)>(&old).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("stored format version 1, but this licd reads version 2"),
+                .starts_with("stored format version 1, but this licd reads version 3"),
             "{err}"
         );
         assert!(matches!(
@@ -120,9 +126,9 @@ mod tests {
         newer
             .open_tree("meta")
             .unwrap()
-            .insert(FORMAT_KEY, encode(&3u32).unwrap())
+            .insert(FORMAT_KEY, encode(&4u32).unwrap())
             .unwrap();
         let err = check_database(&newer).unwrap_err();
-        assert!(err.to_string().contains("stored format version 3"), "{err}");
+        assert!(err.to_string().contains("stored format version 4"), "{err}");
     }
 }

@@ -9,7 +9,8 @@
 //! | `snapshot` | `current`                    | the latest snapshot: its meta and its data |
 //!
 //! **Format.** The database and every snapshot carry the stored format version
-//! ([`format::FORMAT_VERSION`]); a licd refuses another version with a message naming it.
+//! ([`format::FORMAT_VERSION`]); a licd refuses another version with a message naming it,
+//! except version 2, which [`upgrade`] rewrites in the current format when it is opened.
 //!
 //! Big-endian keys make sled's byte order the log's index order, so ranges and "the last entry"
 //! are plain tree ranges.
@@ -39,6 +40,7 @@ mod error;
 pub mod format;
 mod log_store;
 mod state_machine;
+pub mod upgrade;
 
 use std::path::Path;
 

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{OpenError, StorageResult, io_error};
 use crate::format::{decode_versioned, encode_versioned};
 
-const CURRENT: &[u8] = b"current";
+/// The `snapshot` key of the current snapshot.
+pub(crate) const CURRENT: &[u8] = b"current";
 
 /// Everything the state machine has applied: the snapshot data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,9 +36,11 @@ pub struct AppliedState {
 
 /// A snapshot as it is stored: its metadata and its encoded [`AppliedState`].
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<RaftNodeId, BasicNode>,
-    data: Vec<u8>,
+pub(crate) struct StoredSnapshot {
+    /// openraft's snapshot metadata.
+    pub(crate) meta: SnapshotMeta<RaftNodeId, BasicNode>,
+    /// The versioned, encoded [`AppliedState`].
+    pub(crate) data: Vec<u8>,
 }
 
 /// The state machine of one node. Cheap to clone: clones share the state and the tree.

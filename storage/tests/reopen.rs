@@ -6,7 +6,9 @@ use std::path::Path;
 
 use licd_raft::command::Allocate;
 use licd_raft::license::License;
-use licd_raft::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp};
+use licd_raft::types::{
+    Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp, TokenHash,
+};
 use licd_raft::{Command, Outcome, Request, TypeConfig};
 use licd_storage::{LogStore, StateMachineStore};
 use openraft::storage::{
@@ -30,7 +32,7 @@ fn license() -> License {
         expires_at: None,
         max_cores: 64,
         min_cores_per_node: 4,
-        allowed_macs: BTreeSet::from([MacAddr::from_bytes([2, 0, 0, 0, 0, 1])]),
+        allowed_macs: (0..5).map(server_mac).collect(),
         features: BTreeSet::new(),
         serial: 1,
     }
@@ -44,13 +46,23 @@ fn request(n: u64, command: Command) -> Request {
     }
 }
 
-fn allocate(n: u64, node: &str, cores: u32) -> Command {
+/// The MAC of `server-<n>`.
+fn server_mac(n: u64) -> MacAddr {
+    MacAddr::from_bytes([2, 0, 0, 0, 0, n as u8 + 1])
+}
+
+/// An allocation of `server-<server>`, presenting the token its earlier allocations got, so
+/// that every one applies.
+fn allocate(n: u64, server: u64, cores: u32) -> Command {
+    let token = TokenHash([server as u8; 32]);
     Command::Allocate(Allocate {
-        node: NodeName::new(node).unwrap(),
+        node: NodeName::new(format!("server-{server}")).unwrap(),
         license: None,
-        mac: MacAddr::from_bytes([2, 0, 0, 0, 0, 1]),
+        mac: server_mac(server),
         cores: Cores::new(cores).unwrap(),
         lease_ttl: LeaseTtl::from_millis(3_600_000 + n).unwrap(),
+        token_hash: Some(token),
+        presented: Some(token),
     })
 }
 
@@ -68,7 +80,7 @@ fn entries(n: u64) -> Vec<Entry<TypeConfig>> {
                     ]),
                 )),
                 1 => EntryPayload::Normal(request(i, Command::InstallLicense(license()))),
-                _ => EntryPayload::Normal(request(i, allocate(i, &format!("server-{}", i % 5), 6))),
+                _ => EntryPayload::Normal(request(i, allocate(i, i % 5, 6))),
             };
             Entry {
                 log_id: log_id(1, i),

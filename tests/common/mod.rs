@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use licd::api::InitBody;
-use licd::client::{Client, RetryPolicy, new_request_id};
-use licd::config::{NodeConfig, RaftTiming, Secrets};
+use licd::auth::{Role, hash_token};
+use licd::client::{Client, ClientTls, RetryPolicy, new_request_id};
+use licd::config::{AuthConfig, LimitsConfig, NodeConfig, RaftTiming, Secrets, TokenEntry};
 use licd::node::Node;
+use licd::tls::pki::Authority;
 use licd_raft::license::License;
 use licd_raft::license_file::{LicenseFile, encode_public_key, generate_signing_key};
 use licd_raft::types::{LicenseId, MacAddr, Timestamp};
@@ -24,6 +26,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The tokens of the other roles, configured by hash on every node (the admin token is the
+/// plain one of `Secrets`, as `admin_token_file` / `LICD_ADMIN_TOKEN` give it).
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+pub const CLIENT_TOKEN: &str = "test-client-token-0123456789";
+/// A second client token, for rotation tests.
+pub const CLIENT_TOKEN_2: &str = "test-client-token-2-0123456789";
 pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
 
 /// A demo MAC address the tests' licenses allow, by index.
@@ -45,12 +53,44 @@ pub struct Cluster {
     pub configs: BTreeMap<u64, NodeConfig>,
     pub running: BTreeMap<u64, Running>,
     pub vendor: SigningKey,
+    /// The cluster's CA when it runs TLS ([`Cluster::start_tls`]).
+    pub authority: Option<Arc<Authority>>,
+    /// Whether its nodes require client certificates (mutual TLS).
+    pub mutual_tls: bool,
+    /// With mutual TLS: the client certificate the cluster's own clients present.
+    pub client_identity: Option<licd::tls::Identity>,
+}
+
+/// How [`Cluster::start_options`] starts a cluster.
+#[derive(Default)]
+pub struct Options {
+    /// TLS with a fresh CA and one certificate per node (SANs 127.0.0.1 and localhost).
+    pub tls: bool,
+    /// With `tls`: require client certificates (mutual TLS).
+    pub mutual_tls: bool,
 }
 
 fn secrets() -> Secrets {
     Secrets {
         admin_token: Arc::from(ADMIN_TOKEN),
         cluster_secret: Arc::from(CLUSTER_SECRET),
+    }
+}
+
+/// The hashed tokens every test node accepts besides the admin token.
+pub fn test_auth() -> AuthConfig {
+    let entry = |role, token: &str, name: &str| TokenEntry {
+        role,
+        sha256: hash_token(token),
+        name: Some(name.into()),
+    };
+    AuthConfig {
+        tokens: vec![
+            entry(Role::Operator, OPERATOR_TOKEN, "test-operator"),
+            entry(Role::Client, CLIENT_TOKEN, "test-client"),
+            entry(Role::Client, CLIENT_TOKEN_2, "test-client-2"),
+        ],
+        allow_anonymous_clients: false,
     }
 }
 
@@ -69,13 +109,43 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with a chance to adjust each node's configuration.
     pub async fn start_with(n: u64, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
+        Self::start_options(n, Options::default(), tweak).await
+    }
+
+    /// Starts `n` nodes over TLS (mutual TLS when `mutual`), initialized as one cluster.
+    pub async fn start_tls(n: u64, mutual: bool) -> Cluster {
+        let options = Options {
+            tls: true,
+            mutual_tls: mutual,
+        };
+        Self::start_options(n, options, |_| {}).await
+    }
+
+    /// Like [`Cluster::start_with`], with TLS when `options` say so.
+    pub async fn start_options(
+        n: u64,
+        options: Options,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Cluster {
+        let authority = options
+            .tls
+            .then(|| Arc::new(Authority::new("licd test CA").expect("make a CA")));
         let mut cluster = Cluster {
             dir: TempDir::new().expect("temp dir"),
             addrs: BTreeMap::new(),
             configs: BTreeMap::new(),
             running: BTreeMap::new(),
             vendor: generate_signing_key(&mut rand::rngs::OsRng),
+            client_identity: None,
+            authority,
+            mutual_tls: options.mutual_tls,
         };
+        if let Some(ca) = cluster.authority.as_ref().filter(|_| options.mutual_tls) {
+            let identity = ca
+                .write_issued(cluster.dir.path(), "client", &["localhost"])
+                .expect("client certificate");
+            cluster.client_identity = Some(identity);
+        }
         for id in 1..=n {
             let listener = bind().await;
             cluster.add_config(id, listener.local_addr().unwrap(), &tweak);
@@ -108,7 +178,27 @@ impl Cluster {
             cluster_secret_file: None,
             answer_signing_key_file: None,
             raft: RaftTiming::default(),
+            auth: test_auth(),
+            // Tests write fast from one token; tests/access.rs sets its own limits.
+            limits: LimitsConfig {
+                writes_per_second: 100_000,
+                write_burst: 100_000,
+                ..LimitsConfig::default()
+            },
+            tls: None,
+            server: Default::default(),
         };
+        if let Some(ca) = &self.authority {
+            let tls = ca
+                .node_tls(
+                    self.dir.path(),
+                    &format!("node-{id}"),
+                    &["127.0.0.1", "localhost"],
+                    self.mutual_tls,
+                )
+                .expect("node certificate");
+            config.tls = Some(tls);
+        }
         tweak(&mut config);
         self.addrs.insert(id, addr);
         self.configs.insert(id, config);
@@ -116,11 +206,12 @@ impl Cluster {
 
     async fn serve(&mut self, id: u64, listener: TcpListener) {
         let config = &self.configs[&id];
+        let options = licd::http::ServerOptions::for_node(config).expect("server options");
         let node = Node::start(config, secrets()).await.expect("start node");
         let (tx, rx) = oneshot::channel::<()>();
         let router = licd::http::router(node.clone());
         let server = tokio::spawn(async move {
-            let _ = licd::http::run(listener, router, async {
+            let _ = licd::http::serve(listener, router, options, async {
                 let _ = rx.await;
             })
             .await;
@@ -137,9 +228,18 @@ impl Cluster {
 
     /// Adds and starts a new node (not yet a member).
     pub async fn start_new_node(&mut self, id: u64) -> SocketAddr {
+        self.start_new_node_with(id, |_| {}).await
+    }
+
+    /// Like [`Cluster::start_new_node`], with a chance to adjust its configuration.
+    pub async fn start_new_node_with(
+        &mut self,
+        id: u64,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> SocketAddr {
         let listener = bind().await;
         let addr = listener.local_addr().unwrap();
-        self.add_config(id, addr, &|_| {});
+        self.add_config(id, addr, &tweak);
         self.serve(id, listener).await;
         addr
     }
@@ -174,13 +274,38 @@ impl Cluster {
         &self.running[&id].node
     }
 
-    /// Every endpoint, running or not.
+    /// Every endpoint, running or not (`https://` ones for a TLS cluster).
     pub fn endpoints(&self) -> Vec<String> {
-        self.addrs.values().map(ToString::to_string).collect()
+        let scheme = if self.authority.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.addrs
+            .values()
+            .map(|a| format!("{scheme}://{a}"))
+            .collect()
     }
 
-    /// A client of every endpoint.
-    pub fn client(&self) -> Client {
+    /// The CA file of a TLS cluster.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// What the cluster's own clients present: its CA, and with mutual TLS a client
+    /// certificate it signed.
+    pub fn client_tls(&self) -> ClientTls {
+        if self.authority.is_none() {
+            return ClientTls::default();
+        }
+        ClientTls {
+            ca_file: Some(self.ca_file()),
+            identity: self.client_identity.clone(),
+        }
+    }
+
+    /// A client of every endpoint, without a token.
+    pub fn anonymous_client(&self) -> Client {
         Client::with_policy(
             &self.endpoints(),
             RetryPolicy {
@@ -189,11 +314,36 @@ impl Cluster {
             },
         )
         .expect("client")
+        .with_tls(&self.client_tls())
+        .expect("client TLS")
+    }
+
+    /// A client of every endpoint with the client token (an application server's).
+    pub fn client(&self) -> Client {
+        self.anonymous_client().with_token(CLIENT_TOKEN)
+    }
+
+    /// A client with the operator token (read-only).
+    pub fn operator_client(&self) -> Client {
+        self.anonymous_client().with_token(OPERATOR_TOKEN)
     }
 
     /// A client with the admin token.
     pub fn admin_client(&self) -> Client {
-        self.client().with_admin_token(ADMIN_TOKEN)
+        self.anonymous_client().with_admin_token(ADMIN_TOKEN)
+    }
+
+    /// An admin client of node `id` alone (for calls addressed to one node, like `elect`).
+    pub fn admin_client_of(&self, id: u64) -> Client {
+        Client::with_policy(
+            &[self.addrs[&id].to_string()],
+            RetryPolicy {
+                deadline: Duration::from_secs(20),
+                ..RetryPolicy::default()
+            },
+        )
+        .expect("client")
+        .with_admin_token(ADMIN_TOKEN)
     }
 
     /// Waits until every running node agrees on one running leader; returns it.

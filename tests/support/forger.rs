@@ -71,14 +71,18 @@ impl Drop for Forger {
 }
 
 impl Forger {
-    /// Starts a forger in front of the node at `upstream` (`host:port`), in `Pass` mode.
+    /// Starts a forger in front of the node at `upstream` (`host:port` or `http://host:port`),
+    /// in `Pass` mode.
     pub async fn start(upstream: &str) -> Forger {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
-            upstream: upstream.to_string(),
+            upstream: upstream
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string(),
             mode: Mutex::new(Mode::Pass),
             recorded: Mutex::new(Recorded::default()),
             own_key: AnswerSigner::new(SigningKey::from_bytes(&rand::random())),
@@ -255,7 +259,11 @@ fn forwarded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .filter(|(name, _)| {
             matches!(
                 name.as_str(),
-                "x-request-id" | "content-type" | "authorization"
+                "x-request-id"
+                    | "idempotency-key"
+                    | "content-type"
+                    | "authorization"
+                    | "x-licd-lease-token"
             )
         })
         .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))

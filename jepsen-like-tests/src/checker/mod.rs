@@ -126,8 +126,8 @@ pub fn output_matches(expected: &Output, observed: &Output) -> bool {
             (a, b) => a == b,
         },
         (
-            Output::Release(ReleaseOutput { released: a }),
-            Output::Release(ReleaseOutput { released: b }),
+            Output::Release(ReleaseOutput { released: a, .. }),
+            Output::Release(ReleaseOutput { released: b, .. }),
         ) => a == b,
         (
             Output::Check(CheckOutput { valid: a, .. }),

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use licd::api::InitBody;
+use licd::auth::{Role, hash_token};
 use licd::client::{Client, RetryPolicy, new_request_id};
-use licd::config::{NodeConfig, RaftTiming};
+use licd::config::{AuthConfig, LimitsConfig, NodeConfig, RaftTiming, TokenEntry};
 use licd::process::{SpawnOptions, Supervised};
 
 /// The most nodes a run may start (fresh nodes replace old ones under `membership-replace`).
@@ -23,6 +24,11 @@ pub const MAX_NODES: u64 = 12;
 pub const PORT: u16 = 7000;
 /// The admin token of harness clusters.
 pub const ADMIN_TOKEN: &str = "jepsen-admin-token-0123456789";
+/// The client token of harness clusters (application servers: allocate, heartbeat, release,
+/// check); nodes hold its hash.
+pub const CLIENT_TOKEN: &str = "jepsen-client-token-0123456789";
+/// The operator token of harness clusters (usage reads); nodes hold its hash.
+pub const OPERATOR_TOKEN: &str = "jepsen-operator-token-0123456789";
 /// The cluster secret of harness clusters.
 pub const CLUSTER_SECRET: &str = "jepsen-cluster-secret-0123456789";
 
@@ -226,7 +232,8 @@ impl Cluster {
 
     /// Waits until node `id` answers `/healthz` (and its process is the one answering).
     pub async fn wait_healthy(&mut self, id: u64, within: Duration) -> anyhow::Result<()> {
-        let http = reqwest::Client::builder()
+        let http = licd::tls::Outgoing::plain()
+            .apply(reqwest::Client::builder())
             .timeout(Duration::from_millis(500))
             .no_proxy()
             .build()?;
@@ -376,6 +383,30 @@ fn node_config_toml(id: u64, dir: &Path, trusted_key: &str) -> anyhow::Result<St
         cluster_secret_file: None,
         answer_signing_key_file: None,
         raft: RaftTiming::default(),
+        auth: AuthConfig {
+            tokens: vec![
+                TokenEntry {
+                    role: Role::Client,
+                    sha256: hash_token(CLIENT_TOKEN),
+                    name: Some("jepsen-clients".into()),
+                },
+                TokenEntry {
+                    role: Role::Operator,
+                    sha256: hash_token(OPERATOR_TOKEN),
+                    name: Some("jepsen-observer".into()),
+                },
+            ],
+            allow_anonymous_clients: false,
+        },
+        // The campaigns measure the cluster, not the write limiter: every workload client
+        // shares one token.
+        limits: LimitsConfig {
+            writes_per_second: 1_000_000,
+            write_burst: 1_000_000,
+            ..LimitsConfig::default()
+        },
+        tls: None,
+        server: Default::default(),
     };
     toml::to_string_pretty(&config).context("cannot write a node configuration")
 }
@@ -399,6 +430,8 @@ mod tests {
         assert_eq!(parsed.raft_bind_ip, Some(node_ip(2).into()));
         assert_eq!(parsed.admin_token_file, None);
         assert_eq!(parsed.cluster_secret_file, None);
+        assert_eq!(parsed.auth.tokens.len(), 2);
+        assert_eq!(parsed.auth.tokens[0].sha256, hash_token(CLIENT_TOKEN));
         let defaults = RaftTiming::default();
         assert_eq!(parsed.raft.heartbeat_ms, defaults.heartbeat_ms);
         assert_eq!(

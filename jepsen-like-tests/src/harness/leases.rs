@@ -15,6 +15,11 @@
 //! Completions: an answer of the cluster (held, rejected, not allocated, lease expired) is
 //! `ok`; an allocation or a heartbeat whose answer never came is `info` (it may have
 //! renewed); a read that failed is `fail`.
+//!
+//! Each server keeps its lease token ([`super::tokens`]), across its deaths too (like an
+//! agent with its state file): allocations and heartbeats present it. A refusal for the
+//! token (`NODE_IN_USE`, `LEASE_TOKEN_MISMATCH`: possible only after an allocation whose
+//! answer was lost) is a definite `rejected`, and the next candidate token is tried.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +33,8 @@ use licd_raft::types::{Cores, LicenseId, MacAddr, NodeName, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::cluster::ADMIN_TOKEN;
+use super::cluster::{ADMIN_TOKEN, CLIENT_TOKEN, OPERATOR_TOKEN};
+use super::tokens::Tokens;
 use super::workload::{Recorder, client, describe};
 use crate::checker::LeaseConfig;
 use crate::history::{
@@ -154,6 +160,7 @@ async fn serve(
     let node = NodeName::new(server.name.clone()).expect("lease server names are valid");
     let ttl = Duration::from_millis(server.ttl_ms);
     let mut promised: Option<Instant> = None; // when the next heartbeat is due
+    let mut tokens = Tokens::default();
     let mut death = Instant::now() + Duration::from_millis(rng.gen_range(4_000..12_000));
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= death {
@@ -181,17 +188,32 @@ async fn serve(
                 ttl_ms: Some(server.ttl_ms),
             };
             let sent = Instant::now();
+            let id = new_request_id();
             let call = async {
-                match client.allocate(&node, &body, &new_request_id()).await {
-                    Ok(g) => Ok(held(
-                        g.allocation.lease_remaining_ms,
-                        g.allocation.counted_cores,
-                        g.allocated_cores,
-                        None,
-                        g.log.term,
-                    )),
+                let granted = match tokens.current() {
+                    Some(token) => client.reallocate(&node, &body, &id, token).await,
+                    None => client.allocate(&node, &body, &id).await,
+                };
+                match granted {
+                    Ok(g) => {
+                        tokens.granted(g.lease_token.clone());
+                        Ok(held(
+                            g.allocation.lease_remaining_ms,
+                            g.allocation.counted_cores,
+                            g.allocated_cores,
+                            None,
+                            g.log.term,
+                        ))
+                    }
                     Err(e) if e.is(Code::CpuLimitExhausted) => Ok(answer(REJECTED, None, None)),
-                    Err(e) => Err((EventKind::Info, describe(&e))),
+                    Err(e) if e.is(Code::NodeInUse) => {
+                        tokens.refused();
+                        Ok(answer(REJECTED, None, None))
+                    }
+                    Err(e) => {
+                        tokens.maybe_granted(&id, &node);
+                        Err((EventKind::Info, describe(&e)))
+                    }
                 }
             };
             match operate(&rec, &process, F::LeaseAllocate, input, call).await {
@@ -209,7 +231,10 @@ async fn serve(
         }
         let sent = Instant::now();
         let call = async {
-            match client.heartbeat(&node, &new_request_id()).await {
+            match client
+                .heartbeat(&node, tokens.current(), &new_request_id())
+                .await
+            {
                 Ok(b) => Ok(held(
                     b.lease_remaining_ms,
                     b.allocation.counted_cores,
@@ -218,6 +243,9 @@ async fn serve(
                     b.term,
                 )),
                 Err(e) if e.is(Code::NotAllocated) => Ok(answer(NOT_ALLOCATED, None, None)),
+                Err(e) if e.is(Code::LeaseTokenMismatch) || e.is(Code::LeaseTokenRequired) => {
+                    Ok(answer(REJECTED, None, None))
+                }
                 Err(e) => Err((EventKind::Info, describe(&e))),
             }
         };
@@ -341,7 +369,8 @@ pub async fn run_lease_workload(
     }
     let mut tasks = Vec::new();
     for (i, server) in lease_servers(count, seed).into_iter().enumerate() {
-        let client = client(&endpoints, CLIENT_OFFSET + i, Duration::from_millis(1_500))?;
+        let client = client(&endpoints, CLIENT_OFFSET + i, Duration::from_millis(1_500))?
+            .with_token(CLIENT_TOKEN);
         let rng = StdRng::seed_from_u64(seed.wrapping_mul(7_919).wrapping_add(i as u64));
         let bound = Duration::from_millis(timing.bound_ms(server.ttl_ms, 1));
         tasks.push(tokio::spawn(serve(
@@ -354,11 +383,13 @@ pub async fn run_lease_workload(
             stop.clone(),
         )));
     }
+    // The observer reads the usage: an operator's route.
     let observer = client(
         &endpoints,
         CLIENT_OFFSET + count,
         Duration::from_millis(1_500),
-    )?;
+    )?
+    .with_token(OPERATOR_TOKEN);
     let admin = client(
         &endpoints,
         CLIENT_OFFSET + count + 1,

@@ -11,4 +11,5 @@ pub mod netns;
 pub mod outcome;
 pub mod report;
 pub mod run;
+pub mod tokens;
 pub mod workload;

@@ -5,6 +5,11 @@
 //! Completions: a license refusal (`CPU_LIMIT_EXHAUSTED`) is `ok` with outcome `rejected`,
 //! because the operation observed the state; a write whose outcome the client could not learn
 //! (its deadline passed) is `info`; a read that failed is `fail` (a read has no effect).
+//!
+//! The clients together play each server's holder: they share each name's lease tokens
+//! ([`super::tokens`]) and present them on allocate and release. A refusal for the token
+//! (`NODE_IN_USE` for an allocate; `LEASE_TOKEN_REQUIRED` or `LEASE_TOKEN_MISMATCH` for a
+//! release, recorded as a release with `refused`) is a definite `ok`: nothing changed.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +22,9 @@ use licd_raft::types::{Cores, LicenseId, MacAddr, NodeName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::cluster::{ADMIN_TOKEN, OPERATOR_TOKEN};
 use super::fault::Fault;
+use super::tokens::Tokens;
 use crate::history::{AllocateInput, ErrorValue, Event, EventKind, F, FaultValue, Input, Output};
 
 /// The application servers of the workload: name, cores, MAC.
@@ -128,8 +135,23 @@ pub(crate) fn describe(e: &ClientError) -> ErrorValue {
     }
 }
 
+/// The lease tokens the clients know, by server name.
+pub type TokenTable = Arc<Mutex<std::collections::HashMap<String, Tokens>>>;
+
+/// Runs `f` on the tokens of server `node`.
+fn with_tokens<T>(table: &TokenTable, node: &str, f: impl FnOnce(&mut Tokens) -> T) -> T {
+    let mut table = table.lock().unwrap_or_else(|p| p.into_inner());
+    f(table.entry(node.to_string()).or_default())
+}
+
 /// Runs one operation of process `name` and records it.
-pub async fn operate(rec: &Recorder, name: &str, client: &Client, input: Input) {
+pub async fn operate(
+    rec: &Recorder,
+    name: &str,
+    client: &Client,
+    tokens: &TokenTable,
+    input: Input,
+) {
     rec.record(|i, t| Event::invoke(i, t, name, input.clone()));
     let f = input.f();
     let completion: Result<Output, (EventKind, ErrorValue)> = match &input {
@@ -157,19 +179,50 @@ pub async fn operate(rec: &Recorder, name: &str, client: &Client, input: Input) 
                 .clone()
                 .and_then(|r| licd_raft::types::RequestId::new(r).ok())
                 .unwrap_or_else(new_request_id);
-            match client.allocate(&node, &body, &id).await {
-                Ok(g) => Ok(Output::granted(
-                    g.allocation.counted_cores,
-                    g.allocated_cores,
-                )),
+            let presented = with_tokens(tokens, &a.node, |t| t.current().cloned());
+            let answer = match &presented {
+                Some(token) => client.reallocate(&node, &body, &id, token).await,
+                None => client.allocate(&node, &body, &id).await,
+            };
+            match answer {
+                Ok(g) => {
+                    with_tokens(tokens, &a.node, |t| t.granted(g.lease_token.clone()));
+                    Ok(Output::granted(
+                        g.allocation.counted_cores,
+                        g.allocated_cores,
+                    ))
+                }
                 Err(e) if e.is(licd_raft::Code::CpuLimitExhausted) => Ok(Output::rejected()),
-                Err(e) => Err((EventKind::Info, describe(&e))),
+                Err(e) if e.is(licd_raft::Code::NodeInUse) => {
+                    with_tokens(tokens, &a.node, Tokens::refused);
+                    Ok(Output::Allocate(crate::history::AllocateOutput::Rejected {
+                        code: crate::history::NODE_IN_USE.to_string(),
+                    }))
+                }
+                Err(e) => {
+                    with_tokens(tokens, &a.node, |t| t.maybe_granted(&id, &node));
+                    Err((EventKind::Info, describe(&e)))
+                }
             }
         }
         Input::Release(r) => {
             let node = NodeName::new(r.node.clone()).expect("workload names are valid");
-            match client.release(&node, &new_request_id()).await {
-                Ok(b) => Ok(Output::released(b.released)),
+            let presented = with_tokens(tokens, &r.node, |t| t.current().cloned());
+            match client
+                .release(&node, presented.as_ref(), &new_request_id())
+                .await
+            {
+                Ok(b) => {
+                    with_tokens(tokens, &r.node, Tokens::released);
+                    Ok(Output::released(b.released))
+                }
+                Err(e)
+                    if e.is(licd_raft::Code::LeaseTokenRequired)
+                        || e.is(licd_raft::Code::LeaseTokenMismatch) =>
+                {
+                    with_tokens(tokens, &r.node, Tokens::refused);
+                    Ok(Output::release_refused())
+                }
                 Err(e) => Err((EventKind::Info, describe(&e))),
             }
         }
@@ -250,6 +303,7 @@ pub async fn run_clients(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
+    let tokens = TokenTable::default();
     for i in 0..concurrency {
         // Even clients follow the leader over every endpoint, as the client library is meant
         // to be used; odd clients are pinned to one node each, like an application configured
@@ -260,15 +314,18 @@ pub async fn run_clients(
         } else {
             vec![endpoints[pinned_node(i) as usize - 1].clone()]
         };
-        let client = client(&mine, i, Duration::from_secs(2))?;
+        // A workload process both writes (a client's routes) and reads the usage (an
+        // operator's): the admin token may do both.
+        let client = client(&mine, i, Duration::from_secs(2))?.with_admin_token(ADMIN_TOKEN);
         let rec = rec.clone();
         let stop = stop.clone();
+        let tokens = tokens.clone();
         let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
         tasks.push(tokio::spawn(async move {
             let name = format!("c{i}");
             while !stop.load(Ordering::Relaxed) {
                 let input = random_input(&mut rng, i % 2 == 1);
-                operate(&rec, &name, &client, input).await;
+                operate(&rec, &name, &client, &tokens, input).await;
                 // A short think time keeps the history checkable.
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(5..40))).await;
             }
@@ -287,10 +344,11 @@ pub async fn final_reads(
     endpoints: &[String],
     within: Duration,
 ) -> anyhow::Result<bool> {
-    let client = client(endpoints, 99, within)?;
+    let client = client(endpoints, 99, within)?.with_token(OPERATOR_TOKEN);
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        operate(rec, crate::history::FINAL, &client, Input::Usage).await;
+        let tokens = TokenTable::default();
+        operate(rec, crate::history::FINAL, &client, &tokens, Input::Usage).await;
         let last_ok = rec
             .events()
             .iter()

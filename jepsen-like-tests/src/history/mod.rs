@@ -54,6 +54,9 @@ pub const FINAL: &str = "final";
 
 /// The code of the one license refusal the model knows.
 pub const CPU_LIMIT_EXHAUSTED: &str = "CPU_LIMIT_EXHAUSTED";
+/// The code of an allocate refused because the name holds an allocation of another lease
+/// token: a definite refusal, nothing changed.
+pub const NODE_IN_USE: &str = "NODE_IN_USE";
 
 /// What went wrong while reading or interpreting a history.
 #[derive(Debug, thiserror::Error)]

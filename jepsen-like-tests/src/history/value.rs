@@ -136,6 +136,11 @@ pub enum AllocateOutput {
 pub struct ReleaseOutput {
     /// True when the node held an allocation that is now gone.
     pub released: bool,
+    /// True when licd refused the release for its lease token (`LEASE_TOKEN_REQUIRED` or
+    /// `LEASE_TOKEN_MISMATCH`): a definite refusal, nothing changed (the node held an
+    /// allocation, of another token).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 /// The result of an `ok` check.
@@ -253,7 +258,18 @@ impl Output {
 
     /// A release result.
     pub fn released(released: bool) -> Self {
-        Output::Release(ReleaseOutput { released })
+        Output::Release(ReleaseOutput {
+            released,
+            refused: false,
+        })
+    }
+
+    /// A release refused for its lease token.
+    pub fn release_refused() -> Self {
+        Output::Release(ReleaseOutput {
+            released: false,
+            refused: true,
+        })
     }
 
     /// A check result, with the code licd would give.
@@ -294,6 +310,7 @@ impl fmt::Display for Output {
                 allocated_cores,
             }) => write!(f, "granted {counted_cores} (total {allocated_cores})"),
             Output::Allocate(AllocateOutput::Rejected { code }) => write!(f, "rejected {code}"),
+            Output::Release(r) if r.refused => write!(f, "refused (lease token)"),
             Output::Release(r) => write!(f, "released={}", r.released),
             Output::Check(c) => write!(f, "valid={}", c.valid),
             Output::Usage(u) => {

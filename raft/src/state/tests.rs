@@ -40,7 +40,16 @@ fn allocate_on(license: &str, node_name: &str, mac_last: u8, cores: u32, ttl: u6
         mac: mac(mac_last),
         cores: Cores::new(cores).unwrap(),
         lease_ttl: LeaseTtl::from_millis(ttl).unwrap(),
+        token_hash: Some(token(node_name)),
+        presented: None,
     })
+}
+
+/// The token hash a test allocation of `node_name` issues.
+fn token(node_name: &str) -> TokenHash {
+    let mut bytes = [0; 32];
+    bytes[..node_name.len()].copy_from_slice(node_name.as_bytes());
+    TokenHash(bytes)
 }
 
 /// A state with two licenses, live allocations, a checkpointed lease, an expired one and
@@ -105,6 +114,11 @@ fn the_state_survives_a_bincode_round_trip_with_its_indexes_rebuilt() {
     let restored: LicenseState = decode(&bytes).unwrap();
     assert_eq!(restored, state);
     assert_eq!(restored.counted, state.counted);
+    assert_eq!(restored.macs, state.macs);
+    assert_eq!(
+        restored.macs.values().sum::<usize>(),
+        state.allocations().len()
+    );
     assert_eq!(restored.counted_cores(&lid("lic-1")), 10);
     assert_eq!(restored.counted_cores(&lid("lic-2")), 3);
     // The grant counter and the change count travel with the snapshot: a restored replica
@@ -117,6 +131,7 @@ fn the_state_survives_a_bincode_round_trip_with_its_indexes_rebuilt() {
     // The index is not part of the snapshot.
     let mut stripped = state.clone();
     stripped.counted.clear();
+    stripped.macs.clear();
     assert_eq!(encode(&stripped).unwrap(), bytes);
 }
 
@@ -154,6 +169,7 @@ mod properties {
     };
     use crate::license::License;
     use crate::state::LicenseState;
+    use crate::types::TokenHash;
     use crate::types::{Cores, LeaseTtl, LicenseId, MacAddr, NodeName, Timestamp};
 
     /// The time of the first entry of every generated log.
@@ -223,17 +239,29 @@ mod properties {
                 prop::option::of(arb_license_id()),
                 1..=12u32,
                 5_000..=300_000u64,
+                0..4u8,
+                prop::option::of(0..4u8),
             )
-                .prop_map(|((node, mac), license, cores, ttl)| {
+                .prop_map(|((node, mac), license, cores, ttl, new, presented)| {
+                    // A few tokens only, so that presented ones often match.
+                    let hash = |n: u8| TokenHash([n; 32]);
                     Command::Allocate(Allocate {
                         node,
                         license,
                         mac,
                         cores: Cores::new(cores).unwrap(),
                         lease_ttl: LeaseTtl::from_millis(ttl).unwrap(),
+                        token_hash: Some(hash(new)),
+                        presented: presented.map(hash),
                     })
                 }),
-            3 => arb_node().prop_map(|node| Command::Release { node }),
+            2 => arb_node().prop_map(|node| Command::Release { node }),
+            1 => (arb_node(), prop::option::of(0..4u8)).prop_map(|(node, presented)| {
+                Command::ReleaseHeld {
+                    node,
+                    presented: presented.map(|n| TokenHash([n; 32])),
+                }
+            }),
             // Leases named blindly: mostly grants that are gone or never were.
             1 => prop::collection::vec(arb_lease_checkpoint(), 0..=3)
                 .prop_map(|leases| Command::Checkpoint { leases }),
@@ -415,8 +443,15 @@ mod properties {
     }
 
     /// The counted cores of each license, summed from the allocations themselves, match the
-    /// index and stay within the license; every allocation is one its license allows now.
+    /// index and stay within the license; every allocation is one its license allows now; no
+    /// two allocations share a MAC.
     fn check_invariants(state: &LicenseState) -> Result<(), TestCaseError> {
+        let macs: BTreeSet<_> = state.allocations().values().map(|a| a.mac).collect();
+        prop_assert_eq!(
+            macs.len(),
+            state.allocations().len(),
+            "a MAC holds two allocations"
+        );
         for (id, license) in state.licenses() {
             let sum: u64 = state
                 .allocations()

@@ -241,12 +241,20 @@ fn allocate(line: &mut Line) -> Result<Command, String> {
     let ttl = line.take_number("ttl")?.unwrap_or(DEFAULT_TTL);
     let lease_ttl = LeaseTtl::from_millis(ttl).map_err(|e| e.to_string())?;
     let license = line.take("license").map(|l| license_id(&l)).transpose()?;
+    let token = line.take("token").unwrap_or_else(|| node.to_string());
+    let token_hash = Some(show::token_hash(&token)?);
+    let presented = line
+        .take("presented")
+        .map(|t| show::token_hash(&t))
+        .transpose()?;
     Ok(Command::Allocate(Allocate {
         node,
         license,
         mac,
         cores,
         lease_ttl,
+        token_hash,
+        presented,
     }))
 }
 
@@ -302,9 +310,20 @@ fn command(line: &mut Line) -> Result<Command, String> {
             license: license_id(line.one_positional("license id")?)?,
         },
         "allocate" => allocate(line)?,
-        "release" => Command::Release {
-            node: node(line.one_positional("server name")?)?,
-        },
+        "release" => {
+            let node = node(line.one_positional("server name")?)?;
+            match line.take("presented").as_deref() {
+                None => Command::Release { node },
+                Some("none") => Command::ReleaseHeld {
+                    node,
+                    presented: None,
+                },
+                Some(label) => Command::ReleaseHeld {
+                    node,
+                    presented: Some(show::token_hash(label)?),
+                },
+            }
+        }
         "checkpoint" => Command::Checkpoint {
             leases: line
                 .positional

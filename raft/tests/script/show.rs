@@ -4,7 +4,7 @@
 use licd_raft::LicenseState;
 use licd_raft::command::{Allocation, Grant, Outcome, Rejection, Response};
 use licd_raft::query::{CheckResult, LicenseSummary, Usage};
-use licd_raft::types::{MacAddr, NodeName, Timestamp};
+use licd_raft::types::{MacAddr, NodeName, Timestamp, TokenHash};
 
 /// The first five bytes of every MAC address a script writes as a bare number.
 const SHORT_MAC_PREFIX: [u8; 5] = [2, 0, 0, 0, 0];
@@ -32,6 +32,29 @@ pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
     bytes[..5].copy_from_slice(&SHORT_MAC_PREFIX);
     bytes[5] = last;
     Ok(MacAddr::from_bytes(bytes))
+}
+
+/// A lease token's hash as scripts write it: the token's label (up to 32 characters of
+/// `[A-Za-z0-9._-]`) in the hash's bytes, padded with zeros. Scripts need tokens that are
+/// told apart and read back, not real hashes.
+pub fn token_hash(label: &str) -> Result<TokenHash, String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if label.is_empty() || label.len() > 32 || !label.chars().all(valid) {
+        return Err(format!(
+            "{label:?} is not a token label (1 to 32 of [A-Za-z0-9._-])"
+        ));
+    }
+    let mut bytes = [0; 32];
+    bytes[..label.len()].copy_from_slice(label.as_bytes());
+    Ok(TokenHash(bytes))
+}
+
+/// The inverse of [`token_hash`]: the label; `none` for an allocation without a token.
+fn token(hash: Option<TokenHash>) -> String {
+    optional(hash, |h| {
+        let end = h.0.iter().position(|&b| b == 0).unwrap_or(32);
+        String::from_utf8_lossy(&h.0[..end]).into_owned()
+    })
 }
 
 fn time(t: Timestamp) -> String {
@@ -63,6 +86,7 @@ fn allocation_fields(a: &Allocation) -> Vec<(&'static str, String)> {
         ("at", time(a.allocated_at)),
         ("grant", a.grant.to_string()),
         ("remaining", a.remaining_ms.to_string()),
+        ("token", token(a.token_hash)),
     ]
 }
 

@@ -13,7 +13,7 @@ use anyhow::bail;
 use super::local::HEARTBEATERS;
 use crate::bench::load::{Budget, MakeRequest, closed_loop, scheduled};
 use crate::bench::report::{HeartbeatStep, Heartbeats};
-use crate::bench::requests::{Access, BENCH_LEASE_MS, licd_allocate, licd_heartbeat};
+use crate::bench::requests::{Access, BENCH_LEASE_MS, licd_allocate_first, licd_heartbeat};
 use crate::bench::stats::summarize;
 
 /// The search's settings.
@@ -56,8 +56,9 @@ pub(super) async fn search(addr: &str, access: &Access, s: &Search) -> anyhow::R
         if servers > allocated {
             let (a, from) = (access.clone(), allocated as u32);
             let host = addr.to_string();
-            let make: MakeRequest =
-                Arc::new(move |_, seq| licd_allocate(&a, &host, HEARTBEATERS, from + seq as u32));
+            let make: MakeRequest = Arc::new(move |_, seq| {
+                licd_allocate_first(&a, &host, HEARTBEATERS, from + seq as u32)
+            });
             let r = closed_loop(
                 addr,
                 s.connections.min(servers - allocated),

@@ -37,19 +37,38 @@ pub(super) const HEARTBEATERS: u8 = 1;
 /// The failover loop's server.
 pub(super) const FAILOVER: u8 = 2;
 
-/// What the bench cluster's nodes are given and what every bench request presents: the one
-/// place to change when the cluster needs a token or TLS.
-pub(super) fn bench_access(_prepared: Option<&Prepared>) -> Access {
-    Access::default()
+/// What every bench request presents: for the bench's own cluster its client token and
+/// the secret its servers' lease tokens derive from; for `--endpoints`, the client token in
+/// `LICD_TOKEN`, if set.
+pub(super) fn bench_access(prepared: Option<&Prepared>) -> Access {
+    match prepared {
+        Some(p) => Access {
+            bearer: Some(p.client_token.clone()),
+            cluster_secret: Some(p.cluster_secret.clone()),
+        },
+        None => Access {
+            bearer: std::env::var("LICD_TOKEN").ok(),
+            cluster_secret: None,
+        },
+    }
 }
 
 /// The failover-capable client of the bench cluster (the library every application uses).
-pub(super) fn bench_client(endpoints: &[String], deadline: Duration) -> anyhow::Result<Client> {
+pub(super) fn bench_client(
+    endpoints: &[String],
+    deadline: Duration,
+    token: Option<&str>,
+) -> anyhow::Result<Client> {
     let policy = RetryPolicy {
         deadline,
         ..RetryPolicy::default()
     };
-    Client::with_policy(endpoints, policy).map_err(|e| anyhow::anyhow!("bench client: {e}"))
+    let client =
+        Client::with_policy(endpoints, policy).map_err(|e| anyhow::anyhow!("bench client: {e}"))?;
+    Ok(match token {
+        Some(t) => client.with_token(t),
+        None => client,
+    })
 }
 
 /// Finds three free consecutive loopback ports, from `first` on.
@@ -79,10 +98,17 @@ impl LocalLicd {
         let shape = DemoLicense {
             extra_macs,
             max_cores: Some(MAX_LICENSED_CORES),
+            // The bench measures the cluster, not the per-token write limit.
+            limits: Some(crate::config::LimitsConfig {
+                writes_per_second: 1_000_000,
+                write_burst: 1_000_000,
+                ..crate::config::LimitsConfig::default()
+            }),
         };
         // Two benches at once (tests) start their searches apart.
         let base_port = free_base_port(17200 + (std::process::id() % 300) as u16 * 10)?;
-        let prepared = write_cluster_files(dir.path().to_path_buf(), base_port, &shape)?;
+        // Plain HTTP: the load generator speaks no TLS (docs/performance.md).
+        let prepared = write_cluster_files(dir.path().to_path_buf(), base_port, &shape, false)?;
         let mut children = Children { nodes: Vec::new() };
         let (_, admin) = start_cluster(&prepared, &mut children).await?;
         Ok(LocalLicd {
@@ -157,7 +183,8 @@ impl Killable for LocalLicd {
         let Ok(addr) = self.addr_of(member) else {
             return false;
         };
-        let Ok(one) = bench_client(std::slice::from_ref(&addr), Duration::from_secs(1)) else {
+        let Ok(one) = bench_client(std::slice::from_ref(&addr), Duration::from_secs(1), None)
+        else {
             return false;
         };
         let one = one.with_admin_token(self.prepared.admin_token.clone());

@@ -198,7 +198,10 @@ fn spawn_node(p: &Prepared, id: RaftNodeId, append: bool) -> anyhow::Result<DevN
             cmd.env_remove(&key);
         }
     }
-    cmd.env("LICD_ADMIN_TOKEN", &p.admin_token)
+    // The nodes know the tokens by the hashes in their configuration; a token of the
+    // caller's environment must not be accepted as one more.
+    cmd.env_remove("LICD_ADMIN_TOKEN")
+        .env_remove("LICD_TOKENS")
         .env("LICD_CLUSTER_SECRET", &p.cluster_secret)
         .env("NO_COLOR", "1");
     let options = SpawnOptions {

@@ -4,7 +4,9 @@
 //! secrets, the answer-signing key and three node configurations into a working directory,
 //! starts three `licd serve` child processes, initializes the cluster, installs the license,
 //! allocates this machine's cores, prints what to try, and then keeps the lease alive until Ctrl-C or
-//! SIGTERM, when it stops the nodes gracefully. Whatever fails, the children are stopped: a
+//! SIGTERM, when it stops the nodes gracefully. The nodes serve HTTPS with certificates from
+//! a throwaway CA made for the run (`<dir>/tls/ca.pem`, which the printed commands and the
+//! agent trust); `--plain-http` runs them without TLS. Whatever fails, the children are stopped: a
 //! guard kills them when it is dropped.
 
 pub(crate) mod children;
@@ -45,6 +47,9 @@ pub struct DevArgs {
     /// Set everything up, print it, then stop the cluster and exit (for CI).
     #[arg(long)]
     pub no_wait: bool,
+    /// Run the nodes over plain HTTP instead of HTTPS with a throwaway CA.
+    #[arg(long)]
+    pub plain_http: bool,
 }
 
 /// The lease the dev allocation gets; `licd dev` renews it every third of it.
@@ -162,7 +167,8 @@ pub async fn run(args: DevArgs, out: Output) -> anyhow::Result<ExitCode> {
 
     let summary = Summary {
         dir: prepared.dir.clone(),
-        endpoints: children.nodes.iter().map(|n| n.addr.clone()).collect(),
+        endpoints: prepared.endpoints(),
+        ca_file: prepared.ca_file.clone(),
         nodes: children
             .nodes
             .iter()
@@ -176,6 +182,8 @@ pub async fn run(args: DevArgs, out: Output) -> anyhow::Result<ExitCode> {
             .collect(),
         leader_id: Some(leader),
         admin_token_file: prepared.admin_token_file.clone(),
+        operator_token_file: prepared.operator_token_file.clone(),
+        client_token_file: prepared.client_token_file.clone(),
         cluster_secret_file: prepared.cluster_secret_file.clone(),
         answer_key_file: prepared.answer_key_file.clone(),
         answer_public_key: prepared.answer_public_key.clone(),
@@ -308,8 +316,10 @@ async fn start_agent(
             deadline: third,
             ..RetryPolicy::default()
         },
-    ) {
-        Ok(c) => c,
+    )
+    .and_then(|c| c.with_tls(&prepared.client_tls()))
+    {
+        Ok(c) => c.with_token(&prepared.client_token),
         Err(e) => {
             eprintln!(
                 "licd dev: cannot start the agent: {}",
@@ -338,6 +348,19 @@ async fn start_agent(
             prepared.dir.join("agent-state.json"),
         )),
     };
+    // The agent takes over the allocation made at start-up: it needs that allocation's lease
+    // token, which it reads from its state file (no grace is saved with it).
+    let grant = &summary.allocation;
+    if let Some(state) = &config.state_file {
+        if let Err(e) = state.save(
+            &grant.node,
+            Duration::ZERO,
+            grant.allocation.counted_cores,
+            Some(&grant.lease_token),
+        ) {
+            eprintln!("licd dev: cannot hand the lease token to the agent: {e}");
+        }
+    }
     let agent = Agent::spawn(client, config);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     match tokio::net::TcpListener::bind(status_addr).await {

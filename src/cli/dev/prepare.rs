@@ -1,6 +1,9 @@
 //! The working directory of `licd dev` and what goes in it: the vendor key, the secrets,
 //! the demo license bound to this machine, the answer-signing key, and the three node
 //! configurations.
+//! The working directory of `licd dev` and what goes in it: the vendor key, the secrets
+//! (the cluster secret and one token per role, whose hashes the node configurations hold),
+//! the demo license bound to this machine, and the three node configurations.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,9 +19,10 @@ use licd_raft::license_file::{
 use licd_raft::types::{Cores, LicenseId, MacAddr, Timestamp};
 
 use super::{DEV_LEASE_MS, DevArgs};
+use crate::auth::{Role, hash_token, new_token};
 use crate::cli::common::{default_cores, default_mac};
 use crate::cli::license::write_secret_file;
-use crate::config::{NodeConfig, RaftTiming};
+use crate::config::{AuthConfig, NodeConfig, RaftTiming, TokenEntry};
 use crate::node::now;
 
 /// Marks a directory as made by `licd dev`, so that a later run may replace its files.
@@ -29,6 +33,8 @@ const OWNED: &[&str] = &[
     "vendor.pub",
     "demo.lic",
     "admin-token",
+    "operator-token",
+    "client-token",
     "cluster-secret",
     "answer-signing.key",
     "answer-signing.pub",
@@ -42,6 +48,7 @@ const OWNED: &[&str] = &[
     "node-2",
     "node-3",
     "dev.pid",
+    "tls",
 ];
 /// Demo MACs the license also allows, so that other "servers" can be tried.
 const DEMO_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]];
@@ -129,6 +136,9 @@ pub(crate) struct Prepared {
     pub(crate) dir: PathBuf,
     pub(crate) admin_token: String,
     pub(crate) admin_token_file: PathBuf,
+    pub(crate) operator_token_file: PathBuf,
+    pub(crate) client_token: String,
+    pub(crate) client_token_file: PathBuf,
     pub(crate) cluster_secret: String,
     pub(crate) cluster_secret_file: PathBuf,
     /// The cluster's answer-signing key file, and its public key (base64).
@@ -144,12 +154,46 @@ pub(crate) struct Prepared {
     pub(crate) cores: Cores,
     pub(crate) members: BTreeMap<RaftNodeId, (SocketAddr, PathBuf, PathBuf)>,
     pub(crate) base_port: u16,
+    /// The throwaway CA's certificate, unless `--plain-http`.
+    pub(crate) ca_file: Option<PathBuf>,
+}
+
+impl Prepared {
+    /// `https://` or `http://` for the nodes.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.ca_file.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Every node's endpoint with its scheme, as clients are given them.
+    pub(crate) fn endpoints(&self) -> Vec<String> {
+        self.members
+            .values()
+            .map(|(addr, _, _)| format!("{}://{addr}", self.scheme()))
+            .collect()
+    }
+
+    /// What licd dev's own clients (and its agent) trust.
+    pub(crate) fn client_tls(&self) -> crate::client::ClientTls {
+        crate::client::ClientTls {
+            ca_file: self.ca_file.clone(),
+            identity: None,
+        }
+    }
 }
 
 /// Writes keys, license, secrets and node configurations.
 pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let dir = prepare_dir(&args.dir)?;
-    write_cluster_files(dir, args.base_port, &DemoLicense::default())
+    write_cluster_files(
+        dir,
+        args.base_port,
+        &DemoLicense::default(),
+        !args.plain_http,
+    )
 }
 
 /// What the demo license allows beyond this machine and the demo MACs: `licd bench` needs
@@ -160,6 +204,9 @@ pub(crate) struct DemoLicense {
     pub(crate) extra_macs: Vec<MacAddr>,
     /// The licensed cores, instead of four times this machine's (at least 16).
     pub(crate) max_cores: Option<u32>,
+    /// The nodes' abuse limits, instead of the defaults (`licd bench` measures the cluster,
+    /// not the per-token write limit).
+    pub(crate) limits: Option<crate::config::LimitsConfig>,
 }
 
 /// Writes keys, the demo license, secrets and the three node configurations (ports
@@ -168,6 +215,7 @@ pub(crate) fn write_cluster_files(
     dir: PathBuf,
     base_port: u16,
     shape: &DemoLicense,
+    tls: bool,
 ) -> anyhow::Result<Prepared> {
     let vendor = generate_signing_key(&mut rand::rngs::OsRng);
     let vendor_key_file = dir.join("vendor.key");
@@ -207,9 +255,30 @@ pub(crate) fn write_cluster_files(
     let license_file = dir.join("demo.lic");
     std::fs::write(&license_file, &license_text).context("cannot write demo.lic")?;
 
-    let admin_token = random_secret();
-    let admin_token_file = dir.join("admin-token");
-    write_secret_file(&admin_token_file, &format!("{admin_token}\n"))?;
+    // One token per role, each in its own file (mode 0600); the nodes get their hashes only.
+    let mut tokens = Vec::new();
+    let mut token_files = Vec::new();
+    for role in Role::ALL {
+        let token = new_token(role);
+        let file = dir.join(format!("{role}-token"));
+        write_secret_file(&file, &format!("{token}\n"))?;
+        tokens.push(TokenEntry {
+            role,
+            sha256: hash_token(&token),
+            name: Some(format!("dev-{role}")),
+        });
+        token_files.push((token, file));
+    }
+    let [
+        (admin_token, admin_token_file),
+        (_, operator_token_file),
+        (client_token, client_token_file),
+    ] = <[(String, PathBuf); 3]>::try_from(token_files)
+        .map_err(|_| anyhow::anyhow!("one token per role"))?;
+    let auth = AuthConfig {
+        tokens,
+        allow_anonymous_clients: false,
+    };
     let cluster_secret = random_secret();
     let cluster_secret_file = dir.join("cluster-secret");
     write_secret_file(&cluster_secret_file, &format!("{cluster_secret}\n"))?;
@@ -227,6 +296,15 @@ pub(crate) fn write_cluster_files(
     )
     .context("cannot write answer-signing.pub")?;
 
+    // A throwaway CA and one certificate per node, for 127.0.0.1 and localhost.
+    let tls_dir = dir.join("tls");
+    let authority = if !tls {
+        None
+    } else {
+        std::fs::create_dir_all(&tls_dir)
+            .with_context(|| format!("cannot create {}", tls_dir.display()))?;
+        Some(crate::tls::pki::Authority::new("licd dev CA")?)
+    };
     let mut members = BTreeMap::new();
     for i in 0..3u16 {
         let id = RaftNodeId::from(i + 1);
@@ -242,10 +320,24 @@ pub(crate) fn write_cluster_files(
             trusted_keys: vec![vendor_public_key.clone()],
             default_lease_ttl_ms: DEV_LEASE_MS,
             raft_bind_ip: None,
-            admin_token_file: Some(admin_token_file.clone()),
+            admin_token_file: None,
             cluster_secret_file: Some(cluster_secret_file.clone()),
             answer_signing_key_file: Some(answer_key_file.clone()),
             raft: RaftTiming::default(),
+            auth: auth.clone(),
+            limits: shape.limits.clone().unwrap_or_default(),
+            tls: authority
+                .as_ref()
+                .map(|ca| {
+                    ca.node_tls(
+                        &tls_dir,
+                        &format!("node-{id}"),
+                        &["127.0.0.1", "localhost"],
+                        false,
+                    )
+                })
+                .transpose()?,
+            server: Default::default(),
         };
         config
             .validate()
@@ -262,6 +354,9 @@ pub(crate) fn write_cluster_files(
         dir,
         admin_token,
         admin_token_file,
+        operator_token_file,
+        client_token,
+        client_token_file,
         cluster_secret,
         cluster_secret_file,
         answer_key_file,
@@ -276,5 +371,6 @@ pub(crate) fn write_cluster_files(
         cores,
         members,
         base_port,
+        ca_file: authority.map(|_| tls_dir.join("ca.pem")),
     })
 }

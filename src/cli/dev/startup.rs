@@ -21,8 +21,14 @@ use crate::client::{Client, ClientError, RetryPolicy, new_request_id};
 const STEP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Waits until every node answers `/healthz`.
-async fn wait_healthy(children: &mut Children) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
+async fn wait_healthy(p: &Prepared, children: &mut Children) -> anyhow::Result<()> {
+    let outgoing = match &p.ca_file {
+        Some(ca) => crate::tls::Outgoing::https(crate::tls::client_config(ca, None)?),
+        None => crate::tls::Outgoing::plain(),
+    };
+    let scheme = p.scheme();
+    let http = outgoing
+        .apply(reqwest::Client::builder())
         .no_proxy()
         .timeout(Duration::from_secs(1))
         .build()
@@ -37,7 +43,7 @@ async fn wait_healthy(children: &mut Children) -> anyhow::Result<()> {
         loop {
             ensure_running(children, "startup")?;
             let ok = http
-                .get(format!("http://{addr}/healthz"))
+                .get(format!("{scheme}://{addr}/healthz"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
@@ -46,7 +52,7 @@ async fn wait_healthy(children: &mut Children) -> anyhow::Result<()> {
             }
             if started.elapsed() > STEP_DEADLINE {
                 bail!(
-                    "node {id} did not answer http://{addr}/healthz within {}; the end of {}:\n{}",
+                    "node {id} did not answer {scheme}://{addr}/healthz within {}; the end of {}:\n{}",
                     human_duration_ms(u64::try_from(STEP_DEADLINE.as_millis()).unwrap_or(0)),
                     log.display(),
                     log_tail(&log, 15)
@@ -58,13 +64,14 @@ async fn wait_healthy(children: &mut Children) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client(endpoints: &[String], token: &str, deadline: Duration) -> Result<Client, ClientError> {
+fn client(p: &Prepared, deadline: Duration) -> Result<Client, ClientError> {
     let policy = RetryPolicy {
         deadline,
         attempt_timeout: Duration::from_secs(3).min(deadline),
         ..RetryPolicy::default()
     };
-    Ok(Client::with_policy(endpoints, policy)?.with_admin_token(token))
+    let client = Client::with_policy(&p.endpoints(), policy)?.with_tls(&p.client_tls())?;
+    Ok(client.with_admin_token(&p.admin_token))
 }
 
 /// Describes a client error for the dev steps.
@@ -140,28 +147,24 @@ pub(crate) async fn start_cluster(
     children: &mut Children,
 ) -> anyhow::Result<(RaftNodeId, Client)> {
     spawn_nodes(p, children)?;
-    wait_healthy(children).await?;
+    wait_healthy(p, children).await?;
 
-    let endpoints: Vec<String> = children.nodes.iter().map(|n| n.addr.clone()).collect();
     let members: BTreeMap<RaftNodeId, String> = children
         .nodes
         .iter()
         .map(|n| (n.id, n.addr.clone()))
         .collect();
     // Node 1 is asked to initialize (`init` never fails over to another node).
-    let first = client(&endpoints, &p.admin_token, Duration::from_secs(10))
-        .map_err(|e| step_error("client", &e))?;
+    let first = client(p, Duration::from_secs(10)).map_err(|e| step_error("client", &e))?;
     first
         .init(&InitBody { members })
         .await
         .map_err(|e| step_error("initializing the cluster", &e))?;
 
-    let admin = client(&endpoints, &p.admin_token, Duration::from_secs(5))
-        .map_err(|e| step_error("client", &e))?;
+    let admin = client(p, Duration::from_secs(5)).map_err(|e| step_error("client", &e))?;
     let leader = wait_leader(children, &admin).await?;
 
-    let admin = client(&endpoints, &p.admin_token, Duration::from_secs(15))
-        .map_err(|e| step_error("client", &e))?;
+    let admin = client(p, Duration::from_secs(15)).map_err(|e| step_error("client", &e))?;
     admin
         .install_license(&p.license_text, &new_request_id())
         .await

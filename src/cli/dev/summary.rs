@@ -18,9 +18,13 @@ use crate::cli::output::human_duration_ms;
 pub(super) struct Summary {
     pub(super) dir: PathBuf,
     pub(super) endpoints: Vec<String>,
+    /// The CA the nodes' certificates chain to; `None` with `--plain-http`.
+    pub(super) ca_file: Option<PathBuf>,
     pub(super) nodes: Vec<NodeSummary>,
     pub(super) leader_id: Option<RaftNodeId>,
     pub(super) admin_token_file: PathBuf,
+    pub(super) operator_token_file: PathBuf,
+    pub(super) client_token_file: PathBuf,
     pub(super) cluster_secret_file: PathBuf,
     pub(super) answer_key_file: PathBuf,
     pub(super) answer_public_key: String,
@@ -64,8 +68,9 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
     println!();
     for n in &s.nodes {
         println!(
-            "  node {}  http://{}  pid {}{}  log {}",
+            "  node {}  {}://{}  pid {}{}  log {}",
             n.id,
+            p.scheme(),
             n.addr,
             n.pid,
             if Some(n.id) == s.leader_id {
@@ -116,6 +121,21 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
         g.licensed_cores
     );
     println!("admin token:        {}", s.admin_token_file.display());
+    println!(
+        "operator token:     {} (read-only)",
+        s.operator_token_file.display()
+    );
+    println!(
+        "client token:       {} (allocate, heartbeat, release, check; the agent uses it)",
+        s.client_token_file.display()
+    );
+    match &s.ca_file {
+        Some(ca) => println!(
+            "TLS CA:             {} (throwaway; --plain-http runs without TLS)",
+            ca.display()
+        ),
+        None => println!("TLS:                off (--plain-http): plain HTTP on loopback"),
+    }
     if no_wait {
         println!();
         println!("--no-wait: stopping the cluster now.");
@@ -136,11 +156,22 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
     println!("Try it, in another terminal:");
     println!();
     println!("  export LICD_ENDPOINTS={}", s.endpoints.join(","));
+    if let Some(ca) = &s.ca_file {
+        println!("  export LICD_CA_FILE={}", shell_quote(ca));
+    }
     println!(
         "  export LICD_ADMIN_TOKEN=\"$(cat {})\"",
         shell_quote(&s.admin_token_file)
     );
     println!("  alias licd={exe}    # unless licd is on your PATH");
+    println!();
+    println!(
+        "The admin token may do everything. An application server gets the client token \
+         (LICD_TOKEN=\"$(cat {})\" licd check), a monitoring host the operator token \
+         (LICD_TOKEN=\"$(cat {})\" licd cluster status).",
+        shell_quote(&s.client_token_file),
+        shell_quote(&s.operator_token_file)
+    );
     println!();
     let try_it = [
         (

@@ -68,6 +68,9 @@ impl World {
             mac: MacAddr::from_bytes([2, 0, 0, 0, 0, mac]),
             cores: Cores::new(2).unwrap(),
             lease_ttl: LeaseTtl::from_millis(TTL).unwrap(),
+            // The same token every time: a re-allocation of the name presents it.
+            token_hash: Some(licd_raft::types::TokenHash([name.len() as u8; 32])),
+            presented: Some(licd_raft::types::TokenHash([name.len() as u8; 32])),
         }));
         match outcome {
             Outcome::Allocated(g) => g.allocation.grant,

@@ -6,7 +6,9 @@
 //! it does not fit, the pending operations and why each does not fit, the last few
 //! linearized ones, the state and the window of events they span.
 
-use crate::history::{AllocateOutput, CPU_LIMIT_EXHAUSTED, Operation, Outcome, Output};
+use crate::history::{
+    AllocateOutput, CPU_LIMIT_EXHAUSTED, NODE_IN_USE, Operation, Outcome, Output,
+};
 
 use super::super::{License, ModelState, OpRef, output_matches};
 use super::{Counterexample, LinearizabilityResult, PendingOp};
@@ -35,6 +37,23 @@ pub(super) struct Deepest {
 fn why(op: &Operation, state: &ModelState, license: &License) -> String {
     let mut s = state.clone();
     let expected = s.apply(license, &op.input);
+    // A refusal for a lease token fits exactly when the node holds an allocation (the
+    // model keeps no tokens).
+    let token_refusal = match &op.output {
+        Some(Output::Allocate(AllocateOutput::Rejected { code })) => code == NODE_IN_USE,
+        Some(Output::Release(r)) => r.refused,
+        _ => false,
+    };
+    if token_refusal {
+        let held = op.input.node().is_some_and(|n| state.nodes.contains_key(n));
+        return if held {
+            "a refusal for its lease token fits here (the node holds an allocation), but no \
+             order of the remaining operations works after it"
+                .to_string()
+        } else {
+            "refused for its lease token, but the node holds no allocation here".to_string()
+        };
+    }
     match &op.output {
         None => "outcome unknown: may take effect here, later, or never".to_string(),
         Some(observed) if output_matches(&expected, observed) => {

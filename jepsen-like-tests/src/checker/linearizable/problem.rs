@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::history::{AllocateOutput, CPU_LIMIT_EXHAUSTED, Input, Operation, Outcome, Output};
+use crate::history::{
+    AllocateOutput, CPU_LIMIT_EXHAUSTED, Input, NODE_IN_USE, Operation, Outcome, Output,
+};
 
 use super::super::License;
 
@@ -30,6 +32,9 @@ pub(super) enum Step {
         node: usize,
         /// The observed `released` flag; `None` for an info release.
         expect: Option<bool>,
+        /// Refused for its lease token: fits only while the node holds an allocation, and
+        /// changes nothing.
+        refused: bool,
     },
     /// A check of slot `node`.
     Check {
@@ -59,6 +64,9 @@ pub(super) enum AllocExpect {
     },
     /// Rejected with `CPU_LIMIT_EXHAUSTED`.
     Refused,
+    /// Rejected with `NODE_IN_USE`: fits only while the node holds an allocation (the model
+    /// keeps no tokens), and changes nothing.
+    InUse,
     /// Rejected with another code: the model never answers that.
     Impossible,
     /// Info: whatever the model does.
@@ -230,6 +238,11 @@ fn to_step(
                 {
                     AllocExpect::Refused
                 }
+                Some(Output::Allocate(AllocateOutput::Rejected { code }))
+                    if code == NODE_IN_USE =>
+                {
+                    AllocExpect::InUse
+                }
                 Some(_) => AllocExpect::Impossible,
                 None => AllocExpect::Unknown,
             },
@@ -240,6 +253,7 @@ fn to_step(
                 Some(Output::Release(r)) => Some(r.released),
                 _ => None,
             },
+            refused: matches!(out, Some(Output::Release(r)) if r.refused),
         },
         (Input::Check(n), out) => Step::Check {
             node: node_id(&n.node),

@@ -63,11 +63,17 @@ impl State {
                         (!refused && c == *counted && total == after).then_some(Some(change))
                     }
                     AllocExpect::Refused => refused.then_some(None),
+                    AllocExpect::InUse => old.is_some().then_some(None),
                     AllocExpect::Impossible => None,
                     AllocExpect::Unknown => Some((!refused).then_some(change)),
                 }
             }
-            Step::Release { node, expect } => {
+            Step::Release {
+                node,
+                refused: true,
+                ..
+            } => self.slots[*node].is_some().then_some(None),
+            Step::Release { node, expect, .. } => {
                 let old = self.slots[*node];
                 if expect.is_some_and(|released| released != old.is_some()) {
                     return None;
@@ -192,13 +198,31 @@ mod tests {
             s.try_step(&LICENSE, &allocate(1, 4, AllocExpect::Unknown)),
             Some(Some(_))
         ));
-        let release = |node, expect| Step::Release { node, expect };
+        let release = |node, expect| Step::Release {
+            node,
+            expect,
+            refused: false,
+        };
         assert_eq!(s.try_step(&LICENSE, &release(1, Some(true))), None);
         assert_eq!(s.try_step(&LICENSE, &release(1, Some(false))), Some(None));
         assert!(matches!(
             s.try_step(&LICENSE, &release(0, None)),
             Some(Some(_))
         ));
+        // Refusals for a lease token fit only an occupied node, and change nothing.
+        let in_use = allocate(1, 4, AllocExpect::InUse);
+        assert_eq!(s.try_step(&LICENSE, &in_use), None);
+        assert_eq!(
+            s.try_step(&LICENSE, &allocate(0, 4, AllocExpect::InUse)),
+            Some(None)
+        );
+        let refused = |node| Step::Release {
+            node,
+            expect: Some(false),
+            refused: true,
+        };
+        assert_eq!(s.try_step(&LICENSE, &refused(0)), Some(None));
+        assert_eq!(s.try_step(&LICENSE, &refused(1)), None);
         let check = |node, valid| Step::Check { node, valid };
         assert_eq!(s.try_step(&LICENSE, &check(0, true)), Some(None));
         assert_eq!(s.try_step(&LICENSE, &check(1, true)), None);

@@ -1,0 +1,142 @@
+//! The upgrade of a database of stored format 2 (before lease tokens) to the current format,
+//! done once when such a database is opened.
+//!
+//! Every log entry and the snapshot are decoded with format 2's shapes
+//! ([`licd_raft::format2`]), converted, and written back in the current format together with
+//! the new version marker in one sled transaction: a crash during the upgrade leaves the
+//! database in format 2, and the next open upgrades it again. The vote, the committed id and
+//! the purge point hold no allocation and stay as they are.
+//!
+//! What the upgrade keeps: every license, allocation, lease and remembered request id. An
+//! allocation comes across without a token hash; `LicenseState::apply` documents how such an
+//! allocation is renewed and replaced. What it does not do: mix versions in one cluster.
+//! Format 2 and this build cannot read each other's Raft messages, so every node of the
+//! cluster is stopped, upgraded and started (docs/operations.md, "Upgrades").
+
+use licd_raft::codec::{decode, encode};
+use licd_raft::format2::{LicenseState2, Request2};
+use licd_raft::{RaftNodeId, TypeConfig};
+use openraft::{BasicNode, Entry, EntryPayload, LogId, Membership, StoredMembership};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::error::OpenError;
+use crate::format::{FORMAT_KEY, FormatError, encode_versioned};
+use crate::state_machine::{AppliedState, CURRENT, StoredSnapshot};
+
+/// The stored format this module upgrades from.
+pub const FROM_VERSION: u32 = 2;
+
+/// A log entry in format 2: openraft's `Entry` with format 2's application data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry2 {
+    /// The entry's log id.
+    pub log_id: LogId<RaftNodeId>,
+    /// What it carries.
+    pub payload: Payload2,
+}
+
+/// openraft's `EntryPayload` in format 2, variant for variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload2 {
+    /// A blank entry of a new leader.
+    Blank,
+    /// Application data.
+    Normal(Request2),
+    /// A membership change.
+    Membership(Membership<RaftNodeId, BasicNode>),
+}
+
+/// The snapshot data in format 2 (after its version prefix).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedState2 {
+    /// As [`AppliedState::last_applied`].
+    pub last_applied: Option<LogId<RaftNodeId>>,
+    /// As [`AppliedState::last_membership`].
+    pub last_membership: StoredMembership<RaftNodeId, BasicNode>,
+    /// The license state in format 2.
+    pub licenses: LicenseState2,
+}
+
+impl From<Entry2> for Entry<TypeConfig> {
+    fn from(e: Entry2) -> Entry<TypeConfig> {
+        let payload = match e.payload {
+            Payload2::Blank => EntryPayload::Blank,
+            Payload2::Normal(request) => EntryPayload::Normal(request.into()),
+            Payload2::Membership(m) => EntryPayload::Membership(m),
+        };
+        Entry {
+            log_id: e.log_id,
+            payload,
+        }
+    }
+}
+
+/// Rewrites a format 2 database in the current format; see the module documentation.
+pub(crate) fn from_format_2(db: &sled::Db) -> Result<(), OpenError> {
+    let log = db.open_tree("log")?;
+    let snapshots = db.open_tree("snapshot")?;
+    let meta = db.open_tree("meta")?;
+
+    let mut entries = Vec::new();
+    for item in log.iter() {
+        let (key, bytes) = item?;
+        let old: Entry2 = decode(&bytes)?;
+        entries.push((key, encode(&Entry::<TypeConfig>::from(old))?));
+    }
+    let snapshot = match snapshots.get(CURRENT)? {
+        None => None,
+        Some(bytes) => {
+            let stored: StoredSnapshot = decode(&bytes)?;
+            let old: AppliedState2 = decode_version_2(&stored.data)?;
+            let state = AppliedState {
+                last_applied: old.last_applied,
+                last_membership: old.last_membership,
+                licenses: old.licenses.into(),
+            };
+            let data = encode_versioned(&state)?;
+            Some(encode(&StoredSnapshot {
+                meta: stored.meta,
+                data,
+            })?)
+        }
+    };
+    let version = encode(&crate::format::FORMAT_VERSION)?;
+
+    (&log, &snapshots, &meta)
+        .transaction(|(log, snapshots, meta)| {
+            for (key, bytes) in &entries {
+                log.insert(key, bytes.as_slice())?;
+            }
+            if let Some(bytes) = &snapshot {
+                snapshots.insert(CURRENT, bytes.as_slice())?;
+            }
+            meta.insert(FORMAT_KEY, version.as_slice())?;
+            Ok(())
+        })
+        .map_err(|e: sled::transaction::TransactionError<()>| match e {
+            sled::transaction::TransactionError::Storage(e) => OpenError::Tree(e),
+            sled::transaction::TransactionError::Abort(()) => {
+                OpenError::Inconsistent("the upgrade transaction aborted".into())
+            }
+        })?;
+    db.flush()?;
+    tracing::info!(
+        entries = entries.len(),
+        snapshot = snapshot.is_some(),
+        "upgraded the database from stored format {FROM_VERSION}"
+    );
+    Ok(())
+}
+
+/// Decodes snapshot data written by format 2: its version prefix, then the payload.
+fn decode_version_2(bytes: &[u8]) -> Result<AppliedState2, FormatError> {
+    let Some((head, rest)) = bytes.split_first_chunk::<4>() else {
+        return Err(FormatError::Truncated);
+    };
+    let found = u32::from_le_bytes(*head);
+    if found != FROM_VERSION {
+        return Err(FormatError::Version { found });
+    }
+    Ok(decode(rest)?)
+}
