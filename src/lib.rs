@@ -33,6 +33,7 @@ compile_error!(
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod alloc;
 pub mod answer_key;
+pub mod bench;
 pub mod cluster;
 pub mod common;
 pub mod dev;
@@ -51,6 +52,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run a three-node cluster on this machine with a demo license, for trying licd out.
     Dev(dev::DevArgs),
+    /// Measure a licd cluster on this machine (and etcd beside it with --vs-etcd).
+    Bench(bench::BenchArgs),
     /// Initialize the cluster, change its membership, show its status.
     Cluster(cluster::ClusterArgs),
     /// Vendor keys, license files, and the licenses installed in the cluster.
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Dev(args) => dev::run(args, out).await,
+            Command::Bench(args) => bench::run(args, out).await,
             Command::Cluster(args) => cluster::run(args, out).await,
             Command::License(args) => license::run(args, out).await,
             Command::Allocate(args) => alloc::allocate(args, out).await,

@@ -16,19 +16,19 @@ use crate::cli::output::human_duration_ms;
 use crate::process::{SpawnOptions, Supervised, terminate_all};
 
 /// One child `licd serve` process.
-pub(super) struct DevNode {
-    pub(super) id: RaftNodeId,
-    pub(super) addr: String,
+pub(crate) struct DevNode {
+    pub(crate) id: RaftNodeId,
+    pub(crate) addr: String,
     pub(super) config: PathBuf,
-    pub(super) log: PathBuf,
-    pub(super) pid: u32,
+    pub(crate) log: PathBuf,
+    pub(crate) pid: u32,
     child: Supervised,
     exit: Option<ExitStatus>,
 }
 
 /// The three children. Dropping it stops those still running.
-pub(super) struct Children {
-    pub(super) nodes: Vec<DevNode>,
+pub(crate) struct Children {
+    pub(crate) nodes: Vec<DevNode>,
 }
 
 impl Children {
@@ -46,13 +46,13 @@ impl Children {
         out
     }
 
-    pub(super) fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.nodes.iter().filter(|n| n.exit.is_none()).count()
     }
 
     /// Stops every running child: SIGTERM, up to `grace` to exit, then SIGKILL. Returns a
     /// line per child that was running.
-    pub(super) fn stop(&mut self, grace: Duration) -> Vec<String> {
+    pub(crate) fn stop(&mut self, grace: Duration) -> Vec<String> {
         self.newly_exited();
         let mut stopping: Vec<&mut DevNode> =
             self.nodes.iter_mut().filter(|n| n.exit.is_none()).collect();
@@ -144,8 +144,23 @@ pub(super) fn spawn_nodes(p: &Prepared, children: &mut Children) -> anyhow::Resu
 }
 
 impl Children {
+    /// Kills node `id` with SIGKILL (no chance to flush or say goodbye) and reaps it.
+    pub(crate) fn kill(&mut self, id: RaftNodeId) -> anyhow::Result<()> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == id && n.exit.is_none())
+            .with_context(|| format!("node {id} is not running"))?;
+        let status = node
+            .child
+            .kill()
+            .with_context(|| format!("cannot kill node {id}"))?;
+        node.exit = Some(status);
+        Ok(())
+    }
+
     /// Starts node `id` again from its data directory, its log appended to.
-    pub(super) fn restart(&mut self, p: &Prepared, id: RaftNodeId) -> anyhow::Result<u32> {
+    pub(crate) fn restart(&mut self, p: &Prepared, id: RaftNodeId) -> anyhow::Result<u32> {
         let node = spawn_node(p, id, true)?;
         let pid = node.pid;
         match self.nodes.iter_mut().find(|n| n.id == id) {
@@ -211,7 +226,7 @@ fn spawn_node(p: &Prepared, id: RaftNodeId, append: bool) -> anyhow::Result<DevN
 }
 
 /// Fails if a child died, with the end of its log.
-pub(super) fn ensure_running(children: &mut Children, during: &str) -> anyhow::Result<()> {
+pub(crate) fn ensure_running(children: &mut Children, during: &str) -> anyhow::Result<()> {
     if let Some((id, pid, status, log)) = children.newly_exited().into_iter().next() {
         bail!(
             "node {id} (pid {pid}) {} during {during}; the end of {}:\n{}",

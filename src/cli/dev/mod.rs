@@ -9,9 +9,9 @@
 //! agent trust); `--plain-http` runs them without TLS. Whatever fails, the children are stopped: a
 //! guard kills them when it is dropped.
 
-mod children;
-mod prepare;
-mod startup;
+pub(crate) mod children;
+pub(crate) mod prepare;
+pub(crate) mod startup;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -99,7 +99,7 @@ impl Signals {
 }
 
 /// Refuses ports that something already listens on.
-fn check_ports(ports: &[u16]) -> anyhow::Result<()> {
+pub(crate) fn check_ports(ports: &[u16]) -> anyhow::Result<()> {
     for &port in ports {
         if let Err(e) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
             if e.kind() == std::io::ErrorKind::AddrInUse {

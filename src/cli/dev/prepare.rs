@@ -132,35 +132,35 @@ fn random_secret() -> String {
 }
 
 /// The files of a prepared dev directory.
-pub(super) struct Prepared {
-    pub(super) dir: PathBuf,
-    pub(super) admin_token: String,
-    pub(super) admin_token_file: PathBuf,
-    pub(super) operator_token_file: PathBuf,
-    pub(super) client_token: String,
-    pub(super) client_token_file: PathBuf,
-    pub(super) cluster_secret: String,
-    pub(super) cluster_secret_file: PathBuf,
+pub(crate) struct Prepared {
+    pub(crate) dir: PathBuf,
+    pub(crate) admin_token: String,
+    pub(crate) admin_token_file: PathBuf,
+    pub(crate) operator_token_file: PathBuf,
+    pub(crate) client_token: String,
+    pub(crate) client_token_file: PathBuf,
+    pub(crate) cluster_secret: String,
+    pub(crate) cluster_secret_file: PathBuf,
     /// The cluster's answer-signing key file, and its public key (base64).
-    pub(super) answer_key_file: PathBuf,
-    pub(super) answer_public_key: String,
-    pub(super) vendor_key_file: PathBuf,
-    pub(super) vendor_public_key: String,
-    pub(super) license_file: PathBuf,
-    pub(super) license_text: String,
-    pub(super) license: License,
-    pub(super) mac: MacAddr,
-    pub(super) mac_detected: bool,
-    pub(super) cores: Cores,
-    pub(super) members: BTreeMap<RaftNodeId, (SocketAddr, PathBuf, PathBuf)>,
-    pub(super) base_port: u16,
+    pub(crate) answer_key_file: PathBuf,
+    pub(crate) answer_public_key: String,
+    pub(crate) vendor_key_file: PathBuf,
+    pub(crate) vendor_public_key: String,
+    pub(crate) license_file: PathBuf,
+    pub(crate) license_text: String,
+    pub(crate) license: License,
+    pub(crate) mac: MacAddr,
+    pub(crate) mac_detected: bool,
+    pub(crate) cores: Cores,
+    pub(crate) members: BTreeMap<RaftNodeId, (SocketAddr, PathBuf, PathBuf)>,
+    pub(crate) base_port: u16,
     /// The throwaway CA's certificate, unless `--plain-http`.
-    pub(super) ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl Prepared {
     /// `https://` or `http://` for the nodes.
-    pub(super) fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         if self.ca_file.is_some() {
             "https"
         } else {
@@ -169,7 +169,7 @@ impl Prepared {
     }
 
     /// Every node's endpoint with its scheme, as clients are given them.
-    pub(super) fn endpoints(&self) -> Vec<String> {
+    pub(crate) fn endpoints(&self) -> Vec<String> {
         self.members
             .values()
             .map(|(addr, _, _)| format!("{}://{addr}", self.scheme()))
@@ -177,7 +177,7 @@ impl Prepared {
     }
 
     /// What licd dev's own clients (and its agent) trust.
-    pub(super) fn client_tls(&self) -> crate::client::ClientTls {
+    pub(crate) fn client_tls(&self) -> crate::client::ClientTls {
         crate::client::ClientTls {
             ca_file: self.ca_file.clone(),
             identity: None,
@@ -188,7 +188,35 @@ impl Prepared {
 /// Writes keys, license, secrets and node configurations.
 pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let dir = prepare_dir(&args.dir)?;
+    write_cluster_files(
+        dir,
+        args.base_port,
+        &DemoLicense::default(),
+        !args.plain_http,
+    )
+}
 
+/// What the demo license allows beyond this machine and the demo MACs: `licd bench` needs
+/// many servers.
+#[derive(Debug, Default)]
+pub(crate) struct DemoLicense {
+    /// More MACs the license allows.
+    pub(crate) extra_macs: Vec<MacAddr>,
+    /// The licensed cores, instead of four times this machine's (at least 16).
+    pub(crate) max_cores: Option<u32>,
+    /// The nodes' abuse limits, instead of the defaults (`licd bench` measures the cluster,
+    /// not the per-token write limit).
+    pub(crate) limits: Option<crate::config::LimitsConfig>,
+}
+
+/// Writes keys, the demo license, secrets and the three node configurations (ports
+/// `base_port` to `base_port + 2`) into the existing directory `dir`.
+pub(crate) fn write_cluster_files(
+    dir: PathBuf,
+    base_port: u16,
+    shape: &DemoLicense,
+    tls: bool,
+) -> anyhow::Result<Prepared> {
     let vendor = generate_signing_key(&mut rand::rngs::OsRng);
     let vendor_key_file = dir.join("vendor.key");
     write_secret_file(
@@ -202,11 +230,15 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let detected = default_mac();
     let mac = detected.unwrap_or(MacAddr::from_bytes(FALLBACK_MAC));
     let cores = default_cores();
-    let max_cores = cores.get().saturating_mul(4).clamp(16, MAX_LICENSED_CORES);
+    let max_cores = shape
+        .max_cores
+        .unwrap_or_else(|| cores.get().saturating_mul(4))
+        .clamp(16, MAX_LICENSED_CORES);
     let issued_at = now();
     let mut allowed_macs: std::collections::BTreeSet<MacAddr> =
         DEMO_MACS.iter().map(|b| MacAddr::from_bytes(*b)).collect();
     allowed_macs.insert(mac);
+    allowed_macs.extend(shape.extra_macs.iter().copied());
     let license = License {
         id: LicenseId::new("demo").context("the demo license id")?,
         customer: "licd dev demo".into(),
@@ -266,7 +298,7 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
 
     // A throwaway CA and one certificate per node, for 127.0.0.1 and localhost.
     let tls_dir = dir.join("tls");
-    let authority = if args.plain_http {
+    let authority = if !tls {
         None
     } else {
         std::fs::create_dir_all(&tls_dir)
@@ -276,7 +308,7 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
     let mut members = BTreeMap::new();
     for i in 0..3u16 {
         let id = RaftNodeId::from(i + 1);
-        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.base_port + i));
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, base_port + i));
         let data_dir = dir.join(format!("node-{id}"));
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -293,7 +325,7 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
             answer_signing_key_file: Some(answer_key_file.clone()),
             raft: RaftTiming::default(),
             auth: auth.clone(),
-            limits: Default::default(),
+            limits: shape.limits.clone().unwrap_or_default(),
             tls: authority
                 .as_ref()
                 .map(|ca| {
@@ -338,7 +370,7 @@ pub(super) fn prepare(args: &DevArgs) -> anyhow::Result<Prepared> {
         mac_detected: detected.is_some(),
         cores,
         members,
-        base_port: args.base_port,
+        base_port,
         ca_file: authority.map(|_| tls_dir.join("ca.pem")),
     })
 }

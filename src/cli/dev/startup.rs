@@ -80,7 +80,10 @@ fn step_error(step: &str, e: &ClientError) -> anyhow::Error {
 }
 
 /// Waits until a leader is known and every member is in the membership.
-async fn wait_leader(children: &mut Children, admin: &Client) -> anyhow::Result<RaftNodeId> {
+pub(crate) async fn wait_leader(
+    children: &mut Children,
+    admin: &Client,
+) -> anyhow::Result<RaftNodeId> {
     let started = Instant::now();
     let mut last = String::from("no answer yet");
     loop {
@@ -115,6 +118,34 @@ pub(super) async fn bring_up(
     children: &mut Children,
     node: &NodeName,
 ) -> anyhow::Result<(RaftNodeId, GrantBody)> {
+    let (leader, admin) = start_cluster(p, children).await?;
+    let body = AllocateBody {
+        license: Some(p.license.id.clone()),
+        mac: p.mac,
+        cores: p.cores,
+        ttl_ms: Some(DEV_LEASE_MS),
+        request_id: None,
+    };
+    let grant = admin
+        .allocate(node, &body, &new_request_id())
+        .await
+        .map_err(|e| step_error("allocating this machine's cores", &e))?;
+    // The leader may have moved; ask again for the printout.
+    let leader = admin
+        .status()
+        .await
+        .ok()
+        .and_then(|s| s.leader_id)
+        .unwrap_or(leader);
+    Ok((leader, grant))
+}
+
+/// Starts the three nodes of `p`, initializes the cluster, waits for a leader and installs
+/// the demo license. Returns the leader and an admin client of the cluster.
+pub(crate) async fn start_cluster(
+    p: &Prepared,
+    children: &mut Children,
+) -> anyhow::Result<(RaftNodeId, Client)> {
     spawn_nodes(p, children)?;
     wait_healthy(p, children).await?;
 
@@ -140,23 +171,5 @@ pub(super) async fn bring_up(
         .map_err(|e| step_error("installing the demo license", &e))?;
     ensure_running(children, "the license installation")?;
 
-    let body = AllocateBody {
-        license: Some(p.license.id.clone()),
-        mac: p.mac,
-        cores: p.cores,
-        ttl_ms: Some(DEV_LEASE_MS),
-        request_id: None,
-    };
-    let grant = admin
-        .allocate(node, &body, &new_request_id())
-        .await
-        .map_err(|e| step_error("allocating this machine's cores", &e))?;
-    // The leader may have moved; ask again for the printout.
-    let leader = admin
-        .status()
-        .await
-        .ok()
-        .and_then(|s| s.leader_id)
-        .unwrap_or(leader);
-    Ok((leader, grant))
+    Ok((leader, admin))
 }

@@ -1,0 +1,232 @@
+//! What `licd bench` prints and writes: the table, side by side with etcd when it ran, and
+//! the JSON document of the same figures.
+
+use serde::{Deserialize, Serialize};
+
+use super::gaps::GapSummary;
+use super::stats::Summary;
+
+/// One workload at one number of connections, on one system.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    /// `licd` or `etcd`.
+    pub system: String,
+    /// `write`, `check`, `healthz` or `heartbeat`.
+    pub workload: String,
+    /// Concurrent connections (for `heartbeat`: the application servers simulated).
+    pub connections: usize,
+    /// What was measured.
+    pub summary: Summary,
+}
+
+/// One step of the heartbeat capacity search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatStep {
+    /// Simulated application servers, each renewing every third of its lease.
+    pub servers: usize,
+    /// The renewals' latencies, counted from when each was due.
+    pub summary: Summary,
+    /// Whether the renewal p99 stayed under the bound with no error.
+    pub passed: bool,
+}
+
+/// The heartbeat capacity search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeats {
+    /// The renewal p99 bound, in milliseconds.
+    pub bound_ms: f64,
+    /// The most servers whose renewals stayed under the bound (0 if none did).
+    pub capacity: usize,
+    /// Whether the search stopped at its cap while still under the bound.
+    pub reached_cap: bool,
+    /// Every step, in order.
+    pub steps: Vec<HeartbeatStep>,
+}
+
+/// Leader kills under a one-at-a-time write loop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failover {
+    /// `licd` or `etcd`.
+    pub system: String,
+    /// Leaders killed with SIGKILL.
+    pub kills: u32,
+    /// Writes that returned an error to the caller (after the client's own retries).
+    pub errors: u64,
+    /// The gaps between successful writes.
+    pub gaps: GapSummary,
+}
+
+/// Where the figures were measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    /// Logical CPUs (`nproc`).
+    pub cpus: usize,
+    /// The CPU model from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// `release` or `debug`: how this licd was built.
+    pub build: String,
+    /// The etcd version measured, if any.
+    pub etcd_version: Option<String>,
+}
+
+/// Everything one `licd bench` run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// Seconds each throughput workload ran.
+    pub duration_s: f64,
+    /// The throughput workloads.
+    pub rows: Vec<Row>,
+    /// The heartbeat capacity search, if it ran.
+    pub heartbeat: Option<Heartbeats>,
+    /// The failover runs, licd's and etcd's.
+    pub failover: Vec<Failover>,
+}
+
+impl Machine {
+    /// This machine, for this build.
+    pub fn this(etcd_version: Option<String>) -> Machine {
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model,
+            build: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .into(),
+            etcd_version,
+        }
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() {
+        format!("{:.2}", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+/// The table, one line per workload and connection count; etcd's columns and the ratios
+/// licd/etcd when etcd ran.
+pub fn table(report: &Report) -> String {
+    let mut out = String::new();
+    let m = &report.machine;
+    out.push_str(&format!(
+        "licd bench: {} build, {} CPUs ({}), {:.1} s per workload{}\n\n",
+        m.build,
+        m.cpus,
+        m.cpu_model,
+        report.duration_s,
+        m.etcd_version
+            .as_ref()
+            .map(|v| format!(", etcd {v}"))
+            .unwrap_or_default()
+    ));
+    if report.rows.iter().any(|r| r.system == "licd") {
+        throughput_table(report, &mut out);
+    }
+    if let Some(h) = &report.heartbeat {
+        out.push_str(&format!(
+            "\nheartbeat capacity: {}{} application servers with a 30 s lease renewing every 10 s \
+             kept renewal p99 under {} ms\n",
+            if h.reached_cap { "at least " } else { "" },
+            h.capacity,
+            h.bound_ms
+        ));
+        for step in &h.steps {
+            out.push_str(&format!(
+                "  {:>6} servers: {:>6} renewals, p50 {:.2} ms, p99 {:.2} ms, {} errors{}\n",
+                step.servers,
+                step.summary.count,
+                step.summary.p50_ms,
+                step.summary.p99_ms,
+                step.summary.errors,
+                if step.passed {
+                    ""
+                } else {
+                    "  (over the bound)"
+                }
+            ));
+        }
+    }
+    if !report.failover.is_empty() {
+        out.push_str("\nfailover (SIGKILL of the leader under one-at-a-time writes):\n");
+        for f in &report.failover {
+            out.push_str(&format!(
+                "  {:<5} {:>3} kills: {:>6} writes, longest gap {:.0} ms, p99 gap {:.1} ms, \
+                 median gap {:.2} ms, {} errors returned to the caller\n",
+                f.system,
+                f.kills,
+                f.gaps.successes,
+                f.gaps.longest_ms,
+                f.gaps.p99_ms,
+                f.gaps.p50_ms,
+                f.errors
+            ));
+        }
+        if let [l, e] = &report.failover[..] {
+            out.push_str(&format!(
+                "  licd/etcd: longest gap {}, p99 gap {}\n",
+                ratio(l.gaps.longest_ms, e.gaps.longest_ms),
+                ratio(l.gaps.p99_ms, e.gaps.p99_ms)
+            ));
+        }
+    }
+    out
+}
+
+/// The throughput lines of [`table`].
+fn throughput_table(report: &Report, out: &mut String) {
+    let with_etcd = report.rows.iter().any(|r| r.system == "etcd");
+    out.push_str(&format!(
+        "{:<10} {:>5} | {:>9} {:>8} {:>8} {:>8} {:>6}",
+        "workload", "conns", "licd op/s", "p50 ms", "p99 ms", "p999 ms", "errors"
+    ));
+    if with_etcd {
+        out.push_str(&format!(
+            " | {:>9} {:>8} {:>8} {:>8} | {:>9} {:>9}",
+            "etcd op/s", "p50 ms", "p99 ms", "p999 ms", "op/s l/e", "p50 l/e"
+        ));
+    }
+    out.push('\n');
+    for row in report.rows.iter().filter(|r| r.system == "licd") {
+        let s = &row.summary;
+        out.push_str(&format!(
+            "{:<10} {:>5} | {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+            row.workload, row.connections, s.per_second, s.p50_ms, s.p99_ms, s.p999_ms, s.errors
+        ));
+        if with_etcd {
+            let etcd = report.rows.iter().find(|e| {
+                e.system == "etcd" && e.workload == row.workload && e.connections == row.connections
+            });
+            match etcd {
+                Some(e) => {
+                    let t = &e.summary;
+                    out.push_str(&format!(
+                        " | {:>9.0} {:>8.2} {:>8.2} {:>8.2} | {:>9} {:>9}",
+                        t.per_second,
+                        t.p50_ms,
+                        t.p99_ms,
+                        t.p999_ms,
+                        ratio(s.per_second, t.per_second),
+                        ratio(s.p50_ms, t.p50_ms)
+                    ));
+                }
+                None => out.push_str(&format!(" | {:>9} {:>8} {:>8} {:>8} |", "-", "-", "-", "-")),
+            }
+        }
+        out.push('\n');
+    }
+}

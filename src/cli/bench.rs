@@ -1,0 +1,449 @@
+//! `licd bench`: measures a licd cluster on this machine, and etcd beside it when asked.
+//!
+//! By default it starts three `licd serve` children of this binary (as `licd dev` does, in a
+//! temporary directory removed at the end), measures, prints a table and stops them; with
+//! `--vs-etcd` it also starts three etcd members and runs the same shapes on them, adding a
+//! ratio column licd/etcd. Whatever fails, or on Ctrl-C, every child is stopped.
+//!
+//! The workloads (see docs/performance.md): `write` (allocations with a fresh request id,
+//! each a Raft write), `check` (linearizable reads), `healthz` (the HTTP ceiling), each at one
+//! connection and at `--connections`, all sent to the leader; `heartbeat` (the capacity
+//! search); `failover` (leader kills under one-at-a-time writes through the client library).
+//! The instruments themselves live in [`crate::bench`].
+
+mod etcd;
+mod failover;
+mod heartbeat;
+mod local;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use licd_raft::types::NodeName;
+
+use self::etcd::LocalEtcd;
+use self::local::{FAILOVER, LocalLicd, WRITERS, bench_client, remote_leader};
+use crate::api::AllocateBody;
+use crate::bench::load::{Budget, Connection, MakeRequest, closed_loop};
+use crate::bench::report::{Machine, Report, Row, table};
+use crate::bench::requests::{self, Access, BENCH_CORES, BENCH_LEASE_MS, bench_mac, bench_node};
+use crate::bench::stats::{check_summary, summarize};
+use crate::cli::output::Output;
+use crate::client::new_request_id;
+
+/// What `licd bench` can measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Allocations, each a Raft write.
+    Write,
+    /// License checks, each a linearizable read.
+    Check,
+    /// `GET /healthz` (etcd: `/version`): the HTTP ceiling.
+    Healthz,
+    /// How many application servers can heartbeat under the renewal bound.
+    Heartbeat,
+    /// Leader kills under one-at-a-time writes.
+    Failover,
+}
+
+/// Options of `licd bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Measure the cluster at these host:port endpoints instead of starting one (check and
+    /// healthz only: the other workloads need the bench's own license and processes).
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
+    pub endpoints: Vec<String>,
+    /// Also start a three-member etcd cluster (the `etcd` on PATH) and run the same shapes.
+    #[arg(long)]
+    pub vs_etcd: bool,
+    /// Seconds each throughput workload runs [default: 5, --quick: 1].
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Connections of the concurrent runs (each workload also runs on one connection).
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Only these workloads (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Workload>,
+    /// Leader kills of the failover workload [default: 20, --quick: 1].
+    #[arg(long)]
+    pub kills: Option<u32>,
+    /// The most application servers the heartbeat search tries [default: 4000, --quick: 50].
+    #[arg(long, value_name = "SERVERS")]
+    pub heartbeat_cap: Option<usize>,
+    /// The renewal p99 bound of the heartbeat search, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_bound_ms: u64,
+    /// A very short run of everything, for a smoke test.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the figures as JSON into this file (the global --json prints them on
+    /// stdout instead of the table).
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+}
+
+/// The settings of one run, defaults applied.
+struct Plan {
+    duration: Duration,
+    connections: usize,
+    workloads: Vec<Workload>,
+    kills: u32,
+    heartbeat_first: usize,
+    heartbeat_cap: usize,
+    heartbeat_bound: Duration,
+    heartbeat_step: Duration,
+    settle: Duration,
+}
+
+impl Plan {
+    fn new(args: &BenchArgs) -> anyhow::Result<Plan> {
+        let duration = args.duration.unwrap_or(if args.quick { 1.0 } else { 5.0 });
+        if !(duration > 0.0 && duration <= 3600.0) {
+            bail!("--duration must be more than 0 and at most 3600 seconds");
+        }
+        if !(1..=1024).contains(&args.connections) {
+            bail!("--connections must be 1 to 1024");
+        }
+        let workloads = if args.only.is_empty() {
+            vec![
+                Workload::Healthz,
+                Workload::Check,
+                Workload::Write,
+                Workload::Heartbeat,
+                Workload::Failover,
+            ]
+        } else {
+            args.only.clone()
+        };
+        let heartbeat_cap = args
+            .heartbeat_cap
+            .unwrap_or(if args.quick { 50 } else { 4000 });
+        if !(1..=60_000).contains(&heartbeat_cap) {
+            bail!("--heartbeat-cap must be 1 to 60000");
+        }
+        let duration = Duration::from_secs_f64(duration);
+        Ok(Plan {
+            duration,
+            connections: args.connections,
+            workloads,
+            kills: args.kills.unwrap_or(if args.quick { 1 } else { 20 }),
+            heartbeat_first: if args.quick { 25 } else { 250 },
+            heartbeat_cap,
+            heartbeat_bound: Duration::from_millis(args.heartbeat_bound_ms),
+            // A full run's steps last a whole renewal period, so every server renews.
+            heartbeat_step: if args.quick {
+                duration
+            } else {
+                duration.max(Duration::from_millis(BENCH_LEASE_MS / 3))
+            },
+            settle: if args.quick {
+                Duration::from_millis(300)
+            } else {
+                Duration::from_secs(1)
+            },
+        })
+    }
+
+    fn runs(&self, w: Workload) -> bool {
+        self.workloads.contains(&w)
+    }
+
+    /// The connection counts each throughput workload runs at.
+    fn connection_counts(&self) -> Vec<usize> {
+        let mut c = vec![1, self.connections];
+        c.dedup();
+        c
+    }
+}
+
+/// Runs `licd bench`.
+pub async fn run(args: BenchArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let plan = Plan::new(&args)?;
+    let etcd_exe = if args.vs_etcd {
+        Some(etcd::find_etcd().context(
+            "--vs-etcd needs an `etcd` executable on PATH (Debian: apt-get install etcd-server)",
+        )?)
+    } else {
+        None
+    };
+    if !args.endpoints.is_empty()
+        && plan.workloads.iter().any(|w| {
+            matches!(
+                w,
+                Workload::Write | Workload::Heartbeat | Workload::Failover
+            )
+        })
+    {
+        bail!(
+            "with --endpoints only `--only check,healthz` can run: writes, heartbeats and \
+             failover need the bench's own cluster and license"
+        );
+    }
+    let etcd_version = match &etcd_exe {
+        Some(exe) => Some(etcd::etcd_version(exe)?),
+        None => None,
+    };
+    let work = measure_all(&args, &plan, etcd_exe);
+    let report = tokio::select! {
+        r = work => r?,
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the measurement stops every child and removes the temporary files.
+            bail!("interrupted; the bench clusters are stopped");
+        }
+    };
+    let report = Report {
+        machine: Machine::this(etcd_version),
+        ..report
+    };
+    let text = serde_json::to_string_pretty(&report)?;
+    // With the global --json, the JSON document replaces the table on stdout.
+    if out.json {
+        println!("{text}");
+    } else {
+        print!("{}", table(&report));
+    }
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One throughput workload on one system.
+async fn throughput(
+    system: &str,
+    workload: &str,
+    addr: &str,
+    connections: usize,
+    duration: Duration,
+    make: MakeRequest,
+) -> anyhow::Result<Row> {
+    eprintln!("licd bench: {system} {workload} on {connections} connections ...");
+    let r = closed_loop(addr, connections, Budget::Time(duration), make).await?;
+    if let Some(e) = &r.first_error {
+        eprintln!(
+            "licd bench: {system} {workload}: {} errors; the first: {e}",
+            r.errors
+        );
+    }
+    let summary = summarize(r.latencies_us, r.errors, r.elapsed);
+    // A workload that measured nothing is a failed run, not a row of zeros.
+    check_summary(&summary).map_err(|e| {
+        anyhow::anyhow!(
+            "{system} {workload} on {connections} connections: {e} ({})",
+            r.first_error.unwrap_or_default()
+        )
+    })?;
+    Ok(Row {
+        system: system.into(),
+        workload: workload.into(),
+        connections,
+        summary,
+    })
+}
+
+async fn measure_all(
+    args: &BenchArgs,
+    plan: &Plan,
+    etcd_exe: Option<PathBuf>,
+) -> anyhow::Result<Report> {
+    let mut report = Report {
+        machine: Machine::this(None),
+        duration_s: plan.duration.as_secs_f64(),
+        rows: Vec::new(),
+        heartbeat: None,
+        failover: Vec::new(),
+    };
+    let writers = u32::try_from(plan.connections).unwrap_or(u32::MAX);
+    if args.endpoints.is_empty() {
+        eprintln!("licd bench: starting three licd nodes ...");
+        let mut licd =
+            LocalLicd::start(writers, u32::try_from(plan.heartbeat_cap).unwrap_or(0)).await?;
+        let result = measure_licd(&mut licd, plan, writers, &mut report).await;
+        licd.stop();
+        result?;
+    } else {
+        let access = local::bench_access(None);
+        let leader = remote_leader(&args.endpoints, &access).await?;
+        licd_throughput(&leader, &access, plan, &mut report).await?;
+    }
+    if let Some(exe) = etcd_exe {
+        eprintln!("licd bench: starting three etcd members ...");
+        let mut etcd = LocalEtcd::start(exe).await?;
+        let result = measure_etcd(&mut etcd, plan, &mut report).await;
+        etcd.stop();
+        result?;
+    }
+    Ok(report)
+}
+
+/// licd's check and healthz workloads, at the leader `addr`.
+async fn licd_throughput(
+    addr: &str,
+    access: &Access,
+    plan: &Plan,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for c in plan.connection_counts() {
+        if plan.runs(Workload::Check) {
+            let (a, h) = (access.clone(), addr.to_string());
+            let make: MakeRequest =
+                Arc::new(move |conn, _| requests::licd_check(&a, &h, WRITERS, conn as u32));
+            report
+                .rows
+                .push(throughput("licd", "check", addr, c, plan.duration, make).await?);
+        }
+    }
+    if plan.runs(Workload::Healthz) {
+        let (a, h) = (access.clone(), addr.to_string());
+        let make: MakeRequest = Arc::new(move |_, _| requests::licd_healthz(&a, &h));
+        let c = plan.connections;
+        report
+            .rows
+            .push(throughput("licd", "healthz", addr, c, plan.duration, make).await?);
+    }
+    Ok(())
+}
+
+async fn measure_licd(
+    licd: &mut LocalLicd,
+    plan: &Plan,
+    writers: u32,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let access = licd.access();
+    let leader = licd.leader_addr().await?;
+    // The checked servers are allocated first, so that checks find them licensed.
+    let (a, h) = (access.clone(), leader.clone());
+    let make: MakeRequest =
+        Arc::new(move |_, seq| requests::licd_allocate_first(&a, &h, WRITERS, seq as u32));
+    let setup = closed_loop(&leader, 8, Budget::Requests(u64::from(writers)), make).await?;
+    if setup.errors > 0 {
+        bail!(
+            "allocating the bench servers failed: {}",
+            setup.first_error.unwrap_or_default()
+        );
+    }
+    licd_throughput(&leader, &access, plan, report).await?;
+    if plan.runs(Workload::Write) {
+        for c in plan.connection_counts() {
+            let (a, h) = (access.clone(), leader.clone());
+            let make: MakeRequest =
+                Arc::new(move |conn, _| requests::licd_allocate(&a, &h, WRITERS, conn as u32));
+            report
+                .rows
+                .push(throughput("licd", "write", &leader, c, plan.duration, make).await?);
+        }
+    }
+    if plan.runs(Workload::Heartbeat) {
+        eprintln!("licd bench: licd heartbeat capacity ...");
+        let search = heartbeat::Search {
+            first: plan.heartbeat_first,
+            cap: plan.heartbeat_cap,
+            bound: plan.heartbeat_bound,
+            step: plan.heartbeat_step,
+            connections: plan.connections,
+        };
+        report.heartbeat = Some(heartbeat::search(&leader, &access, &search).await?);
+    }
+    if plan.runs(Workload::Failover) {
+        eprintln!("licd bench: licd failover, {} leader kills ...", plan.kills);
+        let client = Arc::new(bench_client(
+            &licd.endpoints(),
+            Duration::from_secs(30),
+            access.bearer.as_deref(),
+        )?);
+        let node = NodeName::new(bench_node(FAILOVER, 0)).context("the failover node name")?;
+        let body = AllocateBody {
+            license: None,
+            mac: bench_mac(FAILOVER, 0),
+            cores: licd_raft::types::Cores::new(BENCH_CORES).context("bench cores")?,
+            ttl_ms: Some(BENCH_LEASE_MS),
+            request_id: None,
+        };
+        // The first allocation gives the lease token every later write presents.
+        let token = client
+            .allocate(&node, &body, &new_request_id())
+            .await
+            .context("the failover server's first allocation")?
+            .lease_token;
+        let write = move || {
+            let (client, node, body) = (client.clone(), node.clone(), body.clone());
+            let token = token.clone();
+            async move {
+                client
+                    .reallocate(&node, &body, &new_request_id(), &token)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let f = failover::run("licd", licd, plan.kills, plan.settle, write).await?;
+        report.failover.push(f);
+    }
+    Ok(())
+}
+
+async fn measure_etcd(
+    etcd: &mut LocalEtcd,
+    plan: &Plan,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let access = Access::default();
+    let leader = etcd.leader_addr().await?;
+    let counts = plan.connection_counts();
+    for &c in &counts {
+        if plan.runs(Workload::Check) {
+            let (a, h) = (access.clone(), leader.clone());
+            let make: MakeRequest =
+                Arc::new(move |conn, _| requests::etcd_range(&a, &h, conn as u32));
+            report
+                .rows
+                .push(throughput("etcd", "check", &leader, c, plan.duration, make).await?);
+        }
+    }
+    if plan.runs(Workload::Healthz) {
+        let (a, h) = (access.clone(), leader.clone());
+        let make: MakeRequest = Arc::new(move |_, _| requests::etcd_version(&a, &h));
+        let c = plan.connections;
+        report
+            .rows
+            .push(throughput("etcd", "healthz", &leader, c, plan.duration, make).await?);
+    }
+    if plan.runs(Workload::Write) {
+        for &c in &counts {
+            let (a, h) = (access.clone(), leader.clone());
+            let make: MakeRequest =
+                Arc::new(move |conn, seq| requests::etcd_put(&a, &h, conn as u32, seq));
+            report
+                .rows
+                .push(throughput("etcd", "write", &leader, c, plan.duration, make).await?);
+        }
+    }
+    if plan.runs(Workload::Failover) {
+        eprintln!("licd bench: etcd failover, {} leader kills ...", plan.kills);
+        let members: Vec<Connection> = etcd
+            .endpoints()
+            .iter()
+            .map(|a| Connection::new(a))
+            .collect();
+        let state = Arc::new(tokio::sync::Mutex::new((members, 0usize, 0u64)));
+        let write = move || {
+            let state = state.clone();
+            async move {
+                let mut guard = state.lock().await;
+                let (members, next, seq) = &mut *guard;
+                *seq += 1;
+                etcd::put_with_failover(members, next, *seq, Duration::from_secs(30)).await
+            }
+        };
+        let f = failover::run("etcd", etcd, plan.kills, plan.settle, write).await?;
+        report.failover.push(f);
+    }
+    Ok(())
+}
