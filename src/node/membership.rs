@@ -146,6 +146,7 @@ impl Node {
         if self.is_leader() {
             return Ok(Some(self.id()));
         }
+        let term = self.term();
         self.raft()
             .trigger()
             .elect()
@@ -153,8 +154,13 @@ impl Node {
             .map_err(|f| NodeError::Stopped(f.to_string()))?;
         let id = self.id();
         let mut watch = self.metrics_watch();
-        let _ = tokio::time::timeout(INIT_SETTLE, watch.wait_for(|m| super::status::leads(m, id)))
-            .await;
+        // Decided once this node leads, or once another node leads in a later term than the
+        // one this campaign started from (it lost: a voter had a longer log).
+        let decided = |m: &openraft::RaftMetrics<RaftNodeId, openraft::BasicNode>| {
+            super::status::leads(m, id)
+                || (m.current_term > term && m.current_leader.is_some_and(|l| l != id))
+        };
+        let _ = tokio::time::timeout(INIT_SETTLE, watch.wait_for(decided)).await;
         Ok(self.metrics().current_leader)
     }
 

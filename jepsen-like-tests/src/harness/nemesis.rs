@@ -292,9 +292,11 @@ impl Nemesis {
                 cluster
                     .wait_healthy(victim, Duration::from_secs(20))
                     .await?;
+                // A campaign loses while the victim's log is a few entries behind a voter's
+                // (writes keep coming): campaign again, briefly, until it wins.
                 let mut led = None;
-                for _ in 0..3 {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                for _ in 0..10 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
                     if let Ok(Some(l)) = cluster.elect(victim).await {
                         led = Some(l);
                         if l == victim {
