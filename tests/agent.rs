@@ -41,35 +41,16 @@ fn agent(cluster: &Cluster, name: &str, mac: MacAddr, cores: u32) -> Agent {
     )
 }
 
-/// Polls the agent until `done` holds, within `within`; returns the status that satisfied it.
-async fn wait_for(
-    agent: &Agent,
-    within: Duration,
-    done: impl Fn(&AgentStatus) -> bool,
-) -> AgentStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        let status = agent.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not reached within {within:?}; last status {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_stays_licensed_while_the_leader_stops() {
     let mut cluster = Cluster::start(3).await;
     cluster.install(&license("lic", 16)).await;
     let agent = agent(&cluster, "app-1", mac(1), 8);
-    let first = wait_for(&agent, Duration::from_secs(10), |s| s.code == "VALID").await;
+    let first =
+        common::wait_for_agent(&agent, Duration::from_secs(10), |s| s.code == "VALID").await;
     assert!(first.licensed);
     assert_eq!(first.cores, 8);
-    wait_for(&agent, Duration::from_secs(5), |s| {
+    common::wait_for_agent(&agent, Duration::from_secs(5), |s| {
         s.cluster.voters == Some(3)
     })
     .await;
@@ -105,7 +86,7 @@ async fn the_agent_stays_licensed_while_the_leader_stops() {
     );
     // Heartbeats continue on the new leader: past the first lease's end the agent holds a
     // lease that the new leader renewed.
-    let later = wait_for(&agent, Duration::from_secs(5), |s| {
+    let later = common::wait_for_agent(&agent, Duration::from_secs(5), |s| {
         s.code == "VALID"
             && s.cluster.leader == Some(new_leader)
             && s.lease_remaining_ms.is_some_and(|left| left > 0)
@@ -122,7 +103,7 @@ async fn grace_lasts_until_the_confirmed_lease_ends_and_licensing_returns_with_t
     let mut cluster = Cluster::start(3).await;
     cluster.install(&license("lic", 16)).await;
     let agent = agent(&cluster, "app-1", mac(1), 8);
-    wait_for(&agent, Duration::from_secs(10), |s| s.code == "VALID").await;
+    common::wait_for_agent(&agent, Duration::from_secs(10), |s| s.code == "VALID").await;
 
     let ids: Vec<u64> = cluster.running.keys().copied().collect();
     for id in &ids {
@@ -161,7 +142,8 @@ async fn grace_lasts_until_the_confirmed_lease_ends_and_licensing_returns_with_t
         cluster.restart(*id).await;
     }
     let back = Instant::now();
-    let status = wait_for(&agent, Duration::from_secs(20), |s| s.code == "VALID").await;
+    let status =
+        common::wait_for_agent(&agent, Duration::from_secs(20), |s| s.code == "VALID").await;
     assert!(status.licensed);
     println!(
         "licensed again {:?} after the servers restarted",
@@ -192,7 +174,7 @@ async fn an_agent_restarted_during_an_outage_is_licensed_until_its_saved_lease_e
         )
     };
     let first = with_state(&cluster);
-    wait_for(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
+    common::wait_for_agent(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
     // The cluster goes away; then the agent crashes and starts again.
     let ids: Vec<u64> = cluster.running.keys().copied().collect();
     for id in &ids {
@@ -209,7 +191,8 @@ async fn an_agent_restarted_during_an_outage_is_licensed_until_its_saved_lease_e
     assert_eq!(status.code, "GRACE");
     assert_eq!(status.cores, 8);
     // ... only until the lease confirmed before the outage ends.
-    let unlicensed = wait_for(&second, Duration::from_millis(TTL_MS * 3), |s| !s.licensed).await;
+    let unlicensed =
+        common::wait_for_agent(&second, Duration::from_millis(TTL_MS * 3), |s| !s.licensed).await;
     assert!(
         stopped.elapsed() <= Duration::from_millis(TTL_MS + 200),
         "licensed for {:?} after the outage began",
@@ -232,9 +215,10 @@ async fn a_second_agent_over_the_cap_waits_for_the_first_to_release() {
     let cluster = Cluster::start(3).await;
     cluster.install(&license("lic", 16)).await;
     let first = agent(&cluster, "app-1", mac(1), 12);
-    wait_for(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
+    common::wait_for_agent(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
     let second = agent(&cluster, "app-2", mac(2), 8);
-    let refused = wait_for(&second, Duration::from_secs(10), |s| s.code != "STARTING").await;
+    let refused =
+        common::wait_for_agent(&second, Duration::from_secs(10), |s| s.code != "STARTING").await;
     assert!(!refused.licensed);
     assert_eq!(refused.code, "CPU_LIMIT_EXHAUSTED");
     assert_eq!(
@@ -251,7 +235,8 @@ async fn a_second_agent_over_the_cap_waits_for_the_first_to_release() {
             .all(|n| n.node.as_str() != "app-1"),
         "released"
     );
-    let admitted = wait_for(&second, Duration::from_secs(10), |s| s.code == "VALID").await;
+    let admitted =
+        common::wait_for_agent(&second, Duration::from_secs(10), |s| s.code == "VALID").await;
     assert_eq!(admitted.cores, 8);
     second.shutdown().await;
     cluster.shutdown().await;
@@ -267,7 +252,8 @@ async fn an_agent_with_a_foreign_mac_is_told_the_license_does_not_cover_it() {
         MacAddr::parse("aa:bb:cc:dd:ee:ff").unwrap(),
         4,
     );
-    let status = wait_for(&outsider, Duration::from_secs(10), |s| s.code != "STARTING").await;
+    let status =
+        common::wait_for_agent(&outsider, Duration::from_secs(10), |s| s.code != "STARTING").await;
     assert!(!status.licensed);
     assert_eq!(status.code, "INVALID_MULTI_SERVER_LICENSE");
     assert_eq!(

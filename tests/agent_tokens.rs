@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, license, mac};
 use licd::agent::saved::StateFile;
-use licd::agent::{Agent, AgentConfig, AgentStatus};
+use licd::agent::{Agent, AgentConfig};
 use licd::client::{Client, RetryPolicy};
 use licd_raft::types::{Cores, LeaseTtl, NodeName};
 
@@ -39,25 +39,6 @@ fn agent(cluster: &Cluster, state_file: Option<StateFile>) -> Agent {
     )
 }
 
-async fn wait_for(
-    agent: &Agent,
-    within: Duration,
-    done: impl Fn(&AgentStatus) -> bool,
-) -> AgentStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        let status = agent.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not reached within {within:?}; last status {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The grant number app-1 holds, as the leader's state has it.
 async fn grant_of_app_1(cluster: &Cluster) -> Option<u64> {
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
@@ -74,7 +55,7 @@ async fn a_restarted_agent_renews_the_grant_it_held_with_its_saved_token() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.json");
     let first = agent(&cluster, Some(StateFile::new(&path)));
-    wait_for(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
+    common::wait_for_agent(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
     let grant = grant_of_app_1(&cluster).await.expect("app-1 is allocated");
     let saved = StateFile::new(&path)
         .load_token(&NodeName::new("app-1").unwrap())
@@ -109,13 +90,14 @@ async fn an_agent_that_lost_its_token_waits_until_the_old_lease_ends() {
     let cluster = Cluster::start(3).await;
     cluster.install(&license("lic", 16)).await;
     let first = agent(&cluster, None);
-    wait_for(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
+    common::wait_for_agent(&first, Duration::from_secs(10), |s| s.code == "VALID").await;
     let grant = grant_of_app_1(&cluster).await.expect("app-1 is allocated");
     // A crash without a state file: the token is gone with the process.
     first.abort();
     let crashed = Instant::now();
     let second = agent(&cluster, None);
-    let refused = wait_for(&second, Duration::from_secs(5), |s| s.code != "STARTING").await;
+    let refused =
+        common::wait_for_agent(&second, Duration::from_secs(5), |s| s.code != "STARTING").await;
     assert!(!refused.licensed);
     assert_eq!(refused.code, "NODE_IN_USE", "{refused:?}");
     assert!(
@@ -123,7 +105,8 @@ async fn an_agent_that_lost_its_token_waits_until_the_old_lease_ends() {
         "{refused:?}"
     );
     // Once the old lease ended and was freed, it allocates: a new grant.
-    let admitted = wait_for(&second, Duration::from_secs(20), |s| s.code == "VALID").await;
+    let admitted =
+        common::wait_for_agent(&second, Duration::from_secs(20), |s| s.code == "VALID").await;
     assert_eq!(admitted.cores, 8);
     let waited = crashed.elapsed();
     assert!(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Cluster, license, mac};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use forger::{Forger, Mode};
-use licd::agent::{Agent, AgentConfig, AgentStatus};
+use licd::agent::{Agent, AgentConfig};
 use licd::client::{Client, RetryPolicy, new_request_id};
 use licd_raft::license_file::encode_signing_key;
 use licd_raft::types::{Cores, LeaseTtl, MacAddr, NodeName};
@@ -45,26 +45,6 @@ fn agent(endpoint: &str, keys: Vec<VerifyingKey>, name: &str, mac: MacAddr) -> A
     )
 }
 
-/// Polls the agent until `done` holds, within `within`; returns the status that satisfied it.
-async fn wait_for(
-    agent: &Agent,
-    within: Duration,
-    done: impl Fn(&AgentStatus) -> bool,
-) -> AgentStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        let status = agent.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not reached within {within:?}; last status {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_with_the_answer_key_takes_an_emulator_for_an_outage() {
     let keys = tempfile::TempDir::new().unwrap();
@@ -78,7 +58,8 @@ async fn an_agent_with_the_answer_key_takes_an_emulator_for_an_outage() {
 
     // Relayed, the cluster's signed answers license the server.
     let verifying = agent(&forger.endpoint(), vec![public], "app-3", mac(3));
-    let first = wait_for(&verifying, Duration::from_secs(10), |s| s.code == "VALID").await;
+    let first =
+        common::wait_for_agent(&verifying, Duration::from_secs(10), |s| s.code == "VALID").await;
     assert!(first.licensed);
     assert_eq!(first.cores, 4);
     // Let a renewal pass through, so the emulator has one to answer with.
@@ -95,10 +76,11 @@ async fn an_agent_with_the_answer_key_takes_an_emulator_for_an_outage() {
         .expect("force-release app-3");
 
     // Renewals "succeed", checks say VALID unsigned: the agent takes that for an outage.
-    let grace = wait_for(&verifying, Duration::from_secs(5), |s| s.code == "GRACE").await;
+    let grace =
+        common::wait_for_agent(&verifying, Duration::from_secs(5), |s| s.code == "GRACE").await;
     assert!(grace.licensed);
     assert!(grace.message.contains("signature"), "{}", grace.message);
-    let ended = wait_for(&verifying, Duration::from_millis(TTL_MS + 2_000), |s| {
+    let ended = common::wait_for_agent(&verifying, Duration::from_millis(TTL_MS + 2_000), |s| {
         !s.licensed
     })
     .await;
@@ -118,7 +100,7 @@ async fn an_agent_with_the_answer_key_takes_an_emulator_for_an_outage() {
 
     // Without the key an agent is fooled by the same emulator: what the key is for.
     let fooled = agent(&forger.endpoint(), vec![], "app-4", mac(4));
-    let s = wait_for(&fooled, Duration::from_secs(5), |s| s.code == "VALID").await;
+    let s = common::wait_for_agent(&fooled, Duration::from_secs(5), |s| s.code == "VALID").await;
     assert!(s.licensed);
     fooled.abort();
 
@@ -128,7 +110,7 @@ async fn an_agent_with_the_answer_key_takes_an_emulator_for_an_outage() {
     tokio::time::sleep(Duration::from_millis(TTL_MS / 2)).await;
     assert!(!verifying.status().licensed, "{:?}", verifying.status());
     forger.set_mode(Mode::Pass);
-    wait_for(&verifying, Duration::from_secs(10), |s| s.code == "VALID").await;
+    common::wait_for_agent(&verifying, Duration::from_secs(10), |s| s.code == "VALID").await;
     verifying.shutdown().await;
     drop(forger);
     cluster.shutdown().await;

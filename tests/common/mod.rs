@@ -421,3 +421,23 @@ pub fn license(id: &str, max_cores: u32) -> License {
         serial: 1,
     }
 }
+
+/// Polls `agent` until `done` holds, within `within`; returns the status that satisfied it.
+pub async fn wait_for_agent(
+    agent: &licd::agent::Agent,
+    within: Duration,
+    done: impl Fn(&licd::agent::AgentStatus) -> bool,
+) -> licd::agent::AgentStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = agent.status();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {within:?}; last status {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
