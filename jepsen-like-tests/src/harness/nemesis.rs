@@ -18,7 +18,7 @@
 //! | `clock-skew` | restart a node under faketime, minutes to hours ahead or behind | restart it with the true time |
 //! | `clock-jump` | restart a node under faketime, seconds to years ahead or behind | restart it with the true time |
 //! | `clock-strobe` | restart a node with its clock read from a file, then rewrite the file every few hundred ms: the running node's clock jumps back and forth by seconds to years | restart it with the true time |
-//! | `clock-lead` | restart a follower with its clock minutes to years ahead, and make it campaign (`POST /admin/elect`): the skewed node leads | restart it with the true time |
+//! | `clock-lead` | restart a follower with its clock minutes to years ahead, and make it campaign (`POST /admin/elect`; if it loses, with the other voters paused in turn): the skewed node leads | restart it with the true time |
 //!
 //! Every clock fault moves the wall clock only (`FAKETIME_DONT_FAKE_MONOTONIC=1`): leases are
 //! measured on monotonic time, and license dates on the median of the voters' clocks, so one
@@ -293,18 +293,19 @@ impl Nemesis {
                     .wait_healthy(victim, Duration::from_secs(20))
                     .await?;
                 // A campaign loses while the victim's log is a few entries behind a voter's
-                // (writes keep coming): campaign again, briefly, until it wins.
-                let mut led = None;
-                for _ in 0..10 {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    if let Ok(Some(l)) = cluster.elect(victim).await {
-                        led = Some(l);
-                        if l == victim {
-                            break;
-                        }
-                    }
+                // (writes keep coming), and voters that hear the leader refuse to vote
+                // (openraft's leader lease): campaign again, briefly.
+                let mut led = campaign(cluster, victim, 4).await;
+                let mut steered = false;
+                if led != Some(victim) {
+                    // Then steer: the victim must lead for this fault to test anything.
+                    steered = true;
+                    led = steer(cluster, victim).await;
                 }
                 let outcome = match led {
+                    Some(l) if l == victim && steered => {
+                        "now leads (the other voters paused while it campaigned)".to_string()
+                    }
                     Some(l) if l == victim => "now leads".to_string(),
                     Some(l) => format!("did not win (leader {l})"),
                     None => "could not campaign".to_string(),
@@ -375,6 +376,50 @@ impl Nemesis {
         }
         Ok(())
     }
+}
+
+/// Makes `victim` campaign up to `tries` times, 300 ms apart, until it leads; returns the
+/// leader last reported.
+async fn campaign(cluster: &Cluster, victim: u64, tries: usize) -> Option<u64> {
+    let mut led = None;
+    for _ in 0..tries {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Ok(Some(l)) = cluster.elect(victim).await {
+            led = Some(l);
+            if l == victim {
+                break;
+            }
+        }
+    }
+    led
+}
+
+/// Makes `victim` lead when campaigning alone did not: pauses the other follower, so that
+/// every commit needs the victim and its log becomes the longest of the two; pauses the
+/// leader; resumes the other follower, whose vote the victim then wins (its log is at least
+/// as long, and the follower heard no leader for longer than the leader lease); resumes the
+/// old leader, which steps down on seeing the later term. Returns the leader last reported.
+async fn steer(cluster: &mut Cluster, victim: u64) -> Option<u64> {
+    let (leader, voters) = cluster.leader(Duration::from_secs(10)).await?;
+    if leader == victim {
+        return Some(victim);
+    }
+    let others: Vec<u64> = voters
+        .iter()
+        .copied()
+        .filter(|v| *v != leader && *v != victim)
+        .collect();
+    for o in &others {
+        cluster.pause(*o);
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cluster.pause(leader);
+    for o in &others {
+        cluster.resume(*o);
+    }
+    let led = campaign(cluster, victim, 10).await;
+    cluster.resume(leader);
+    led
 }
 
 /// A faketime offset: a random amount in one of `units` (`""` seconds, `m`, `h`, `d`, `y`),
