@@ -99,14 +99,18 @@ impl Contacts {
     }
 }
 
-/// Builds one [`PeerClient`] per peer. Each keeps its own pooled HTTP client, so a slow
-/// snapshot to one peer does not hold up heartbeats to another.
+/// Builds [`PeerClient`]s. Each peer has its own pooled HTTP client, so a slow snapshot to
+/// one peer does not hold up heartbeats to another; the pool is kept for as long as the
+/// peer's address stays the same, because openraft asks for a new client for every
+/// linearizable read round and a new pool would mean new TCP (and TLS) connections each
+/// time.
 #[derive(Clone)]
 pub struct Network {
     cluster_secret: Arc<str>,
     bind_ip: Option<IpAddr>,
     contacts: Arc<Contacts>,
     outgoing: crate::tls::Outgoing,
+    pools: Arc<Mutex<BTreeMap<RaftNodeId, (String, reqwest::Client)>>>,
 }
 
 impl Network {
@@ -118,6 +122,7 @@ impl Network {
             bind_ip,
             contacts,
             outgoing: crate::tls::Outgoing::plain(),
+            pools: Arc::default(),
         }
     }
 
@@ -142,6 +147,30 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: RaftNodeId, node: &BasicNode) -> PeerClient {
+        let base = self.outgoing.base_url(&node.addr);
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let http = match pools.get(&target) {
+            Some((addr, http)) if *addr == base => http.clone(),
+            _ => {
+                let http = self.build_http();
+                pools.insert(target, (base.clone(), http.clone()));
+                http
+            }
+        };
+        drop(pools);
+        PeerClient {
+            target,
+            base,
+            http,
+            cluster_secret: self.cluster_secret.clone(),
+            contacts: self.contacts.clone(),
+        }
+    }
+}
+
+impl Network {
+    /// A pooled HTTP client for one peer.
+    fn build_http(&self) -> reqwest::Client {
         let mut builder = self
             .outgoing
             .apply(reqwest::Client::builder())
@@ -156,14 +185,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         // Building a client fails only when the TLS backend cannot start, and its
         // configuration was built when the node started; fall back to the default client
         // rather than fail the peer.
-        let http = builder.build().unwrap_or_default();
-        PeerClient {
-            target,
-            base: self.outgoing.base_url(&node.addr),
-            http,
-            cluster_secret: self.cluster_secret.clone(),
-            contacts: self.contacts.clone(),
-        }
+        builder.build().unwrap_or_default()
     }
 }
 
