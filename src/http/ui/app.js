@@ -19,6 +19,7 @@ const state = {
   fetchedAt: 0, // performance.now() when the last /v1/licenses request was sent
   lastSuccess: 0, // performance.now() of the last poll that got the status
   leaseFull: new Map(), // the longest lease each server was seen with, for its bar
+  health: new Map(), // each member's last known health (a view without a leader has none)
   events: loadEvents(),
   timer: null,
   loop: 0, // the current polling loop; a stopped or restarted loop's answers are dropped
@@ -44,6 +45,7 @@ function el(tag, attrs, ...children) {
 
 function duration(ms) {
   if (ms === null || ms === undefined) return "–";
+  if (ms < 1000) return Math.round(ms) + " ms";
   const s = ms / 1000;
   if (s < 10) return s.toFixed(1) + " s";
   if (s < 60) return Math.floor(s) + " s";
@@ -143,6 +145,16 @@ function servers(licenses) {
 }
 
 function observeStatus(before, after) {
+  for (const m of after.members) {
+    if (m.healthy !== true && m.healthy !== false) continue;
+    const was = state.health.get(m.id);
+    if (was === true && m.healthy === false) {
+      event("bad", "Node " + m.id + " stopped answering the leader");
+    } else if (was === false && m.healthy === true) {
+      event("good", "Node " + m.id + " answers the leader again");
+    }
+    state.health.set(m.id, m.healthy);
+  }
   if (!before) return;
   if (before.leader_id !== after.leader_id || before.term !== after.term) {
     if (after.leader_id === null || after.leader_id === undefined) {
@@ -156,16 +168,15 @@ function observeStatus(before, after) {
     const was = old.get(m.id);
     if (!was) {
       event("info", "Node " + m.id + " joined as a " + m.role + " (" + m.addr + ")");
-    } else if (was.healthy === true && m.healthy === false) {
-      event("bad", "Node " + m.id + " stopped answering the leader");
-    } else if (was.healthy === false && m.healthy === true) {
-      event("good", "Node " + m.id + " answers the leader again");
     } else if (was.role !== m.role) {
       event("info", "Node " + m.id + " is now a " + m.role);
     }
     old.delete(m.id);
   }
-  for (const id of old.keys()) event("info", "Node " + id + " left the cluster");
+  for (const id of old.keys()) {
+    event("info", "Node " + id + " left the cluster");
+    state.health.delete(id);
+  }
   const warned = new Set(before.warnings);
   for (const w of after.warnings) if (!warned.has(w)) event("bad", "Warning: " + w);
   const now = new Set(after.warnings);
@@ -252,10 +263,13 @@ function drawBanner() {
         ? "Only one license server is running"
         : "Only " + up.length + " of " + voters.length + " license servers are running";
     const atRisk = up.length <= quorum;
+    let risk;
+    if (up.length < quorum)
+      risk = "Licensing has stopped: " + quorum + " of " + voters.length + " must be up. ";
+    else if (atRisk) risk = "Redundancy lost: one more failure stops licensing. ";
+    else risk = "Licensing survives " + (up.length - quorum) + " more failure(s). ";
     const detail =
-      (atRisk
-        ? "Redundancy lost: one more failure stops licensing. "
-        : "Licensing survives " + (up.length - quorum) + " more failure(s). ") +
+      risk +
       "Down: " +
       down.map((m) => "node " + m.id + " (" + m.addr + ")").join(", ") +
       ".";
