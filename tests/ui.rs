@@ -1,6 +1,7 @@
 //! The dashboard at `/ui`: its assets over HTTP, then the page itself in headless Chromium
 //! against a three-node cluster: members, licenses and servers as the leader sees them, the
-//! live lease countdown, and the banner once a license server is down.
+//! live lease countdown, and the banner once a license server is down, then two, and gone
+//! once they are back.
 //!
 //! The browser test needs Debian's `chromium` (or `LICD_CHROMIUM`); without one it is skipped
 //! with a message, unless `LICD_REQUIRE_BROWSER` is set (CI sets it), when it fails.
@@ -285,6 +286,49 @@ async fn the_dashboard_shows_the_leaders_view_and_warns_once_a_license_server_is
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
         std::fs::copy(&shot, &docs).expect("copy the screenshot into docs/");
     }
+    // A second server stops: one is left, which cannot license alone.
+    let other = (1..=3)
+        .find(|id| *id != leader && *id != page_node)
+        .unwrap();
+    cluster.stop(other).await;
+    let title = with(&mut browser, |b| {
+        b.wait_for(
+            "the banner with one server left",
+            "document.getElementById('banner').dataset.level === 'bad' && \
+             ['Only one license server is running', 'The leader does not answer', \
+              'No leader: licensing is unavailable']\
+             .includes(document.getElementById('banner-title').textContent) && \
+             document.getElementById('banner-title').textContent",
+            Duration::from_secs(30),
+        )
+    });
+    let detail = text(&mut browser, "#banner");
+    if title == "Only one license server is running" {
+        assert!(detail.contains("Licensing has stopped"), "{detail}");
+    }
+    with(&mut browser, |b| {
+        b.screenshot(&artifacts().join("dashboard-one-left.png"))
+    });
+
+    // Both come back: the banner goes once the leader hears all three again.
+    cluster.restart(leader).await;
+    cluster.restart(other).await;
+    with(&mut browser, |b| {
+        b.wait_for(
+            "the banner gone with three healthy members",
+            &format!(
+                "document.getElementById('banner').hidden && {} === 3",
+                count("#members tr[data-member][data-health=healthy]")
+            ),
+            Duration::from_secs(30),
+        )
+    });
+    let events = text(&mut browser, "#events");
+    assert!(
+        events.contains(&format!("Node {leader} answers the leader again")),
+        "{events}"
+    );
+
     let errors = browser.script_errors();
     assert!(errors.is_empty(), "script errors: {errors:?}");
     let violations: Vec<String> = browser

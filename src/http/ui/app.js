@@ -179,8 +179,14 @@ function observeStatus(before, after) {
   }
   const warned = new Set(before.warnings);
   for (const w of after.warnings) if (!warned.has(w)) event("bad", "Warning: " + w);
+  // A warning replaced by another of its kind ("redundancy lost: 1 of 3 ..." after "2 of
+  // 3") is not cleared.
+  const kind = (w) => w.split(":")[0];
   const now = new Set(after.warnings);
-  for (const w of before.warnings) if (!now.has(w)) event("good", "Cleared: " + w);
+  const kinds = new Set(after.warnings.map(kind));
+  for (const w of before.warnings) {
+    if (!now.has(w) && !kinds.has(kind(w))) event("good", "Cleared: " + w);
+  }
 }
 
 function observeLicenses(before, after) {
