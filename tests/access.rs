@@ -41,6 +41,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/raft/snapshot", "cluster"),
     ("GET", "/healthz", "open"),
     ("GET", "/readyz", "open"),
+    ("GET", "/ui", "open"),
+    ("GET", "/ui/app.js", "open"),
+    ("GET", "/ui/style.css", "open"),
 ];
 
 fn need_name(need: Need) -> String {

@@ -59,6 +59,11 @@ pub const ROUTES: &[Route] = &[
     // The probes of a load balancer or a service manager.
     route("GET", "/healthz", Need::Open),
     route("GET", "/readyz", Need::Open),
+    // The dashboard's page, script and style sheet: static, holding no data; its script
+    // calls the API above with the operator's token.
+    route("GET", "/ui", Need::Open),
+    route("GET", "/ui/app.js", Need::Open),
+    route("GET", "/ui/style.css", Need::Open),
 ];
 
 /// What a caller of `method path` (a route template) needs; `None` for a route not listed.

@@ -1,5 +1,6 @@
 //! The HTTP face of a node: the license API (`/v1`), the admin API (`/admin`), the Raft
-//! transport (`/raft`), the metrics and the probes (`/healthz`, `/readyz`).
+//! transport (`/raft`), the metrics, the probes (`/healthz`, `/readyz`) and the dashboard
+//! (`/ui`: the `ui` module).
 //!
 //! Every route has the role its caller needs ([`crate::auth::routes`], checked by
 //! `access`), and the API has time, concurrency and write-rate limits ([`limits`]).
@@ -18,6 +19,7 @@ pub mod limits;
 mod raft_api;
 mod request;
 mod serve;
+mod ui;
 
 pub use serve::{MAX_HEADERS, ServerLimits, ServerOptions, serve};
 
@@ -100,6 +102,8 @@ pub fn router(node: Node) -> Router {
     let raft = raft_api::routes()
         .route_layer(authorize.clone())
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
+    // The dashboard's assets are open (the route table says so); its data comes from the API.
+    let ui = ui::routes().route_layer(authorize.clone());
     let metrics = get(metrics)
         .route_layer(authorize)
         .layer(middleware::from_fn(|r, n| {
@@ -113,6 +117,7 @@ pub fn router(node: Node) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", metrics)
         .route("/readyz", get(readyz))
+        .merge(ui)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(forward::normal_path))

@@ -129,6 +129,14 @@ pub(super) fn print_summary(s: &Summary, p: &Prepared, no_wait: bool) {
         "client token:       {} (allocate, heartbeat, release, check; the agent uses it)",
         s.client_token_file.display()
     );
+    if let Some(first) = s.endpoints.first() {
+        let warning = if s.ca_file.is_some() {
+            "; a browser warns about the throwaway CA"
+        } else {
+            ""
+        };
+        println!("dashboard:          {first}/ui, on any node (paste the operator token{warning})");
+    }
     match &s.ca_file {
         Some(ca) => println!(
             "TLS CA:             {} (throwaway; --plain-http runs without TLS)",
