@@ -34,6 +34,7 @@ pub const FORWARDED_HEADER: &str = "x-licd-forwarded";
 /// The header of a lease token, and the token itself.
 pub use crate::lease_token::{LEASE_TOKEN_HEADER, LeaseToken};
 /// The headers of `/raft` routes, defined with the Raft transport that sends them.
+pub use crate::cluster_id::CLUSTER_ID_HEADER;
 pub use crate::node::network::{CLOCK_HEADER, CLUSTER_SECRET_HEADER};
 
 #[cfg(test)]

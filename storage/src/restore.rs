@@ -95,11 +95,20 @@ pub fn check(plan: &RestorePlan<'_>) -> Result<(AppliedState, Restored), Restore
     if plan.cluster_id.trim().is_empty() {
         return Err(RestoreError::Members("the cluster id is empty".into()));
     }
-    let state: AppliedState = decode_versioned(plan.data)?;
-    if state.last_applied != plan.last_log_id {
+    inspect(plan.data, plan.last_log_id)
+}
+
+/// Reads a snapshot's data as this build would restore it: in this build's stored format,
+/// holding the state up to `last_log_id` (what its metadata says), which is not empty.
+pub fn inspect(
+    data: &[u8],
+    last_log_id: Option<LogId<RaftNodeId>>,
+) -> Result<(AppliedState, Restored), RestoreError> {
+    let state: AppliedState = decode_versioned(data)?;
+    if state.last_applied != last_log_id {
         return Err(RestoreError::Inconsistent(format!(
             "its metadata says {:?}, its data holds {:?}",
-            plan.last_log_id, state.last_applied
+            last_log_id, state.last_applied
         )));
     }
     let Some(last_log_id) = state.last_applied else {
