@@ -447,3 +447,46 @@ async fn a_node_whose_disk_died_is_replaced_with_the_cluster_commands() {
     allocate(&cluster.client(), "app-2", 2).await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_initialized_before_cluster_ids_keeps_working_without_one() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.install(&license("lic-a", 64)).await;
+    let id = cluster.node(1).cluster_id().unwrap().to_string();
+    for n in 1..=3 {
+        cluster.stop(n).await;
+    }
+    // Data directories as a licd from before cluster ids left them: no id stored.
+    for n in 1..=3 {
+        let (log, _) = licd_storage::open(&cluster.configs[&n].data_dir).unwrap();
+        log.forget_cluster_id(&id).await.unwrap();
+        assert_eq!(log.cluster_id().unwrap(), None);
+    }
+    for n in 1..=3 {
+        cluster.restart(n).await;
+    }
+    cluster.wait_for_leader(Duration::from_secs(20)).await;
+    allocate(&cluster.client(), "app-1", 1).await;
+    // A fresh node joins it as a learner, and stays without an id like its cluster.
+    let addr = cluster.start_new_node(4).await;
+    cluster
+        .admin_client()
+        .add_learner(4, &addr.to_string())
+        .await
+        .expect("a learner joins a cluster without an id");
+    assert_eq!(cluster.node(4).cluster_id(), None);
+    // It takes no message that names a cluster: such a sender is of another cluster.
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/raft/vote", cluster.addrs[&1]))
+        .header(licd::api::CLUSTER_SECRET_HEADER, common::CLUSTER_SECRET)
+        .header(licd::api::CLUSTER_ID_HEADER, &id)
+        .body(vec![0u8; 8])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::CONFLICT);
+    for n in 1..=4 {
+        assert_eq!(cluster.node(n).cluster_id(), None, "node {n}");
+    }
+    cluster.shutdown().await;
+}
