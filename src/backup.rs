@@ -53,7 +53,10 @@ pub struct Backup {
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// The file does not start like a backup file.
-    #[error("not a licd backup file (it does not start with {:?})", String::from_utf8_lossy(MAGIC))]
+    #[error(
+        "not a licd backup file (it does not start with {:?})",
+        String::from_utf8_lossy(MAGIC)
+    )]
     NotABackup,
     /// The file has another layout version.
     #[error("backup file version {found}, but this licd reads version {FILE_VERSION} only")]
@@ -181,7 +184,10 @@ mod tests {
             Backup::from_file(b"hello"),
             Err(BackupError::NotABackup)
         ));
-        assert!(matches!(Backup::from_file(&[]), Err(BackupError::NotABackup)));
+        assert!(matches!(
+            Backup::from_file(&[]),
+            Err(BackupError::NotABackup)
+        ));
         for cut in [9, HEAD_LEN, HEAD_LEN + 3, file.len() - 1] {
             let err = Backup::from_file(&file[..cut]).unwrap_err();
             assert!(matches!(err, BackupError::Truncated { .. }), "{cut}: {err}");

@@ -172,10 +172,17 @@ async fn every_route_answers_each_credential_as_its_role_allows() {
             }
             // The Raft transport: the cluster secret, not a token, and the cluster's id.
             if route.need == Need::ClusterSecret {
-                let own = cluster.node(target).cluster_id().expect("an initialized node has a cluster id");
+                let own = cluster
+                    .node(target)
+                    .cluster_id()
+                    .expect("an initialized node has a cluster id");
                 let other = licd::cluster_id::ClusterId::generate().to_string();
                 for (secret, id, wanted) in [
-                    ("wrong-cluster-secret-0123456789", Some(&*own), StatusCode::FORBIDDEN),
+                    (
+                        "wrong-cluster-secret-0123456789",
+                        Some(&*own),
+                        StatusCode::FORBIDDEN,
+                    ),
                     (CLUSTER_SECRET, Some(&*own), StatusCode::BAD_REQUEST),
                     (CLUSTER_SECRET, Some(other.as_str()), StatusCode::CONFLICT),
                     (CLUSTER_SECRET, None, StatusCode::CONFLICT),
@@ -189,7 +196,10 @@ async fn every_route_answers_each_credential_as_its_role_allows() {
                     let response = request.body("not bincode").send().await.unwrap();
                     let status = response.status();
                     let body: serde_json::Value = response.json().await.unwrap_or_default();
-                    assert_eq!(status, wanted, "{path} with secret {secret}, cluster id {id:?}: {body}");
+                    assert_eq!(
+                        status, wanted,
+                        "{path} with secret {secret}, cluster id {id:?}: {body}"
+                    );
                     if wanted == StatusCode::CONFLICT {
                         assert_eq!(body["code"], "CLUSTER_MISMATCH", "{path}: {body}");
                     }

@@ -266,7 +266,11 @@ async fn admin_and_raft_routes_need_their_credentials() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error:?}");
     // Another cluster's node, or one that names no cluster: refused before the body is read.
-    for id in [Some("0123456789abcdef0123456789abcdef"), None, Some("not-an-id")] {
+    for id in [
+        Some("0123456789abcdef0123456789abcdef"),
+        None,
+        Some("not-an-id"),
+    ] {
         let (status, error) = probe
             .error(Method::POST, "/raft/vote", |r| {
                 let r = r.header(CLUSTER_SECRET_HEADER, CLUSTER_SECRET);

@@ -125,7 +125,10 @@ async fn restore(file: &Path, cluster: &Cluster, id: u64, cluster_id: Option<&st
         text(&out.stderr)
     );
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    body["cluster_id"].as_str().expect("a cluster id").to_string()
+    body["cluster_id"]
+        .as_str()
+        .expect("a cluster id")
+        .to_string()
 }
 
 async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
@@ -197,8 +200,12 @@ async fn a_backup_restores_into_a_new_cluster_with_exactly_the_writes_before_it(
         new.restart(id).await;
     }
     let leader = new.wait_for_leader(Duration::from_secs(20)).await;
-    new.wait_applied(leader, backup.last_log_id().unwrap().index + 1, Duration::from_secs(10))
-        .await;
+    new.wait_applied(
+        leader,
+        backup.last_log_id().unwrap().index + 1,
+        Duration::from_secs(10),
+    )
+    .await;
 
     // The licenses and allocations are those of the backup: lic-b and app-2 are absent.
     let applied_on_leader = new.node(leader).metrics().last_applied.unwrap().index;
@@ -267,7 +274,11 @@ async fn a_restored_cluster_and_the_old_one_refuse_each_other() {
     while Instant::now() < until {
         for id in [1, 2] {
             let m = new.node(id).metrics();
-            assert_ne!(m.current_leader, Some(3), "node {id} follows the old node 3");
+            assert_ne!(
+                m.current_leader,
+                Some(3),
+                "node {id} follows the old node 3"
+            );
         }
         assert!(!old.node(3).is_leader(), "the old node 3 leads");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -283,7 +294,10 @@ async fn a_restored_cluster_and_the_old_one_refuse_each_other() {
     assert_eq!(old_3.read_local(|s| s.licenses.clone()), old_state_3);
     let status = new.admin_client_of(leader).status().await.unwrap();
     let member_3 = status.members.iter().find(|m| m.id == 3).unwrap();
-    assert_eq!(member_3.matched_index, None, "the old node took no entry: {status:?}");
+    assert_eq!(
+        member_3.matched_index, None,
+        "the old node took no entry: {status:?}"
+    );
 
     // The same refusal as the raw answer a peer gets: JSON, naming both clusters.
     let http = reqwest::Client::new();
@@ -316,9 +330,18 @@ async fn damaged_backup_files_are_refused_and_write_nothing() {
     admin_cli(&cluster, &["snapshot", "save", file.to_str().unwrap()]).await;
     cluster.shutdown().await;
     let good = std::fs::read(&file).unwrap();
-    let inspect = cli(vec![s("snapshot"), s("inspect"), file.display().to_string()]).await;
+    let inspect = cli(vec![
+        s("snapshot"),
+        s("inspect"),
+        file.display().to_string(),
+    ])
+    .await;
     assert!(inspect.status.success(), "{}", text(&inspect.stderr));
-    assert!(text(&inspect.stdout).contains("1 licenses"), "{}", text(&inspect.stdout));
+    assert!(
+        text(&inspect.stdout).contains("1 licenses"),
+        "{}",
+        text(&inspect.stdout)
+    );
 
     let mut flipped = good.clone();
     let middle = flipped.len() / 2;
@@ -330,13 +353,21 @@ async fn damaged_backup_files_are_refused_and_write_nothing() {
         ("cut in its header", good[..12].to_vec(), "truncated"),
         ("one bit changed", flipped, "checksum"),
         ("bytes appended", longer, "after its end"),
-        ("not a backup", b"just some text\n".to_vec(), "not a licd backup file"),
+        (
+            "not a backup",
+            b"just some text\n".to_vec(),
+            "not a licd backup file",
+        ),
         ("empty", Vec::new(), "not a licd backup file"),
     ];
     for (what, bytes, expected) in cases {
-        let damaged: PathBuf = files.path().join(format!("{}.licdsnap", what.replace(' ', "-")));
+        let damaged: PathBuf = files
+            .path()
+            .join(format!("{}.licdsnap", what.replace(' ', "-")));
         std::fs::write(&damaged, &bytes).unwrap();
-        let dir = files.path().join(format!("data-{}", what.replace(' ', "-")));
+        let dir = files
+            .path()
+            .join(format!("data-{}", what.replace(' ', "-")));
         let out = cli(vec![
             s("snapshot"),
             s("restore"),
@@ -351,7 +382,12 @@ async fn damaged_backup_files_are_refused_and_write_nothing() {
         .await;
         assert_readable_failure(&out, expected);
         assert!(!dir.exists(), "{what}: a data directory was written");
-        let out = cli(vec![s("snapshot"), s("inspect"), damaged.display().to_string()]).await;
+        let out = cli(vec![
+            s("snapshot"),
+            s("inspect"),
+            damaged.display().to_string(),
+        ])
+        .await;
         assert_readable_failure(&out, expected);
     }
 
@@ -439,10 +475,14 @@ async fn a_node_whose_disk_died_is_replaced_with_the_cluster_commands() {
     // The cluster survives the loss of another original node: node 4 votes.
     let other = *live.iter().find(|id| **id != leader).unwrap();
     cluster.stop(other).await;
-    wait_until("a leader among the remaining two", Duration::from_secs(20), || {
-        let l = cluster.node(leader).metrics().current_leader;
-        l.is_some() && l == cluster.node(4).metrics().current_leader
-    })
+    wait_until(
+        "a leader among the remaining two",
+        Duration::from_secs(20),
+        || {
+            let l = cluster.node(leader).metrics().current_leader;
+            l.is_some() && l == cluster.node(4).metrics().current_leader
+        },
+    )
     .await;
     allocate(&cluster.client(), "app-2", 2).await;
     cluster.shutdown().await;

@@ -170,7 +170,11 @@ fn print_summary(title: &str, s: &SummaryBody) {
         "state up to log index {} (term {}): {} licenses, {} allocations",
         s.last_log_index, s.last_log_term, s.licenses, s.allocations
     );
-    let members: Vec<String> = s.members.iter().map(|(id, a)| format!("{id}={a}")).collect();
+    let members: Vec<String> = s
+        .members
+        .iter()
+        .map(|(id, a)| format!("{id}={a}"))
+        .collect();
     println!("members then: {}", members.join(" "));
 }
 

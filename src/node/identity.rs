@@ -70,12 +70,13 @@ impl Node {
     /// Decides whether a Raft message that names `presented` as its cluster id is served (see
     /// the module documentation); a fresh node adopts the id of the first one.
     pub async fn admit_peer(&self, presented: Option<&str>) -> Result<(), NodeError> {
-        let presented = match presented {
-            None => None,
-            Some(p) => Some(ClusterId::parse(p).map_err(|e| {
-                mismatch(format!("the sender's {CLUSTER_ID_HEADER} header: {e}"))
-            })?),
-        };
+        let presented =
+            match presented {
+                None => None,
+                Some(p) => Some(ClusterId::parse(p).map_err(|e| {
+                    mismatch(format!("the sender's {CLUSTER_ID_HEADER} header: {e}"))
+                })?),
+            };
         let compare = |mine: &str, theirs: Option<&ClusterId>| match theirs {
             Some(t) if t.as_str() == mine => Ok(()),
             Some(t) => Err(mismatch(format!(
@@ -119,7 +120,8 @@ impl Node {
     pub(super) async fn claim_cluster_id(&self) -> Result<Option<String>, NodeError> {
         let cell = &self.inner.cluster_id;
         let _once = cell.adopting.lock().await;
-        if self.cluster_id().is_some() || !self.log_store().holds_no_raft_state().map_err(storage)?
+        if self.cluster_id().is_some()
+            || !self.log_store().holds_no_raft_state().map_err(storage)?
         {
             return Ok(None);
         }

@@ -23,9 +23,11 @@ impl LogStore {
     /// Stores `id` as the cluster id unless one is stored already, and flushes; returns the
     /// id stored afterwards (`id`, or the one that was there first).
     pub async fn adopt_cluster_id(&self, id: &str) -> Result<String, sled::Error> {
-        let swapped =
-            self.meta_tree()
-                .compare_and_swap(CLUSTER_ID_KEY, None::<&[u8]>, Some(id.as_bytes()))?;
+        let swapped = self.meta_tree().compare_and_swap(
+            CLUSTER_ID_KEY,
+            None::<&[u8]>,
+            Some(id.as_bytes()),
+        )?;
         let stored = match swapped {
             Ok(()) => id.to_string(),
             Err(e) => e

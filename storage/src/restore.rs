@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use licd_raft::codec::{CodecError, encode};
 use licd_raft::RaftNodeId;
+use licd_raft::codec::{CodecError, encode};
 use openraft::{BasicNode, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 
 use crate::cluster_id::CLUSTER_ID_KEY;
@@ -84,7 +84,9 @@ pub enum RestoreError {
 /// matches its metadata, and the members include the node. Returns what it would restore.
 pub fn check(plan: &RestorePlan<'_>) -> Result<(AppliedState, Restored), RestoreError> {
     if plan.members.is_empty() {
-        return Err(RestoreError::Members("the new cluster needs members".into()));
+        return Err(RestoreError::Members(
+            "the new cluster needs members".into(),
+        ));
     }
     if !plan.members.contains_key(&plan.node_id) {
         return Err(RestoreError::Members(format!(
@@ -156,17 +158,15 @@ pub fn restore(path: &Path, plan: &RestorePlan<'_>) -> Result<Restored, RestoreE
         source,
     };
     {
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(sled_error)?;
+        let db = sled::Config::new().path(path).open().map_err(sled_error)?;
         crate::format::check_database(&db).map_err(|e| RestoreError::Verify(e.to_string()))?;
         let meta = db.open_tree("meta").map_err(sled_error)?;
         let snapshots = db.open_tree("snapshot").map_err(sled_error)?;
         snapshots
             .insert(CURRENT, encode(&stored)?)
             .map_err(sled_error)?;
-        meta.insert(LAST_PURGED, encode(&last)?).map_err(sled_error)?;
+        meta.insert(LAST_PURGED, encode(&last)?)
+            .map_err(sled_error)?;
         meta.insert(VOTE, encode(&vote)?).map_err(sled_error)?;
         meta.insert(CLUSTER_ID_KEY, plan.cluster_id.as_bytes())
             .map_err(sled_error)?;
