@@ -5,6 +5,8 @@
 //!
 //! - [`auth`]: roles, the route table, hashed bearer tokens;
 //! - [`config`]: node configuration and secrets;
+//! - [`cluster_id`]: the id that keeps the nodes of two clusters apart on `/raft`;
+//! - [`backup`]: the backup file of `GET /admin/snapshot` and `licd snapshot`;
 //! - [`node`]: a running node: Raft, storage, the read batcher, the leader's leases and
 //!   the cluster calendar;
 //! - [`http`]: the license API, the admin API, the Raft transport and the probes;
@@ -33,9 +35,11 @@ compile_error!(
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod cluster_id;
 pub mod config;
 pub mod http;
 pub mod lease_token;

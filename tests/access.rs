@@ -35,6 +35,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("DELETE", "/admin/licenses/{id}", "admin"),
     ("DELETE", "/admin/nodes/{node}/allocation", "admin"),
     ("POST", "/admin/snapshot", "admin"),
+    ("GET", "/admin/snapshot", "admin"),
     ("GET", "/metrics", "operator"),
     ("POST", "/raft/append", "cluster"),
     ("POST", "/raft/vote", "cluster"),
@@ -172,21 +173,39 @@ async fn every_route_answers_each_credential_as_its_role_allows() {
                     "{what}"
                 );
             }
-            // The Raft transport: the cluster secret, not a token.
+            // The Raft transport: the cluster secret, not a token, and the cluster's id.
             if route.need == Need::ClusterSecret {
-                for (secret, wanted) in [
-                    ("wrong-cluster-secret-0123456789", StatusCode::FORBIDDEN),
-                    (CLUSTER_SECRET, StatusCode::BAD_REQUEST),
+                let own = cluster
+                    .node(target)
+                    .cluster_id()
+                    .expect("an initialized node has a cluster id");
+                let other = licd::cluster_id::ClusterId::generate().to_string();
+                for (secret, id, wanted) in [
+                    (
+                        "wrong-cluster-secret-0123456789",
+                        Some(&*own),
+                        StatusCode::FORBIDDEN,
+                    ),
+                    (CLUSTER_SECRET, Some(&*own), StatusCode::BAD_REQUEST),
+                    (CLUSTER_SECRET, Some(other.as_str()), StatusCode::CONFLICT),
+                    (CLUSTER_SECRET, None, StatusCode::CONFLICT),
                 ] {
-                    let status = http
+                    let mut request = http
                         .post(format!("http://{addr}{path}"))
-                        .header(licd::api::CLUSTER_SECRET_HEADER, secret)
-                        .body("not bincode")
-                        .send()
-                        .await
-                        .unwrap()
-                        .status();
-                    assert_eq!(status, wanted, "{path} with secret {secret}");
+                        .header(licd::api::CLUSTER_SECRET_HEADER, secret);
+                    if let Some(id) = id {
+                        request = request.header(licd::api::CLUSTER_ID_HEADER, id);
+                    }
+                    let response = request.body("not bincode").send().await.unwrap();
+                    let status = response.status();
+                    let body: serde_json::Value = response.json().await.unwrap_or_default();
+                    assert_eq!(
+                        status, wanted,
+                        "{path} with secret {secret}, cluster id {id:?}: {body}"
+                    );
+                    if wanted == StatusCode::CONFLICT {
+                        assert_eq!(body["code"], "CLUSTER_MISMATCH", "{path}: {body}");
+                    }
                 }
             }
         }

@@ -256,13 +256,37 @@ async fn admin_and_raft_routes_need_their_credentials() {
         })
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let own = cluster.node(1).cluster_id().expect("a cluster id");
     let (status, error) = probe
         .error(Method::POST, "/raft/vote", |r| {
             r.header(CLUSTER_SECRET_HEADER, CLUSTER_SECRET)
+                .header(licd::api::CLUSTER_ID_HEADER, &*own)
                 .body(vec![0xffu8; 7])
         })
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error:?}");
+    // Another cluster's node, or one that names no cluster: refused before the body is read.
+    for id in [
+        Some("0123456789abcdef0123456789abcdef"),
+        None,
+        Some("not-an-id"),
+    ] {
+        let (status, error) = probe
+            .error(Method::POST, "/raft/vote", |r| {
+                let r = r.header(CLUSTER_SECRET_HEADER, CLUSTER_SECRET);
+                match id {
+                    Some(id) => r.header(licd::api::CLUSTER_ID_HEADER, id),
+                    None => r,
+                }
+                .body(vec![0xffu8; 7])
+            })
+            .await;
+        assert_eq!(
+            (status, error.code.as_str()),
+            (StatusCode::CONFLICT, "CLUSTER_MISMATCH"),
+            "{id:?}: {error:?}"
+        );
+    }
 
     // License files: malformed, untrusted, and a second init.
     let admin = |r: reqwest::RequestBuilder| r.bearer_auth(ADMIN_TOKEN);

@@ -83,6 +83,8 @@ pub enum ErrorCode {
     MemberNotFound,
     /// Another membership change has not completed yet.
     MembershipChangeInProgress,
+    /// A Raft message from a node of another cluster (another cluster id).
+    ClusterMismatch,
 
     // Availability: 503 answers, which the client library retries.
     /// The node asked does not lead (it names the leader when it knows one).
@@ -154,6 +156,7 @@ impl ErrorCode {
             ErrorCode::AlreadyInitialized => "ALREADY_INITIALIZED",
             ErrorCode::MemberNotFound => "MEMBER_NOT_FOUND",
             ErrorCode::MembershipChangeInProgress => "MEMBERSHIP_CHANGE_IN_PROGRESS",
+            ErrorCode::ClusterMismatch => "CLUSTER_MISMATCH",
             ErrorCode::NotLeader => "NOT_LEADER",
             ErrorCode::NoLeader => "NO_LEADER",
             ErrorCode::NoQuorum => "NO_QUORUM",
@@ -292,6 +295,7 @@ mod tests {
         for code in [
             ErrorCode::BadRequest,
             ErrorCode::MembershipChangeInProgress,
+            ErrorCode::ClusterMismatch,
             ErrorCode::LeaderUnreachable,
             ErrorCode::RateLimited,
             ErrorCode::Overloaded,

@@ -31,9 +31,10 @@ pub const NODE_ID_HEADER: &str = "x-licd-node-id";
 /// Request header a follower sets when it forwards a request to the leader; a node that is
 /// not the leader answers a forwarded request with 503 instead of forwarding it again.
 pub const FORWARDED_HEADER: &str = "x-licd-forwarded";
+/// The headers of `/raft` routes, defined with the Raft transport that sends them.
+pub use crate::cluster_id::CLUSTER_ID_HEADER;
 /// The header of a lease token, and the token itself.
 pub use crate::lease_token::{LEASE_TOKEN_HEADER, LeaseToken};
-/// The headers of `/raft` routes, defined with the Raft transport that sends them.
 pub use crate::node::network::{CLOCK_HEADER, CLUSTER_SECRET_HEADER};
 
 #[cfg(test)]

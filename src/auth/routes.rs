@@ -50,6 +50,8 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", "/admin/licenses/{id}", ADMIN),
     route("DELETE", "/admin/nodes/{node}/allocation", ADMIN),
     route("POST", "/admin/snapshot", ADMIN),
+    // A backup: the whole state, every license and allocation in it.
+    route("GET", "/admin/snapshot", ADMIN),
     // Metrics name the servers' counts and the cluster's state: operators.
     route("GET", "/metrics", OPERATOR),
     // The Raft transport: other nodes, with the cluster secret.

@@ -113,7 +113,7 @@ pub struct StatusArgs {
     pub client: ClientOpts,
 }
 
-fn parse_member(s: &str) -> Result<(RaftNodeId, String), String> {
+pub(crate) fn parse_member(s: &str) -> Result<(RaftNodeId, String), String> {
     let (id, addr) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not ID=HOST:PORT"))?;

@@ -14,6 +14,7 @@ pub mod license;
 pub mod notify;
 pub mod output;
 pub mod serve;
+pub mod snapshot;
 pub mod token;
 
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Initialize the cluster, change its membership, show its status.
     Cluster(cluster::ClusterArgs),
+    /// Backups: save a consistent snapshot of the cluster, restore one as a new cluster.
+    Snapshot(snapshot::SnapshotArgs),
     /// Vendor keys, license files, and the licenses installed in the cluster.
     License(license::LicenseArgs),
     /// Allocate cores for an application server (this machine by default).
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
             Command::Dev(args) => dev::run(args, out).await,
             Command::Bench(args) => bench::run(args, out).await,
             Command::Cluster(args) => cluster::run(args, out).await,
+            Command::Snapshot(args) => snapshot::run(args, out).await,
             Command::License(args) => license::run(args, out).await,
             Command::Allocate(args) => alloc::allocate(args, out).await,
             Command::Heartbeat(args) => alloc::heartbeat(args, out).await,

@@ -346,6 +346,17 @@ impl Client {
         call: Call<'_>,
         pinned: Option<&str>,
     ) -> Result<T, ClientError> {
+        let (endpoint, status, bytes) = self.send_raw(call, pinned).await?;
+        decode(&endpoint, status, &bytes)
+    }
+
+    /// Like [`Client::send_with`], returning the answer's status and bytes undecoded (and the
+    /// endpoint that answered).
+    async fn send_raw(
+        &self,
+        call: Call<'_>,
+        pinned: Option<&str>,
+    ) -> Result<(String, StatusCode, Vec<u8>), ClientError> {
         let started = Instant::now();
         let mut attempt: u32 = 0;
         let mut backoff = self.policy.initial_backoff;
@@ -367,7 +378,7 @@ impl Client {
                     if leader_hint.is_some() {
                         self.set_leader(leader_hint);
                     }
-                    return decode(&endpoint, status, &bytes);
+                    return Ok((endpoint, status, bytes));
                 }
                 Tried::Unavailable {
                     message,
@@ -588,6 +599,25 @@ impl Client {
     ) -> Result<ReleaseBody, ClientError> {
         let call = Call::new(Method::DELETE, format!("/admin/nodes/{node}/allocation"));
         self.send(call.id(request_id)).await
+    }
+
+    /// Downloads a backup file (`GET /admin/snapshot`): a consistent snapshot of the
+    /// cluster, taken by the leader, holding every write acknowledged before the call. The
+    /// bytes are returned as the leader sent them; [`crate::backup::Backup::from_file`]
+    /// checks and reads them.
+    pub async fn download_snapshot(&self) -> Result<Vec<u8>, ClientError> {
+        let (endpoint, status, bytes) = self
+            .send_raw(Call::get("/admin/snapshot").long(), None)
+            .await?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        Err(decode::<serde_json::Value>(&endpoint, status, &bytes)
+            .err()
+            .unwrap_or_else(|| ClientError::Protocol {
+                endpoint,
+                message: format!("a {status} answer decoded as success"),
+            }))
     }
 
     /// Asks the leader to build a snapshot now.

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, StringRejection};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use licd_raft::{Outcome, RaftNodeId};
@@ -46,7 +46,7 @@ where
         .route("/licenses", post(install_license))
         .route("/licenses/{id}", delete(remove_license))
         .route("/nodes/{node}/allocation", delete(force_release))
-        .route("/snapshot", post(snapshot))
+        .route("/snapshot", post(snapshot).get(download_snapshot))
         .route_layer(to_leader);
     Router::new()
         .route("/init", post(init))
@@ -209,4 +209,23 @@ async fn force_release(
 async fn snapshot(State(app): State<AppState>) -> Result<Response, ApiError> {
     let snapshot_index = app.node.snapshot().await?;
     Ok(axum::Json(SnapshotBody { snapshot_index }).into_response())
+}
+
+/// The backup file of a consistent snapshot (`crate::backup`), built by the leader.
+async fn download_snapshot(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let backup = app.node.backup().await?;
+    let index = backup.last_log_id().map_or(0, |l| l.index);
+    let bytes = backup
+        .to_file()
+        .map_err(|e| ApiError::internal("encoding the backup file", e))?;
+    let disposition = format!("attachment; filename=\"licd-snapshot-{index}.licdsnap\"");
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
 }

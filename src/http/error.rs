@@ -66,6 +66,8 @@ pub enum ApiError {
     MemberNotFound(String),
     /// 409: another membership change has not completed.
     MembershipChangeInProgress(String),
+    /// 409: a Raft message from a node of another cluster.
+    ClusterMismatch(String),
     /// 503: this node does not lead; the leader it knows, if any.
     NotLeader(Option<(RaftNodeId, String)>),
     /// 503: a forwarded request reached a node that does not lead.
@@ -208,6 +210,7 @@ impl ApiError {
             ApiError::MembershipChangeInProgress(m) => {
                 plain(StatusCode::CONFLICT, C::MembershipChangeInProgress, m)
             }
+            ApiError::ClusterMismatch(m) => plain(StatusCode::CONFLICT, C::ClusterMismatch, m),
             ApiError::NotLeader(Some((id, addr))) => unavailable(
                 C::NotLeader,
                 format!("this node is not the leader; node {id} at {addr} is"),
@@ -242,6 +245,9 @@ impl ApiError {
                     Deadline::Membership => {
                         "the membership change did not complete within 60 s (a learner may \
                          still be catching up); see `licd cluster status`"
+                    }
+                    Deadline::Snapshot => {
+                        "the snapshot was not built in time; retry (see the leader's log)"
                     }
                 }
                 .into(),
@@ -317,6 +323,8 @@ impl From<NodeError> for ApiError {
             NodeError::AlreadyInitialized(m) => ApiError::AlreadyInitialized(m),
             NodeError::MemberNotFound(m) => ApiError::MemberNotFound(m),
             NodeError::MembershipChangeInProgress(m) => ApiError::MembershipChangeInProgress(m),
+            NodeError::ClusterMismatch(m) => ApiError::ClusterMismatch(m),
+            NodeError::Storage(m) => ApiError::internal("using the node's storage", m),
         }
     }
 }

@@ -20,6 +20,8 @@ pub enum Deadline {
     Read,
     /// A membership change (a learner may still be catching up).
     Membership,
+    /// Building the snapshot of a backup.
+    Snapshot,
 }
 
 /// Why a node operation failed.
@@ -58,6 +60,12 @@ pub enum NodeError {
     /// Another membership change has not completed.
     #[error("{0}")]
     MembershipChangeInProgress(String),
+    /// A Raft message from a node of another cluster (see `node::identity`).
+    #[error("{0}")]
+    ClusterMismatch(String),
+    /// The node's own storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 impl NodeError {

@@ -77,7 +77,14 @@ impl Node {
                 self.id()
             )));
         }
-        self.raft().initialize(members).await?;
+        // A fresh node gets the new cluster's id before its first vote request goes out.
+        let claimed = self.claim_cluster_id().await?;
+        if let Err(e) = self.raft().initialize(members).await {
+            if let Some(id) = claimed {
+                self.release_cluster_id(&id).await;
+            }
+            return Err(e.into());
+        }
         // The metrics show the new membership shortly after initialize returns.
         let mut watch = self.metrics_watch();
         let _ = tokio::time::timeout(

@@ -19,8 +19,10 @@
 //! Failures are [`NodeError`]s, which say what the caller can do (retry elsewhere, later,
 //! or fix the input); the HTTP layer maps them to answers in one place.
 
+mod backup;
 pub mod calendar;
 mod error;
+pub mod identity;
 mod leases;
 pub mod lessor;
 pub mod membership;
@@ -118,6 +120,8 @@ struct Inner {
     meter: meter::Meter,
     /// How the node reaches its peers: plain HTTP, or HTTPS with its certificate.
     outgoing: crate::tls::Outgoing,
+    /// The cluster this node's data belongs to, shared with the network.
+    cluster_id: Arc<identity::ClusterIdCell>,
 }
 
 impl Node {
@@ -150,6 +154,11 @@ impl Node {
         );
         let (log_store, sm): (LogStore, StateMachineStore) = licd_storage::open(&config.data_dir)?;
         let state = sm.state();
+        let cluster_id = Arc::new(identity::ClusterIdCell::new(
+            log_store
+                .cluster_id()
+                .map_err(|e| StartError::Storage(licd_storage::OpenError::Tree(e)))?,
+        ));
         let contacts = Arc::new(network::Contacts::default());
         let outgoing = crate::tls::Outgoing::for_node(config.tls.as_ref())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -158,7 +167,8 @@ impl Node {
             config.raft_bind_ip,
             contacts.clone(),
         )
-        .with_outgoing(outgoing.clone());
+        .with_outgoing(outgoing.clone())
+        .with_cluster_id(cluster_id.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log_store.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -193,6 +203,7 @@ impl Node {
             clock_skew_bound: Duration::from_millis(t.clock_skew_bound_ms),
             meter: meter::Meter::default(),
             outgoing,
+            cluster_id,
         });
         // Spawned once the node exists: a task that started while it was being built would
         // find no node behind its weak handle and end at once.

@@ -9,6 +9,9 @@
 //! maps to [`Unreachable`], which makes openraft back off from the peer instead of retrying it
 //! in a hot loop; any other transport failure maps to [`NetworkError`].
 //!
+//! Every request carries the sender's cluster id ([`crate::cluster_id::CLUSTER_ID_HEADER`])
+//! once it has one; the receiver refuses another cluster's ([`super::identity`]).
+//!
 //! Every answer carries the peer's wall-clock time ([`CLOCK_HEADER`]); the sender records the
 //! peer's offset from its own clock for the cluster calendar ([`super::calendar`]).
 
@@ -111,6 +114,7 @@ pub struct Network {
     contacts: Arc<Contacts>,
     outgoing: crate::tls::Outgoing,
     pools: Arc<Mutex<BTreeMap<RaftNodeId, (String, reqwest::Client)>>>,
+    cluster_id: Arc<super::identity::ClusterIdCell>,
 }
 
 impl Network {
@@ -123,7 +127,14 @@ impl Network {
             contacts,
             outgoing: crate::tls::Outgoing::plain(),
             pools: Arc::default(),
+            cluster_id: Arc::default(),
         }
+    }
+
+    /// Names the node's cluster id, as `cell` holds it at each call, on every request.
+    pub fn with_cluster_id(mut self, cell: Arc<super::identity::ClusterIdCell>) -> Self {
+        self.cluster_id = cell;
+        self
     }
 
     /// Calls peers with `outgoing`'s scheme and TLS configuration (HTTPS with the node's
@@ -141,6 +152,7 @@ pub struct PeerClient {
     http: reqwest::Client,
     cluster_secret: Arc<str>,
     contacts: Arc<Contacts>,
+    cluster_id: Arc<super::identity::ClusterIdCell>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -164,6 +176,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             http,
             cluster_secret: self.cluster_secret.clone(),
             contacts: self.contacts.clone(),
+            cluster_id: self.cluster_id.clone(),
         }
     }
 }
@@ -203,11 +216,15 @@ impl PeerClient {
     {
         let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let (sent_ms, sent) = (super::now().0, Instant::now());
-        let response = self
+        let mut request = self
             .http
             .post(format!("{}{path}", self.base))
             .header(CLUSTER_SECRET_HEADER, &*self.cluster_secret)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+        if let Some(id) = self.cluster_id.get() {
+            request = request.header(crate::cluster_id::CLUSTER_ID_HEADER, &*id);
+        }
+        let response = request
             .timeout(timeout)
             .body(body)
             .send()

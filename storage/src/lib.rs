@@ -6,11 +6,15 @@
 //! |------------|------------------------------|--------------------------------------------|
 //! | `log`      | log index, big-endian `u64`  | the entry, [`licd_raft::codec`]-encoded    |
 //! | `meta`     | `format`, `vote`, `committed`, `last_purged` | the value, codec-encoded   |
+//! | `meta`     | `cluster_id`                 | the node's cluster id, UTF-8 (absent before one) |
 //! | `snapshot` | `current`                    | the latest snapshot: its meta and its data |
 //!
 //! **Format.** The database and every snapshot carry the stored format version
 //! ([`format::FORMAT_VERSION`]); a licd refuses another version with a message naming it,
 //! except version 2, which [`upgrade`] rewrites in the current format when it is opened.
+//!
+//! **Restore.** [`restore`] writes a fresh database from a backed-up snapshot, as the first
+//! state of a new cluster with a new cluster id.
 //!
 //! Big-endian keys make sled's byte order the log's index order, so ranges and "the last entry"
 //! are plain tree ranges.
@@ -36,9 +40,11 @@
 // return it too rather than box it at every call.
 #![allow(clippy::result_large_err)]
 
+mod cluster_id;
 mod error;
 pub mod format;
 mod log_store;
+pub mod restore;
 mod state_machine;
 pub mod upgrade;
 

@@ -14,9 +14,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{StorageResult, io_error};
 
-const VOTE: &[u8] = b"vote";
+pub(crate) const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
-const LAST_PURGED: &[u8] = b"last_purged";
+pub(crate) const LAST_PURGED: &[u8] = b"last_purged";
 
 /// The Raft log of one node. Cheap to clone: clones share the same sled trees.
 #[derive(Clone)]
@@ -39,6 +39,18 @@ impl LogStore {
     /// flush promises).
     pub async fn flush(&self) -> Result<(), sled::Error> {
         self.db.flush_async().await.map(|_| ())
+    }
+
+    pub(crate) fn meta_tree(&self) -> &sled::Tree {
+        &self.meta
+    }
+
+    pub(crate) fn log_tree(&self) -> &sled::Tree {
+        &self.log
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
     }
 
     fn read_meta<T: DeserializeOwned>(

@@ -111,7 +111,7 @@ impl StateMachineStore {
 
 /// The snapshot id of a state: its last log id. Applying is deterministic, so two snapshots
 /// with the same last log id hold the same state, and the id need not be more unique.
-fn snapshot_id(last: &Option<LogId<RaftNodeId>>) -> String {
+pub(crate) fn snapshot_id(last: &Option<LogId<RaftNodeId>>) -> String {
     match last {
         Some(id) => format!(
             "{}-{}-{}",

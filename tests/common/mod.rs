@@ -244,6 +244,32 @@ impl Cluster {
         addr
     }
 
+    /// A cluster with no node yet, trusting `vendor`'s licenses (for nodes whose data
+    /// directories are written before they start, such as restored ones).
+    pub fn unstarted(vendor: SigningKey) -> Cluster {
+        Cluster {
+            dir: TempDir::new().expect("temp dir"),
+            addrs: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            running: BTreeMap::new(),
+            vendor,
+            authority: None,
+            mutual_tls: false,
+            client_identity: None,
+        }
+    }
+
+    /// Configures node `id` on `at` (a free loopback port when `None`) without starting it;
+    /// its data directory is `configs[&id].data_dir`. Start it with [`Cluster::restart`].
+    pub async fn prepare_node(&mut self, id: u64, at: Option<SocketAddr>) -> SocketAddr {
+        let addr = match at {
+            Some(addr) => addr,
+            None => bind().await.local_addr().unwrap(),
+        };
+        self.add_config(id, addr, &|_| {});
+        addr
+    }
+
     /// Stops a node: its HTTP server and its Raft. Its directory stays.
     pub async fn stop(&mut self, id: u64) {
         let running = self.running.remove(&id).expect("node is running");
