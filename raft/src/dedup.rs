@@ -11,8 +11,7 @@
 //! recognised as long as fewer than [`DEDUP_MIN_KEPT`] newer requests were applied, whatever
 //! the clocks do. licd's client library stops retrying after 15 seconds.
 
-use std::collections::{BTreeMap, VecDeque};
-
+use imbl::{OrdMap, Vector};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Response};
@@ -38,12 +37,16 @@ pub struct Applied {
 }
 
 /// Applied request ids, oldest first.
+///
+/// Both collections are persistent (copy-on-write): cloning the table is O(1), so a snapshot
+/// copies it under the state lock and encodes the copy without holding up apply. They
+/// serialize exactly as a `BTreeMap` and a `VecDeque` do, so the stored format is unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DedupTable {
-    pub(crate) by_id: BTreeMap<RequestId, Applied>,
+    pub(crate) by_id: OrdMap<RequestId, Applied>,
     /// Request ids in the order they were applied; cluster time never goes back, so this is
     /// also the order of their `at` times.
-    pub(crate) order: VecDeque<RequestId>,
+    pub(crate) order: Vector<RequestId>,
 }
 
 impl DedupTable {

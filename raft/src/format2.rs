@@ -298,14 +298,14 @@ impl From<LicenseState2> for LicenseState {
             .collect();
         LicenseState::restored(
             s.clock,
-            s.licenses,
+            s.licenses.into_iter().collect(),
             s.allocations
                 .into_iter()
-                .map(|(node, a)| (node, a.into()))
+                .map(|(node, a)| (node, Allocation::from(a)))
                 .collect(),
             DedupTable {
                 by_id,
-                order: s.dedup.order,
+                order: s.dedup.order.into_iter().collect(),
             },
             s.next_grant,
             s.allocation_changes,

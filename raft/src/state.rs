@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
@@ -40,11 +41,16 @@ use crate::types::{LicenseId, MacAddr, NodeName, Timestamp, TokenHash};
 /// counted total, so that a check or an allocation does not sum every allocation, and the
 /// number of allocations per MAC, so that an allocation does not walk them all. They are not
 /// part of snapshots: deserializing rebuilds them.
+///
+/// The tables that grow with the number of servers and requests are persistent maps
+/// (`imbl::OrdMap`): a clone shares their nodes and costs O(1), and the next change copies
+/// only the path it touches. A snapshot therefore copies the state under the lock and
+/// encodes the copy with the lock released. They serialize as `BTreeMap`s do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LicenseState {
     pub(crate) clock: Timestamp,
-    pub(crate) licenses: BTreeMap<LicenseId, License>,
-    pub(crate) allocations: BTreeMap<NodeName, Allocation>,
+    pub(crate) licenses: OrdMap<LicenseId, License>,
+    pub(crate) allocations: OrdMap<NodeName, Allocation>,
     pub(crate) dedup: DedupTable,
     /// The number the next grant gets.
     pub(crate) next_grant: u64,
@@ -55,7 +61,7 @@ pub struct LicenseState {
     counted: BTreeMap<LicenseId, u64>,
     /// Derived: how many allocations use each MAC address (absent: none). One at most, but
     /// for allocations stored before lease tokens, which could share one.
-    macs: BTreeMap<MacAddr, usize>,
+    macs: OrdMap<MacAddr, usize>,
 }
 
 impl LicenseState {
@@ -70,12 +76,12 @@ impl LicenseState {
     }
 
     /// The installed licenses by id.
-    pub fn licenses(&self) -> &BTreeMap<LicenseId, License> {
+    pub fn licenses(&self) -> &OrdMap<LicenseId, License> {
         &self.licenses
     }
 
     /// The current allocations by server.
-    pub fn allocations(&self) -> &BTreeMap<NodeName, Allocation> {
+    pub fn allocations(&self) -> &OrdMap<NodeName, Allocation> {
         &self.allocations
     }
 
@@ -433,8 +439,8 @@ impl LicenseState {
 #[derive(Serialize)]
 struct StateRef<'a> {
     clock: &'a Timestamp,
-    licenses: &'a BTreeMap<LicenseId, License>,
-    allocations: &'a BTreeMap<NodeName, Allocation>,
+    licenses: &'a OrdMap<LicenseId, License>,
+    allocations: &'a OrdMap<NodeName, Allocation>,
     dedup: &'a DedupTable,
     next_grant: u64,
     allocation_changes: u64,
@@ -444,8 +450,8 @@ struct StateRef<'a> {
 #[derive(Deserialize)]
 struct StateOwned {
     clock: Timestamp,
-    licenses: BTreeMap<LicenseId, License>,
-    allocations: BTreeMap<NodeName, Allocation>,
+    licenses: OrdMap<LicenseId, License>,
+    allocations: OrdMap<NodeName, Allocation>,
     dedup: DedupTable,
     next_grant: u64,
     allocation_changes: u64,
@@ -483,8 +489,8 @@ impl LicenseState {
     /// A state from its stored parts, with its derived index rebuilt.
     pub(crate) fn restored(
         clock: Timestamp,
-        licenses: BTreeMap<LicenseId, License>,
-        allocations: BTreeMap<NodeName, Allocation>,
+        licenses: OrdMap<LicenseId, License>,
+        allocations: OrdMap<NodeName, Allocation>,
         dedup: DedupTable,
         next_grant: u64,
         allocation_changes: u64,
@@ -497,7 +503,7 @@ impl LicenseState {
             next_grant,
             allocation_changes,
             counted: BTreeMap::new(),
-            macs: BTreeMap::new(),
+            macs: OrdMap::new(),
         };
         state.rebuild_indexes();
         state

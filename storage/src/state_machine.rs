@@ -123,17 +123,20 @@ pub(crate) fn snapshot_id(last: &Option<LogId<RaftNodeId>>) -> String {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let (meta, data) = {
-            let state = self.read();
-            let data = encode_versioned(&*state)
-                .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-            let meta = SnapshotMeta {
-                last_log_id: state.last_applied,
-                last_membership: state.last_membership.clone(),
-                snapshot_id: snapshot_id(&state.last_applied),
-            };
-            (meta, data)
+        // A copy of the state, taken under the lock: O(1), because the tables that grow are
+        // persistent maps that share their nodes with the live state. The encoding, which
+        // walks every table (the exactly-once table holds up to 100,000 requests), runs with
+        // the lock released, on a blocking thread, so apply and reads go on meanwhile.
+        let state = self.read().clone();
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.last_membership.clone(),
+            snapshot_id: snapshot_id(&state.last_applied),
         };
+        let data = tokio::task::spawn_blocking(move || encode_versioned(&state))
+            .await
+            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?
+            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
         let stored = StoredSnapshot { meta, data };
         self.store_snapshot(&stored).await?;
         tracing::info!(snapshot = %stored.meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
