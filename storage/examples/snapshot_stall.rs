@@ -83,6 +83,7 @@ async fn main() {
         features: BTreeSet::new(),
         serial: 1,
     };
+    let filling = Instant::now();
     let mut index = 1;
     let mut batch = vec![entry(index, Command::InstallLicense(license))];
     while index < requests {
@@ -93,14 +94,17 @@ async fn main() {
         }
     }
     sm.apply(batch).await.expect("apply");
+    let filled = filling.elapsed();
     {
         let state = sm.state();
         let state = state.read().unwrap();
         println!(
-            "state: {} allocations, {} remembered request ids, applied up to {}",
+            "state: {} allocations, {} remembered request ids, applied up to {} in {:.0} ms ({:.1} us per entry)",
             state.licenses.allocations().len(),
             state.licenses.remembered_requests(),
-            index
+            index,
+            ms(filled),
+            ms(filled) * 1_000.0 / index as f64
         );
     }
 
