@@ -144,6 +144,24 @@ mod tests {
     }
 
     #[test]
+    fn the_table_encodes_as_a_btreemap_and_a_vecdeque_do() {
+        let mut table = DedupTable::default();
+        for n in [3, 1, 2] {
+            table.insert(id(n), applied(n as u64));
+        }
+        let by_id: std::collections::BTreeMap<_, _> = table
+            .by_id
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let order: std::collections::VecDeque<_> = table.order.iter().cloned().collect();
+        assert_eq!(
+            crate::codec::encode(&table).unwrap(),
+            crate::codec::encode(&(by_id, order)).unwrap()
+        );
+    }
+
+    #[test]
     fn a_clock_jump_keeps_the_most_recent_ids() {
         let mut table = DedupTable::default();
         for n in 0..5 {
