@@ -62,15 +62,14 @@ impl clap::Args for ServeArgs {
 
 /// The flag of one configuration key.
 fn key_arg(key: &'static Key) -> Arg {
-    let arg = Arg::new(key.path)
-        .long(key.flag)
-        .env(key.env)
-        .help(format!("{} [{}]", capitalize(key.help), key.path));
+    let arg = Arg::new(key.path).long(key.flag).env(key.env).help(format!(
+        "{} [{}]",
+        capitalize(key.help),
+        key.path
+    ));
     match key.kind {
         Kind::Text => arg.value_name("VALUE"),
-        Kind::Number => arg
-            .value_name("N")
-            .value_parser(clap::value_parser!(u64)),
+        Kind::Number => arg.value_name("N").value_parser(clap::value_parser!(u64)),
         Kind::Duration => arg
             .value_name("DURATION")
             .value_parser(duration::parse_millis),
@@ -120,11 +119,9 @@ impl clap::FromArgMatches for ServeArgs {
                         .map(|s| Value::from(s.to_string()))
                         .collect::<Vec<_>>(),
                 ),
-                Kind::Text | Kind::Tokens => Value::from(
-                    m.get_one::<String>(key.path)
-                        .cloned()
-                        .unwrap_or_default(),
-                ),
+                Kind::Text | Kind::Tokens => {
+                    Value::from(m.get_one::<String>(key.path).cloned().unwrap_or_default())
+                }
             };
             layer.push((key, value));
         }
@@ -163,7 +160,8 @@ pub fn known_variables() -> BTreeSet<String> {
 }
 
 /// Looks at the `LICD_*` variables of the environment. A name that is none of licd's but
-/// within two letters of one is taken for a misspelling and refused (`Err` names the
+/// within two letters of one, or one of them without its last part (`LICD_TICK` for
+/// `LICD_TICK_MS`), is taken for a misspelling and refused (`Err` names the
 /// variable it resembles); other unknown names are returned, to be logged, since variables
 /// of other programs share the prefix (Kubernetes sets `LICD_SERVICE_HOST`, `LICD_PORT`...
 /// for a service named licd).
@@ -176,7 +174,10 @@ pub fn check_variables(
         if !name.starts_with("LICD_") || known.contains(&name) {
             continue;
         }
-        if let Some(close) = known.iter().find(|k| edit_distance(k, &name) <= 2) {
+        let close = known
+            .iter()
+            .find(|k| edit_distance(k, &name) <= 2 || k.starts_with(&format!("{name}_")));
+        if let Some(close) = close {
             anyhow::bail!(
                 "unknown environment variable {name}: did you mean {close}? (`licd serve --help` \
                  lists the variables of every configuration key)"
@@ -293,5 +294,90 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_variables, known_variables};
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn misspelt_variables_are_refused_and_foreign_ones_returned() {
+        let known = known_variables();
+        // The client's variables and the directly read secrets are licd's own.
+        let ours = names(&[
+            "LICD_ENDPOINTS",
+            "LICD_ADMIN_TOKEN",
+            "LICD_CLUSTER_SECRET",
+            "LICD_CA_FILE",
+            "LICD_LEASE_TOKEN",
+            "LICD_TOKEN",
+            "LICD_LOG",
+            "LICD_LOG_FORMAT",
+            "LICD_CONFIG",
+            "LICD_HEARTBEAT_MS",
+            "PATH",
+        ]);
+        assert_eq!(check_variables(ours, &known).unwrap(), Vec::<String>::new());
+        let foreign = names(&[
+            "LICD_SERVICE_HOST",
+            "LICD_PORT_7101_TCP",
+            "LICD_REQUIRE_BROWSER",
+        ]);
+        assert_eq!(check_variables(foreign.clone(), &known).unwrap(), foreign);
+        for (typo, meant) in [
+            ("LICD_HEARTBEAT_M", "LICD_HEARTBEAT_MS"),
+            ("LICD_NODEID", "LICD_NODE_ID"),
+            ("LICD_TRUSTED_KEY", "LICD_TRUSTED_KEYS"),
+            ("LICD_ELECTION_TIMEOUT_MAX", "LICD_ELECTION_TIMEOUT_MAX_MS"),
+        ] {
+            let err = check_variables(names(&[typo]), &known)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(typo) && err.contains(meant), "{typo}: {err}");
+        }
+    }
+
+    /// Every `"LICD_..."` literal in the sources names a variable licd knows, so one read
+    /// with `std::env::var` outside clap cannot be taken for a foreign variable.
+    #[test]
+    fn every_variable_the_sources_name_is_known() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let known = known_variables();
+        let mut files = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut seen = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            // This file's test names misspellings on purpose.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (i, _) in text.match_indices("\"LICD_") {
+                let name: String = text[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if name.len() > "LICD_".len() {
+                    seen += 1;
+                    assert!(known.contains(&name), "{} names {name}", file.display());
+                }
+            }
+        }
+        assert!(seen > 5, "found only {seen} variables");
     }
 }

@@ -21,9 +21,7 @@ pub fn parse_millis(text: &str) -> Result<u64, String> {
         format!("{text:?} is not a duration ({e}); write e.g. 300ms, 30s, 5m or a number of milliseconds")
     })?;
     if duration.subsec_nanos() % 1_000_000 != 0 {
-        return Err(format!(
-            "{text:?} is not a whole number of milliseconds"
-        ));
+        return Err(format!("{text:?} is not a whole number of milliseconds"));
     }
     u64::try_from(duration.as_millis()).map_err(|_| format!("{text:?} is too long"))
 }

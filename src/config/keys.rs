@@ -129,21 +129,15 @@ pub fn by_path(path: &str) -> Option<&'static Key> {
 /// configuration with only its required keys gets (`defaults`: dotted path to the TOML
 /// rendering of the default value).
 pub fn markdown_table(defaults: &std::collections::BTreeMap<String, String>) -> String {
-    let mut out = String::from(
-        "| key | flag | variable | default | meaning |\n|---|---|---|---|---|\n",
-    );
+    let mut out =
+        String::from("| key | flag | variable | default | meaning |\n|---|---|---|---|---|\n");
     for k in KEYS {
         let default = match defaults.get(k.path) {
             Some(v) => format!("`{v}`"),
             None => k.unset.to_string(),
         };
-        let unit = if k.kind == Kind::Duration {
-            " (ms, or `30s`, `5m`, ...)"
-        } else {
-            ""
-        };
         out.push_str(&format!(
-            "| {} | `--{}` | `{}` | {default} | {}{unit} |\n",
+            "| {} | `--{}` | `{}` | {default} | {} |\n",
             k.display(),
             k.flag,
             k.env,

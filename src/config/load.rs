@@ -163,7 +163,11 @@ fn describe(e: figment::Error) -> String {
         }
         figment::error::Kind::UnknownField(field, expected) => format!(
             "unknown key `{}` in {source} (the keys here are {})",
-            if at.ends_with(field.as_str()) { at.clone() } else { join(field) },
+            if at.ends_with(field.as_str()) {
+                at.clone()
+            } else {
+                join(field)
+            },
             expected.join(", ")
         ),
         kind if at.is_empty() => format!("{source}: {kind}"),

@@ -4,8 +4,11 @@
 //! secrets come only from the environment or from files and are never logged or printed.
 
 pub mod duration;
+pub mod example;
 pub mod keys;
 pub mod load;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
