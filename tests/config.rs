@@ -135,3 +135,19 @@ fn unknown_keys_and_misspelt_variables_are_readable_errors() {
         .env("LICD_SERVICE_HOST", "10.0.0.9");
     assert_eq!(printed(&run(cmd)).node_id, 1);
 }
+
+#[test]
+fn a_switch_turned_off_by_a_variable_replaces_the_file_and_makes_no_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = "[tls]\ncert_file = \"n.pem\"\nkey_file = \"n.key\"\nca_file = \"ca.pem\"\nrequire_client_cert = true\n";
+    let serve = |extra: &str| {
+        let file = minimal_file(dir.path(), extra);
+        let mut cmd = licd();
+        cmd.args(["serve", "--print-config", "--config"])
+            .arg(&file)
+            .env("LICD_TLS_REQUIRE_CLIENT_CERT", "false");
+        printed(&run(cmd))
+    };
+    assert!(!serve(tls).tls.unwrap().require_client_cert);
+    assert!(serve("").tls.is_none());
+}
