@@ -1,254 +1,213 @@
-//! `licd serve`: run one node from a TOML file, with flag and environment overrides.
+//! `licd serve`: run one node from a TOML file, with `LICD_*` variables and flags over it
+//! (`--print-config` shows the result).
 
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use figment::value::Value;
 
-use crate::config::{NodeConfig, RaftTiming};
+use crate::config::keys::{self, KEYS, Key, Kind};
+use crate::config::load::{self, Overrides};
+use crate::config::{NodeConfig, duration};
 use crate::node::Node;
 
-/// Options of `licd serve`. Each flag overrides the configuration file, and each can also be
-/// given as the `LICD_*` environment variable shown.
-#[derive(Debug, Args)]
+/// Options of `licd serve`: the configuration file, `--print-config`, and one flag per
+/// configuration key (built from [`keys::KEYS`]), each also readable from its `LICD_*`
+/// variable. Only the flags and variables actually given override the file.
+#[derive(Debug, Default)]
 pub struct ServeArgs {
-    /// TOML configuration file (see README: Configuration).
-    #[arg(long, short, env = "LICD_CONFIG")]
+    /// TOML configuration file.
     pub config: Option<PathBuf>,
-    /// This node's Raft member id.
-    #[arg(long, env = "LICD_NODE_ID")]
-    pub node_id: Option<u64>,
-    /// Address to listen on, host:port.
-    #[arg(long, env = "LICD_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Address other nodes and clients reach this node at, host:port.
-    #[arg(long, env = "LICD_ADVERTISE")]
-    pub advertise: Option<String>,
-    /// Database directory.
-    #[arg(long, env = "LICD_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// A trusted vendor public key (base64); repeat for several.
-    #[arg(long = "trusted-key", env = "LICD_TRUSTED_KEYS", value_delimiter = ',')]
-    pub trusted_keys: Vec<String>,
-    /// Default lease duration of allocations, in milliseconds.
-    #[arg(long, env = "LICD_DEFAULT_LEASE_TTL_MS")]
-    pub default_lease_ttl_ms: Option<u64>,
-    /// Local IP address to bind outgoing Raft connections to.
-    #[arg(long, env = "LICD_RAFT_BIND_IP")]
-    pub raft_bind_ip: Option<std::net::IpAddr>,
-    /// File holding the admin token (or set LICD_ADMIN_TOKEN).
-    #[arg(long)]
-    pub admin_token_file: Option<PathBuf>,
-    /// File holding the cluster secret (or set LICD_CLUSTER_SECRET).
-    #[arg(long)]
-    pub cluster_secret_file: Option<PathBuf>,
-    /// File holding the answer-signing key (`licd answer-key new FILE`): check answers are
-    /// signed with it.
-    #[arg(long, env = "LICD_ANSWER_SIGNING_KEY_FILE")]
-    pub answer_signing_key_file: Option<PathBuf>,
-    /// More accepted tokens, `role:sha256[:name]`, comma-separated (added to the file's
-    /// `[[auth.tokens]]`; `licd token new` prints an entry).
-    #[arg(
-        long = "tokens",
-        env = "LICD_TOKENS",
-        hide_env_values = true,
-        value_name = "ROLE:SHA256[:NAME],..."
-    )]
-    pub tokens: Option<String>,
-    /// Serve the client routes of /v1 without a token (a closed network only: see
-    /// docs/operations.md, Security).
-    #[arg(long, env = "LICD_ALLOW_ANONYMOUS_CLIENTS")]
-    pub allow_anonymous_clients: bool,
-    /// Raft heartbeat interval in milliseconds.
-    #[arg(long, env = "LICD_HEARTBEAT_MS")]
-    pub heartbeat_ms: Option<u64>,
-    /// Minimum election timeout in milliseconds.
-    #[arg(long, env = "LICD_ELECTION_TIMEOUT_MIN_MS")]
-    pub election_timeout_min_ms: Option<u64>,
-    /// Maximum election timeout in milliseconds.
-    #[arg(long, env = "LICD_ELECTION_TIMEOUT_MAX_MS")]
-    pub election_timeout_max_ms: Option<u64>,
-    /// Build a snapshot after this many log entries.
-    #[arg(long, env = "LICD_SNAPSHOT_EVERY_LOGS")]
-    pub snapshot_every_logs: Option<u64>,
-    /// Log entries kept behind a snapshot.
-    #[arg(long, env = "LICD_LOGS_KEPT_AFTER_SNAPSHOT")]
-    pub logs_kept_after_snapshot: Option<u64>,
-    /// How often the leader frees leases that are over, in milliseconds.
-    #[arg(long, env = "LICD_TICK_MS")]
-    pub tick_ms: Option<u64>,
-    /// How far a lease's logged remaining time may run ahead of what is left before the
-    /// leader checkpoints it, in milliseconds.
-    #[arg(long, env = "LICD_LEASE_CHECKPOINT_MS")]
-    pub lease_checkpoint_ms: Option<u64>,
-    /// How far a voter's clock may be from the voters' median, in milliseconds.
-    #[arg(long, env = "LICD_CLOCK_SKEW_BOUND_MS")]
-    pub clock_skew_bound_ms: Option<u64>,
-    /// This node's TLS certificate chain (PEM); with --tls-key-file and --tls-ca-file the
-    /// node serves and calls its peers over HTTPS.
-    #[arg(long, env = "LICD_TLS_CERT_FILE", value_name = "FILE")]
-    pub tls_cert_file: Option<PathBuf>,
-    /// The private key of --tls-cert-file (PEM).
-    #[arg(long, env = "LICD_TLS_KEY_FILE", value_name = "FILE")]
-    pub tls_key_file: Option<PathBuf>,
-    /// The CA that signed the cluster's certificates (PEM).
-    #[arg(long, env = "LICD_TLS_CA_FILE", value_name = "FILE")]
-    pub tls_ca_file: Option<PathBuf>,
-    /// Mutual TLS: require every caller to present a certificate signed by the CA.
-    #[arg(long, env = "LICD_TLS_REQUIRE_CLIENT_CERT")]
-    pub tls_require_client_cert: bool,
-    /// A connection must send a whole request head within this long, in milliseconds.
-    #[arg(long, env = "LICD_HEADER_READ_TIMEOUT_MS")]
-    pub header_read_timeout_ms: Option<u64>,
-    /// A TLS handshake must finish within this long, in milliseconds.
-    #[arg(long, env = "LICD_TLS_HANDSHAKE_TIMEOUT_MS")]
-    pub tls_handshake_timeout_ms: Option<u64>,
-    /// Connections open at once; more wait in the listen backlog.
-    #[arg(long, env = "LICD_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Largest request head in bytes (at least 8192).
-    #[arg(long, env = "LICD_MAX_HEADER_BYTES")]
-    pub max_header_bytes: Option<usize>,
+    /// Print the effective configuration and exit.
+    pub print_config: bool,
+    /// The keys given by variables and flags.
+    pub overrides: Overrides,
+}
+
+const CONFIG_ID: &str = "config";
+const PRINT_ID: &str = "print-config";
+
+impl clap::Args for ServeArgs {
+    fn augment_args(cmd: Command) -> Command {
+        let cmd = cmd
+            .arg(
+                Arg::new(CONFIG_ID)
+                    .long("config")
+                    .short('c')
+                    .env(keys::CONFIG_ENV)
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("TOML configuration file (see README: Configuration)"),
+            )
+            .arg(
+                Arg::new(PRINT_ID)
+                    .long("print-config")
+                    .action(ArgAction::SetTrue)
+                    .help(
+                        "Print the effective configuration (file, then LICD_* variables, then \
+                         flags) as TOML and exit; secrets are not shown",
+                    ),
+            );
+        KEYS.iter().fold(cmd, |cmd, key| cmd.arg(key_arg(key)))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// The flag of one configuration key.
+fn key_arg(key: &'static Key) -> Arg {
+    let arg = Arg::new(key.path).long(key.flag).env(key.env).help(format!(
+        "{} [{}]",
+        capitalize(key.help),
+        key.path
+    ));
+    match key.kind {
+        Kind::Text => arg.value_name("VALUE"),
+        Kind::Number => arg.value_name("N").value_parser(clap::value_parser!(u64)),
+        Kind::Duration => arg
+            .value_name("DURATION")
+            .value_parser(duration::parse_millis),
+        Kind::Switch => arg.action(ArgAction::SetTrue),
+        Kind::List => arg
+            .value_name("VALUE")
+            .action(ArgAction::Append)
+            .value_delimiter(','),
+        Kind::Tokens => arg
+            .value_name("ROLE:SHA256[:NAME],...")
+            .hide_env_values(true),
+    }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = ServeArgs {
+            config: m.get_one::<PathBuf>(CONFIG_ID).cloned(),
+            print_config: m.get_flag(PRINT_ID),
+            overrides: Overrides::default(),
+        };
+        for key in KEYS {
+            let layer = match m.value_source(key.path) {
+                Some(ValueSource::CommandLine) => &mut args.overrides.flags,
+                Some(ValueSource::EnvVariable) => &mut args.overrides.env,
+                _ => continue,
+            };
+            let value = match key.kind {
+                Kind::Switch => Value::from(m.get_flag(key.path)),
+                Kind::Number | Kind::Duration => {
+                    Value::from(m.get_one::<u64>(key.path).copied().unwrap_or_default())
+                }
+                Kind::List => Value::from(
+                    m.get_many::<String>(key.path)
+                        .into_iter()
+                        .flatten()
+                        .map(|s| s.trim())
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::from(s.to_string()))
+                        .collect::<Vec<_>>(),
+                ),
+                Kind::Text | Kind::Tokens => {
+                    Value::from(m.get_one::<String>(key.path).cloned().unwrap_or_default())
+                }
+            };
+            layer.push((key, value));
+        }
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
 }
 
 impl ServeArgs {
-    /// Merges the file (if any) and the overrides into a configuration.
+    /// Merges the file (if any), the variables and the flags into a validated configuration.
     pub fn into_config(self) -> anyhow::Result<NodeConfig> {
-        let mut config = match &self.config {
-            Some(path) => NodeConfig::from_file(path)?,
-            None => NodeConfig {
-                node_id: self
-                    .node_id
-                    .context("--node-id is required without --config")?,
-                listen: self
-                    .listen
-                    .context("--listen is required without --config")?,
-                advertise: None,
-                data_dir: self
-                    .data_dir
-                    .clone()
-                    .context("--data-dir is required without --config")?,
-                trusted_keys: Vec::new(),
-                default_lease_ttl_ms: 30_000,
-                raft_bind_ip: None,
-                admin_token_file: None,
-                cluster_secret_file: None,
-                answer_signing_key_file: None,
-                raft: RaftTiming::default(),
-                auth: Default::default(),
-                limits: Default::default(),
-                tls: None,
-                server: Default::default(),
-            },
-        };
-        self.merge_tls(&mut config)?;
-        if let Some(v) = self.node_id {
-            config.node_id = v;
-        }
-        if let Some(v) = self.listen {
-            config.listen = v;
-        }
-        if self.advertise.is_some() {
-            config.advertise = self.advertise;
-        }
-        if let Some(v) = self.data_dir {
-            config.data_dir = v;
-        }
-        config.trusted_keys.extend(self.trusted_keys);
-        if let Some(v) = self.default_lease_ttl_ms {
-            config.default_lease_ttl_ms = v;
-        }
-        if self.raft_bind_ip.is_some() {
-            config.raft_bind_ip = self.raft_bind_ip;
-        }
-        if self.admin_token_file.is_some() {
-            config.admin_token_file = self.admin_token_file;
-        }
-        if self.cluster_secret_file.is_some() {
-            config.cluster_secret_file = self.cluster_secret_file;
-        }
-        if self.answer_signing_key_file.is_some() {
-            config.answer_signing_key_file = self.answer_signing_key_file;
-        }
-        if let Some(text) = &self.tokens {
-            let more = crate::auth::parse_env_tokens(text)?;
-            config.auth.tokens.extend(more);
-        }
-        if self.allow_anonymous_clients {
-            config.auth.allow_anonymous_clients = true;
-        }
-        let t = &mut config.raft;
-        for (field, value) in [
-            (&mut t.heartbeat_ms, self.heartbeat_ms),
-            (&mut t.election_timeout_min_ms, self.election_timeout_min_ms),
-            (&mut t.election_timeout_max_ms, self.election_timeout_max_ms),
-            (&mut t.snapshot_every_logs, self.snapshot_every_logs),
-            (
-                &mut t.logs_kept_after_snapshot,
-                self.logs_kept_after_snapshot,
-            ),
-            (&mut t.tick_ms, self.tick_ms),
-            (&mut t.lease_checkpoint_ms, self.lease_checkpoint_ms),
-            (&mut t.clock_skew_bound_ms, self.clock_skew_bound_ms),
-        ] {
-            if let Some(v) = value {
-                *field = v;
-            }
-        }
-        let server = &mut config.server;
-        if let Some(v) = self.header_read_timeout_ms {
-            server.header_read_timeout_ms = v;
-        }
-        if let Some(v) = self.tls_handshake_timeout_ms {
-            server.tls_handshake_timeout_ms = v;
-        }
-        if let Some(v) = self.max_connections {
-            server.max_connections = v;
-        }
-        if let Some(v) = self.max_header_bytes {
-            server.max_header_bytes = v;
-        }
-        config.validate()?;
-        Ok(config)
+        Ok(load::load(self.config.as_deref(), &self.overrides)?)
     }
+}
 
-    /// The `--tls-*` flags over the file's `[tls]` section: the three files together make a
-    /// section, or override the file's one by one.
-    fn merge_tls(&self, config: &mut NodeConfig) -> anyhow::Result<()> {
-        let files = [&self.tls_cert_file, &self.tls_key_file, &self.tls_ca_file];
-        match &mut config.tls {
-            Some(tls) => {
-                if let Some(v) = &self.tls_cert_file {
-                    tls.cert_file = v.clone();
-                }
-                if let Some(v) = &self.tls_key_file {
-                    tls.key_file = v.clone();
-                }
-                if let Some(v) = &self.tls_ca_file {
-                    tls.ca_file = v.clone();
-                }
-                tls.require_client_cert |= self.tls_require_client_cert;
+/// Every `LICD_*` variable some licd command reads: the variables of every flag of every
+/// subcommand, and the few read directly.
+pub fn known_variables() -> BTreeSet<String> {
+    fn walk(cmd: &Command, out: &mut BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                out.insert(env.to_string_lossy().into_owned());
             }
-            None if files.iter().all(|f| f.is_some()) => {
-                config.tls = Some(crate::tls::TlsConfig {
-                    cert_file: self.tls_cert_file.clone().unwrap_or_default(),
-                    key_file: self.tls_key_file.clone().unwrap_or_default(),
-                    ca_file: self.tls_ca_file.clone().unwrap_or_default(),
-                    require_client_cert: self.tls_require_client_cert,
-                });
-            }
-            None if files.iter().any(|f| f.is_some()) || self.tls_require_client_cert => {
-                anyhow::bail!(
-                    "TLS needs --tls-cert-file, --tls-key-file and --tls-ca-file together (or a \
-                     [tls] section in the configuration file)"
-                );
-            }
-            None => {}
         }
-        Ok(())
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
     }
+    let mut out: BTreeSet<String> = keys::DIRECT_ENV.iter().map(|s| s.to_string()).collect();
+    walk(&<super::Cli as clap::CommandFactory>::command(), &mut out);
+    out
+}
+
+/// Looks at the `LICD_*` variables of the environment. A name that is none of licd's but
+/// within two letters of one, or one of them without its last part (`LICD_TICK` for
+/// `LICD_TICK_MS`), is taken for a misspelling and refused (`Err` names the
+/// variable it resembles); other unknown names are returned, to be logged, since variables
+/// of other programs share the prefix (Kubernetes sets `LICD_SERVICE_HOST`, `LICD_PORT`...
+/// for a service named licd).
+pub fn check_variables(
+    names: impl IntoIterator<Item = String>,
+    known: &BTreeSet<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut unknown = Vec::new();
+    for name in names {
+        if !name.starts_with("LICD_") || known.contains(&name) {
+            continue;
+        }
+        let close = known
+            .iter()
+            .find(|k| edit_distance(k, &name) <= 2 || k.starts_with(&format!("{name}_")));
+        if let Some(close) = close {
+            anyhow::bail!(
+                "unknown environment variable {name}: did you mean {close}? (`licd serve --help` \
+                 lists the variables of every configuration key)"
+            );
+        }
+        unknown.push(name);
+    }
+    Ok(unknown)
+}
+
+/// Levenshtein distance over bytes (the names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+fn environment_names() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect()
 }
 
 /// Runs the node until SIGINT or SIGTERM, then shuts down gracefully: stop accepting, drain
@@ -257,6 +216,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     super::init_tracing();
     // Before anything is bound: a SIGTERM from now on stops the node gracefully.
     let signal = shutdown_signal();
+    let unknown = check_variables(environment_names(), &known_variables())?;
+    if args.print_config {
+        let config = args.into_config()?;
+        print!("{}", load::print(&config)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for name in unknown {
+        tracing::warn!(variable = %name, "ignoring an environment variable licd does not read");
+    }
     let config = args.into_config()?;
     let secrets = config.secrets()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -326,5 +294,90 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_variables, known_variables};
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn misspelt_variables_are_refused_and_foreign_ones_returned() {
+        let known = known_variables();
+        // The client's variables and the directly read secrets are licd's own.
+        let ours = names(&[
+            "LICD_ENDPOINTS",
+            "LICD_ADMIN_TOKEN",
+            "LICD_CLUSTER_SECRET",
+            "LICD_CA_FILE",
+            "LICD_LEASE_TOKEN",
+            "LICD_TOKEN",
+            "LICD_LOG",
+            "LICD_LOG_FORMAT",
+            "LICD_CONFIG",
+            "LICD_HEARTBEAT_MS",
+            "PATH",
+        ]);
+        assert_eq!(check_variables(ours, &known).unwrap(), Vec::<String>::new());
+        let foreign = names(&[
+            "LICD_SERVICE_HOST",
+            "LICD_PORT_7101_TCP",
+            "LICD_REQUIRE_BROWSER",
+        ]);
+        assert_eq!(check_variables(foreign.clone(), &known).unwrap(), foreign);
+        for (typo, meant) in [
+            ("LICD_HEARTBEAT_M", "LICD_HEARTBEAT_MS"),
+            ("LICD_NODEID", "LICD_NODE_ID"),
+            ("LICD_TRUSTED_KEY", "LICD_TRUSTED_KEYS"),
+            ("LICD_ELECTION_TIMEOUT_MAX", "LICD_ELECTION_TIMEOUT_MAX_MS"),
+        ] {
+            let err = check_variables(names(&[typo]), &known)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(typo) && err.contains(meant), "{typo}: {err}");
+        }
+    }
+
+    /// Every `"LICD_..."` literal in the sources names a variable licd knows, so one read
+    /// with `std::env::var` outside clap cannot be taken for a foreign variable.
+    #[test]
+    fn every_variable_the_sources_name_is_known() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let known = known_variables();
+        let mut files = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut seen = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            // This file's test names misspellings on purpose.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (i, _) in text.match_indices("\"LICD_") {
+                let name: String = text[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if name.len() > "LICD_".len() {
+                    seen += 1;
+                    assert!(known.contains(&name), "{} names {name}", file.display());
+                }
+            }
+        }
+        assert!(seen > 5, "found only {seen} variables");
     }
 }

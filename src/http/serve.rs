@@ -45,8 +45,10 @@ use tokio_rustls::TlsAcceptor;
 pub struct ServerLimits {
     /// A connection must send a whole request head within this long (also the idle limit
     /// of a kept-alive connection), in milliseconds.
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub header_read_timeout_ms: u64,
     /// A TLS handshake must complete within this long, in milliseconds.
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub tls_handshake_timeout_ms: u64,
     /// Connections open at once; more wait in the listen backlog.
     pub max_connections: usize,

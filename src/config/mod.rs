@@ -1,6 +1,14 @@
-//! Node configuration: a TOML file, overridden by command-line flags and `LICD_*` environment
-//! variables (see [`crate::cli::serve`]), plus the two secrets, which come only from the
-//! environment or from files and are never logged.
+//! Node configuration: a TOML file, then `LICD_*` environment variables, then command-line
+//! flags, each layer replacing the keys it names ([`load`]); every key has all three forms
+//! ([`keys`]), and durations take milliseconds or a human form ([`duration`]). The two plain
+//! secrets come only from the environment or from files and are never logged or printed.
+
+pub mod duration;
+pub mod example;
+pub mod keys;
+pub mod load;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +40,7 @@ pub struct NodeConfig {
     pub trusted_keys: Vec<String>,
     /// Lease duration of allocations that do not name one, in milliseconds.
     #[serde(default = "default_lease_ttl_ms")]
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub default_lease_ttl_ms: u64,
     /// The local address outgoing Raft connections are bound to, if any.
     #[serde(default)]
@@ -96,12 +105,16 @@ fn default_lease_ttl_ms() -> u64 {
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTiming {
     /// Leader heartbeat interval.
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub heartbeat_ms: u64,
     /// Lower bound of the randomized election timeout.
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub election_timeout_min_ms: u64,
     /// Upper bound of the randomized election timeout.
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub election_timeout_max_ms: u64,
     /// Time allowed for one snapshot chunk to be sent and installed.
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub install_snapshot_timeout_ms: u64,
     /// Build a snapshot after this many log entries since the last one.
     pub snapshot_every_logs: u64,
@@ -109,12 +122,15 @@ pub struct RaftTiming {
     pub logs_kept_after_snapshot: u64,
     /// How often the leader looks for leases it measured as over and proposes their
     /// expiration.
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub tick_ms: u64,
     /// How often the leader records the remaining time of every lease in the log, so that a
     /// new leader starts from recent figures (the bound on a dead server's cores grows by it).
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub lease_checkpoint_ms: u64,
     /// How far a voter's wall clock may be from the median of the voters' before it is
     /// reported as skewed and left out of the cluster's calendar time.
+    #[serde(deserialize_with = "crate::config::duration::millis")]
     pub clock_skew_bound_ms: u64,
 }
 
@@ -145,17 +161,13 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML for a node configuration.
-    #[error("{path} is not a valid node configuration: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// The layers (file, variables, flags) do not make a configuration: a key unknown, of
+    /// the wrong type, or missing.
+    #[error("invalid configuration: {0}")]
+    Layers(String),
 }
 
 /// The secrets a node holds. `Debug` prints nothing of them.
@@ -175,16 +187,9 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl NodeConfig {
-    /// Reads a TOML configuration file.
+    /// Reads a TOML configuration file, without overrides, and validates it.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        load::load(Some(path), &load::Overrides::default())
     }
 
     /// The address advertised to peers and clients.
