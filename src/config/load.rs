@@ -153,13 +153,20 @@ fn describe(e: figment::Error) -> String {
     match &e.kind {
         figment::error::Kind::MissingField(field) => {
             let full = join(field);
-            match keys::by_path(&full) {
+            let mut message = match keys::by_path(&full) {
                 Some(k) => format!(
                     "`{full}` is not set: give it in the configuration file, as --{} or as {}",
                     k.flag, k.env
                 ),
                 None => format!("`{full}` is not set"),
+            };
+            if full.starts_with("tls.") {
+                // One TLS file given alone is the usual cause: name the three that go together.
+                message.push_str(
+                    " (TLS needs --tls-cert-file, --tls-key-file and --tls-ca-file together)",
+                );
             }
+            message
         }
         figment::error::Kind::UnknownField(field, expected) => format!(
             "unknown key `{}` in {source} (the keys here are {})",
