@@ -14,6 +14,7 @@
 //! - [`client`]: the failover client library used by the CLI and the agent;
 //! - [`lease_token`]: the secret that binds an allocation to its holder;
 //! - [`cli`]: the `licd` command line;
+//! - [`report`]: the per-day usage report computed from the usage history;
 //! - [`signing`]: the signed check answers: the canonical message, signing, verifying;
 //! - [`logging`]: text or JSON logs, colours only on a terminal, repeated lines held back;
 //! - [`tls`]: rustls configurations of the server, the Raft peers and the clients;
@@ -46,6 +47,7 @@ pub mod lease_token;
 pub mod logging;
 pub mod node;
 pub mod process;
+pub mod report;
 pub mod signing;
 pub mod tls;
 

@@ -23,6 +23,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/nodes/{node}/check", "client"),
     ("GET", "/v1/licenses", "operator"),
     ("GET", "/v1/licenses/{id}", "operator"),
+    ("GET", "/v1/events", "operator"),
     ("GET", "/v1/cluster", "any"),
     ("POST", "/admin/init", "admin"),
     ("GET", "/admin/status", "operator"),

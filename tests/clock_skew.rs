@@ -70,6 +70,7 @@ fn start(dir: &Path, id: u64, ports: &[u16], key: &str, skew: Option<&str>) -> S
         limits: Default::default(),
         tls: None,
         server: Default::default(),
+        events: Default::default(),
     };
     let path = dir.join(format!("node-{id}.toml"));
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::Retention;
 use crate::license::License;
 use crate::types::{
     Cores, LeaseTtl, LicenseId, MacAddr, NodeName, RequestId, Timestamp, TokenHash,
@@ -74,6 +75,13 @@ pub enum Command {
         node: NodeName,
         /// The hash of the lease token presented, if any.
         presented: Option<TokenHash>,
+    },
+    /// Set how much usage history every replica keeps ([`crate::events`]). Proposed by the
+    /// leader when its configured retention differs from the replicated one; bounds below 1
+    /// are taken as 1.
+    SetEventRetention {
+        /// The new retention.
+        retention: Retention,
     },
 }
 
@@ -166,6 +174,11 @@ pub enum Outcome {
     Expired {
         /// The servers whose leases ended and whose cores were freed.
         expired: Vec<NodeName>,
+    },
+    /// The usage history's retention was set.
+    RetentionSet {
+        /// The retention now in force.
+        retention: Retention,
     },
 }
 

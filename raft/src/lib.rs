@@ -9,6 +9,7 @@
 //! - [`license_file`]: Ed25519-signed, armored license files, and their verification.
 //! - [`command`]: the [`Request`]s the Raft log carries and the [`Response`]s applying them gives.
 //! - [`state`]: [`LicenseState`] and its deterministic [`LicenseState::apply`].
+//! - [`events`]: the usage history derived from applied entries, and its retention.
 //! - [`query`]: the license check and usage report, for the linearizable read path.
 //! - [`dedup`]: the bounded table of applied request ids behind exactly-once retries.
 //! - [`format2`]: the log and snapshot shapes of stored format 2 (before lease tokens), and
@@ -21,6 +22,7 @@
 pub mod codec;
 pub mod command;
 pub mod dedup;
+pub mod events;
 pub mod format2;
 pub mod license;
 pub mod license_file;

@@ -32,6 +32,7 @@ use crate::command::{
     LeaseRef, Outcome, Rejection, Request, Response,
 };
 use crate::dedup::{Applied, DedupTable};
+use crate::events::{EventKind, FreedBy, Retention, freed_event, install_events, removal_events};
 use crate::license::License;
 use crate::types::{LicenseId, MacAddr, NodeName, Timestamp, TokenHash};
 
@@ -103,37 +104,98 @@ impl LicenseState {
 
     /// Applies one request and returns its response. See the module documentation.
     pub fn apply(&mut self, request: &Request) -> Response {
+        self.apply_with_events(request).0
+    }
+
+    /// Applies one request as [`LicenseState::apply`] does, and also returns the usage
+    /// events it caused ([`crate::events`]): none for a retry answered from the
+    /// exactly-once table, since it changed nothing.
+    pub fn apply_with_events(&mut self, request: &Request) -> (Response, Vec<EventKind>) {
         if let Some(time) = request.time {
             self.clock = self.clock.max(time);
         }
         self.dedup.expire(self.clock);
 
         if let Some(earlier) = self.dedup.get(&request.request_id) {
-            return if earlier.command == request.command {
+            let response = if earlier.command == request.command {
                 earlier.response.clone()
             } else {
                 Err(Rejection::new(Code::RequestIdReused))
             };
+            return (response, Vec::new());
         }
 
+        let mut events = Vec::new();
         let response = match &request.command {
-            Command::InstallLicense(license) => self.install_license(license),
-            Command::RemoveLicense { license } => self.remove_license(license),
-            Command::Allocate(allocate) => self.allocate(allocate),
-            Command::Release { node } => Ok(Outcome::Released {
-                node: node.clone(),
-                freed: self.remove_allocation(node),
-            }),
-            Command::ReleaseHeld { node, presented } => {
-                self.holds(node, *presented).map(|()| Outcome::Released {
+            Command::InstallLicense(license) => {
+                let held = self.counted_of(&license.id);
+                let response = self.install_license(license);
+                events.extend(install_events(license, &response, &held));
+                response
+            }
+            Command::RemoveLicense { license } => {
+                let held = self.counted_of(license);
+                let response = self.remove_license(license);
+                events.extend(removal_events(license, &response, &held));
+                response
+            }
+            Command::Allocate(allocate) => {
+                let asked = allocate
+                    .license
+                    .clone()
+                    .or_else(|| self.resolve_license(None).ok().map(|l| l.id.clone()));
+                let response = self.allocate(allocate);
+                match &response {
+                    Ok(Outcome::Allocated(grant)) => events.push(EventKind::Allocated {
+                        node: grant.node.clone(),
+                        license: grant.allocation.license.clone(),
+                        mac: grant.allocation.mac,
+                        cores: grant.allocation.cores.get(),
+                        counted_cores: grant.allocation.counted_cores,
+                        replaced: grant.replaced,
+                    }),
+                    // `allocate` answers nothing else.
+                    Ok(_) => {}
+                    Err(rejection) => events.push(EventKind::Refused {
+                        node: allocate.node.clone(),
+                        license: asked,
+                        cores: allocate.cores.get(),
+                        code: rejection.code,
+                    }),
+                }
+                response
+            }
+            Command::Release { node } => {
+                let freed = self.remove_allocation(node);
+                events.extend(freed_event(node, freed.as_ref(), FreedBy::Released));
+                Ok(Outcome::Released {
                     node: node.clone(),
-                    freed: self.remove_allocation(node),
+                    freed,
                 })
             }
-            // Checkpoints and expirations are idempotent by nature (they name grants), so
-            // they are not remembered.
-            Command::Checkpoint { leases } => return Ok(self.checkpoint(leases)),
-            Command::Expire { leases } => return Ok(self.expire(leases)),
+            Command::ReleaseHeld { node, presented } => self.holds(node, *presented).map(|()| {
+                let freed = self.remove_allocation(node);
+                events.extend(freed_event(node, freed.as_ref(), FreedBy::Released));
+                Outcome::Released {
+                    node: node.clone(),
+                    freed,
+                }
+            }),
+            // Checkpoints, expirations and retention changes are idempotent by nature (they
+            // name grants, or a setting), so they are not remembered.
+            Command::Checkpoint { leases } => return (Ok(self.checkpoint(leases)), events),
+            Command::Expire { leases } => {
+                let outcome = self.expire(leases, &mut events);
+                return (Ok(outcome), events);
+            }
+            Command::SetEventRetention { retention } => {
+                let retention = Retention {
+                    max_age_days: retention.max_age_days.max(1),
+                    max_events: retention.max_events.max(1),
+                };
+                events.push(EventKind::RetentionChanged { retention });
+                return (Ok(Outcome::RetentionSet { retention }), events);
+            }
         };
         self.dedup.insert(
             request.request_id.clone(),
@@ -143,7 +205,16 @@ impl LicenseState {
                 response: response.clone(),
             },
         );
-        response
+        (response, events)
+    }
+
+    /// The counted cores of each server allocated under `license`.
+    fn counted_of(&self, license: &LicenseId) -> BTreeMap<NodeName, u32> {
+        self.allocations
+            .iter()
+            .filter(|(_, a)| &a.license == license)
+            .map(|(node, a)| (node.clone(), a.counted_cores))
+            .collect()
     }
 
     /// Whether a request presenting the token hash `presented` speaks for `node`'s
@@ -179,8 +250,8 @@ impl LicenseState {
         Outcome::Checkpointed { updated }
     }
 
-    /// Ends the named grants that still exist.
-    fn expire(&mut self, leases: &[LeaseRef]) -> Outcome {
+    /// Ends the named grants that still exist, with an event for each.
+    fn expire(&mut self, leases: &[LeaseRef], events: &mut Vec<EventKind>) -> Outcome {
         let mut expired = Vec::new();
         for l in leases {
             if self
@@ -188,7 +259,8 @@ impl LicenseState {
                 .get(&l.node)
                 .is_some_and(|a| a.grant == l.grant)
             {
-                self.remove_allocation(&l.node);
+                let freed = self.remove_allocation(&l.node);
+                events.extend(freed_event(&l.node, freed.as_ref(), FreedBy::Expired));
                 expired.push(l.node.clone());
             }
         }

@@ -48,6 +48,9 @@
 //! - `repeat <count> <request>`: the request `count` times under fresh ids; prints each
 //!   distinct response once, after `<count> times:`.
 //!
+//! - `retention days=<n> max=<n>`: set the usage history's retention
+//!   (`SetEventRetention`).
+//!
 //! There is no heartbeat request: a heartbeat is not a log entry, the leader renews the lease
 //! on its own clock after asking `renewable`.
 //!
@@ -60,6 +63,10 @@
 //!   checkpointed `remaining_ms`).
 //! - `renewable <node>`: whether the leader may renew the server's lease at the command's
 //!   time: the allocation and its license's `max_cores`, or the refusal.
+//! - `events [since=0] [limit=100]`: a page of the usage history (`licd_raft::events`) that
+//!   the requests of the case caused, each request at its number as its log index (a
+//!   request answered from the exactly-once table causes none): one line per event, then
+//!   the page's `next`.
 //! - `state`: the state's digest (below), whole.
 //! - `snapshot`: encodes the state, decodes it, and checks that the copy is equal and
 //!   encodes to the same bytes. From then on every command also runs on the copy, and the
@@ -133,6 +140,7 @@ scripts!(
     allocation,
     checks,
     clock,
+    events,
     exactly_once,
     expiry,
     heartbeats,

@@ -1,7 +1,8 @@
 //! The JSON shapes of licd's HTTP API, shared by the server and the client library so that
 //! the two cannot drift apart. docs/api.md describes every endpoint that uses them.
 //!
-//! The wire is licd's own: [`license`] holds the `/v1` bodies, [`admin`] the `/admin` ones,
+//! The wire is licd's own: [`license`] holds the `/v1` bodies ([`events`] those of the
+//! usage history), [`admin`] the `/admin` ones,
 //! [`error`] the one error shape and its [`ErrorCode`]s. None of them is a `licd-raft` type
 //! (only the validated scalars such as [`licd_raft::types::NodeName`] are shared), so the
 //! Raft log and snapshot formats can change without changing the API, and the other way
@@ -9,10 +10,12 @@
 
 pub mod admin;
 pub mod error;
+pub mod events;
 pub mod license;
 
 pub use admin::*;
 pub use error::{ErrorBody, ErrorCode};
+pub use events::*;
 pub use license::*;
 
 /// Header carrying a write's exactly-once key: a retry with the same key is answered with

@@ -36,6 +36,8 @@ pub const ROUTES: &[Route] = &[
     // Reads of every license and every server's allocation (MACs included): operators.
     route("GET", "/v1/licenses", OPERATOR),
     route("GET", "/v1/licenses/{id}", OPERATOR),
+    // The usage history names servers and MACs too: operators.
+    route("GET", "/v1/events", OPERATOR),
     // The cluster's health in figures (no names, no MACs): the agent shows it, so any role.
     route("GET", "/v1/cluster", Need::AnyRole),
     // The admin API.

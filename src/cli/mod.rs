@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod common;
 pub mod dev;
 pub mod docs;
+pub mod events;
 pub mod license;
 pub mod notify;
 pub mod output;
@@ -71,6 +72,11 @@ pub enum Command {
     /// cluster says it is not, 2 for bad input, 3 when no license server answered (or, with
     /// --answer-key, none answered with a valid signature).
     Check(alloc::CheckArgs),
+    /// The cluster's usage history: allocations, refusals, releases, licenses, membership
+    /// (`--follow` keeps printing new events).
+    Events(events::EventsArgs),
+    /// Per license per day: peak and average cores in use, peak servers, refusals by code.
+    Report(events::ReportArgs),
     /// Run the agent on an application server, or ask it (`licd agent status`).
     Agent(agent::AgentArgs),
     /// The cluster's answer-signing key: generate one, print its public key.
@@ -112,6 +118,8 @@ pub fn main() -> ExitCode {
             Command::Heartbeat(args) => alloc::heartbeat(args, out).await,
             Command::Release(args) => alloc::release(args, out).await,
             Command::Check(args) => alloc::check(args, out).await,
+            Command::Events(args) => events::events(args, out).await,
+            Command::Report(args) => events::report(args, out).await,
             Command::Agent(args) => agent::run(args, out).await,
             Command::AnswerKey(args) => answer_key::run(args, out),
             Command::Token(args) => token::run(args, out),

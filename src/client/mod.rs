@@ -40,9 +40,10 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AddLearnerBody, AllocateBody, CheckBody, ClusterHealthBody, GrantBody, IDEMPOTENCY_KEY_HEADER,
-    InitBody, InstalledBody, LEADER_ADDR_HEADER, LicensesBody, MembershipBody, REQUEST_ID_HEADER,
-    ReleaseBody, RemovedBody, RenewBody, SnapshotBody, StatusBody, UsageBody, VotersBody,
+    AddLearnerBody, AllocateBody, CheckBody, ClusterHealthBody, EventsBody, GrantBody,
+    IDEMPOTENCY_KEY_HEADER, InitBody, InstalledBody, LEADER_ADDR_HEADER, LicensesBody,
+    MembershipBody, REQUEST_ID_HEADER, ReleaseBody, RemovedBody, RenewBody, SnapshotBody,
+    StatusBody, UsageBody, VotersBody,
 };
 use crate::lease_token::{LEASE_TOKEN_HEADER, LeaseToken};
 use call::{Attempt, Body, Call, Tried, decode, http_client};
@@ -511,6 +512,13 @@ impl Client {
     /// One license's usage.
     pub async fn license(&self, id: &LicenseId) -> Result<UsageBody, ClientError> {
         self.send(Call::get(format!("/v1/licenses/{id}"))).await
+    }
+
+    /// A page of the usage history: at most `limit` events after event number `since` (an
+    /// operator's read).
+    pub async fn events(&self, since: u64, limit: usize) -> Result<EventsBody, ClientError> {
+        self.send(Call::get(format!("/v1/events?since={since}&limit={limit}")))
+            .await
     }
 
     /// The leader's view of the cluster's health (a token of any role).

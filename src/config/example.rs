@@ -60,6 +60,10 @@ pub fn filled(dir: &Path) -> std::io::Result<NodeConfig> {
             ca_file: dir.join("ca.pem"),
             require_client_cert: true,
         }),
+        events: super::EventsConfig {
+            retention_days: 90,
+            max_events: 250_000,
+        },
         server: crate::http::ServerLimits {
             header_read_timeout_ms: 5_000,
             tls_handshake_timeout_ms: 4_000,

@@ -103,6 +103,8 @@ pub const KEYS: &[Key] = &[
     key("raft.tick_ms", "tick-ms", "LICD_TICK_MS", Duration, "", "how often the leader frees leases that are over"),
     key("raft.lease_checkpoint_ms", "lease-checkpoint-ms", "LICD_LEASE_CHECKPOINT_MS", Duration, "", "how stale a lease's logged remaining time may get before the leader checkpoints it (part of the bound on a dead server's cores)"),
     key("raft.clock_skew_bound_ms", "clock-skew-bound-ms", "LICD_CLOCK_SKEW_BOUND_MS", Duration, "", "how far a voter's wall clock may be from the voters' median before it is reported and left out of the calendar"),
+    key("events.retention_days", "event-retention-days", "LICD_EVENT_RETENTION_DAYS", Number, "", "days of usage history the cluster keeps (`licd report`); replicated: the leader's setting is proposed to all, so set it alike on every node"),
+    key("events.max_events", "max-events", "LICD_MAX_EVENTS", Number, "", "the most usage history events the cluster keeps; the oldest go first"),
     key("tls.cert_file", "tls-cert-file", "LICD_TLS_CERT_FILE", Text, "none (plain HTTP)", "the node's certificate chain (PEM): with the key and the CA it serves HTTPS and calls its peers over HTTPS"),
     key("tls.key_file", "tls-key-file", "LICD_TLS_KEY_FILE", Text, "(required with `[tls]`)", "the private key of `cert_file` (PEM)"),
     key("tls.ca_file", "tls-ca-file", "LICD_TLS_CA_FILE", Text, "(required with `[tls]`)", "the CA that signed the cluster's certificates: peers (and clients, with mutual TLS) are verified against it"),

@@ -72,6 +72,44 @@ pub struct NodeConfig {
     /// The HTTP server's timeouts and connection limit.
     #[serde(default)]
     pub server: crate::http::ServerLimits,
+    /// How much usage history the cluster keeps (`[events]`).
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// The `[events]` section: the retention of the usage history (`GET /v1/events`).
+///
+/// The history is replicated, so its retention must be the same on every replica: this
+/// setting is not applied by the node alone. The leader proposes it through the log when it
+/// differs from the retention in force, and every replica applies that entry; set it alike
+/// on every node (docs/operations.md, Usage history).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events this many days older than the newest one are dropped.
+    pub retention_days: u32,
+    /// The most events kept; the oldest go first.
+    pub max_events: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        let r = licd_raft::events::Retention::default();
+        EventsConfig {
+            retention_days: r.max_age_days,
+            max_events: r.max_events,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The retention this configuration asks for.
+    pub fn retention(&self) -> licd_raft::events::Retention {
+        licd_raft::events::Retention {
+            max_age_days: self.retention_days,
+            max_events: self.max_events,
+        }
+    }
 }
 
 /// The `[limits]` section. docs/operations.md explains the defaults.
@@ -235,6 +273,11 @@ impl NodeConfig {
             return Err(ConfigError::Invalid(
                 "raft.election_timeout_max_ms must be larger than raft.election_timeout_min_ms"
                     .into(),
+            ));
+        }
+        if !self.events.retention().is_valid() {
+            return Err(ConfigError::Invalid(
+                "events.retention_days and events.max_events must be 1 or more".into(),
             ));
         }
         let l = &self.limits;

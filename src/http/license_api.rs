@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/licenses", get(list_licenses))
         .route("/licenses/{id}", get(get_license))
         .route("/cluster", get(cluster_health))
+        .route("/events", get(list_events))
 }
 
 async fn allocate(
@@ -297,6 +298,23 @@ async fn get_license(
         Some(usage) => Ok(axum::Json(usage).into_response()),
         None => Err(Rejection::new(Code::LicenseNotFound).into()),
     }
+}
+
+/// A page of the usage history, read like every client read (leadership confirmed first),
+/// so that a page never misses an event an earlier answer showed.
+async fn list_events(
+    State(app): State<AppState>,
+    AppQuery(query): AppQuery<crate::api::EventsQuery>,
+) -> Result<Response, ApiError> {
+    use crate::api::{DEFAULT_EVENTS_LIMIT, EventsBody, MAX_EVENTS_LIMIT};
+    let limit = query.limit.unwrap_or(DEFAULT_EVENTS_LIMIT);
+    if !(1..=MAX_EVENTS_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_EVENTS_LIMIT}, not {limit}"
+        )));
+    }
+    let page = app.node.events(query.since.unwrap_or(0), limit).await?;
+    Ok(axum::Json(EventsBody::from(&page)).into_response())
 }
 
 /// The leader's view of the cluster's health (served by the leader: the route forwards).

@@ -122,6 +122,11 @@ struct Inner {
     outgoing: crate::tls::Outgoing,
     /// The cluster this node's data belongs to, shared with the network.
     cluster_id: Arc<identity::ClusterIdCell>,
+    /// The usage history retention this node proposes while it leads (`[events]`).
+    event_retention: licd_raft::events::Retention,
+    /// Held while a write starts the usage history, so that concurrent first writes
+    /// propose one retention entry, not one each.
+    history_start: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -183,6 +188,8 @@ impl Node {
             checkpoint_every: Duration::from_millis(t.lease_checkpoint_ms),
         };
         let inner = Arc::new(Inner {
+            event_retention: config.events.retention(),
+            history_start: tokio::sync::Mutex::new(()),
             id: config.node_id,
             advertise: config.advertise_addr(),
             raft,
@@ -360,7 +367,50 @@ impl Node {
     /// when the voters' clocks do not agree: [`calendar`]), and
     /// waits for it to be applied. Fails with [`NodeError::Timeout`] past
     /// [`REQUEST_DEADLINE`]; the outcome is then unknown until retried with the same id.
+    ///
+    /// While the usage history has not started (a new cluster, or one upgraded from a format
+    /// without it), the history's retention entry, which starts it, is proposed first
+    /// ([`licd_raft::events`]), so that the command is recorded.
     pub async fn propose(
+        &self,
+        request_id: RequestId,
+        command: Command,
+    ) -> Result<Proposed, NodeError> {
+        let not_started = |node: &Node| node.read_local(|s| s.events.retention().is_none());
+        if !matches!(command, Command::SetEventRetention { .. }) && not_started(self) {
+            let _starting = self.inner.history_start.lock().await;
+            if not_started(self) {
+                self.propose_event_retention().await?;
+            }
+        }
+        self.propose_stamped(request_id, command).await
+    }
+
+    /// Proposes this node's configured usage history retention.
+    pub(crate) async fn propose_event_retention(&self) -> Result<Proposed, NodeError> {
+        let request_id = RequestId::new(format!("event-retention-{}-{}", self.id(), self.term()))
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let retention = self.inner.event_retention;
+        self.propose_stamped(request_id, Command::SetEventRetention { retention })
+            .await
+    }
+
+    /// The usage history retention this node proposes while it leads.
+    pub fn configured_event_retention(&self) -> licd_raft::events::Retention {
+        self.inner.event_retention
+    }
+
+    /// A page of the usage history: at most `limit` events after event number `since`,
+    /// read linearizably like every client read.
+    pub async fn events(
+        &self,
+        since: u64,
+        limit: usize,
+    ) -> Result<licd_raft::events::Page, NodeError> {
+        self.read(|s| s.events.after(since, limit)).await
+    }
+
+    async fn propose_stamped(
         &self,
         request_id: RequestId,
         command: Command,

@@ -3,6 +3,9 @@
 //! whose logged time is stale or whose floor lags ([`super::lessor::Lessor::due`]). Once a
 //! checkpoint is committed the lease table learns it.
 //!
+//! It also proposes the node's configured usage history retention when the one in force
+//! differs (after a change of leader or of the setting: `licd_raft::events`).
+//!
 //! It proposes nothing while no lease is over and none is held, so an idle cluster does not
 //! grow its log. Whether this node leads is decided by [`super::status::leads`], the rule
 //! every part of the node uses. The task holds only a weak handle on the node and is owned
@@ -40,6 +43,7 @@ pub(super) async fn run(node: Weak<Inner>, schedule: Schedule) {
             continue;
         }
         let term = node.term();
+        sync_event_retention(&node).await;
         let Ok((expired, checkpoint, at)) = node
             .read_leases(|view| {
                 let expired = view.lessor.expired(view.at);
@@ -71,6 +75,21 @@ pub(super) async fn run(node: Weak<Inner>, schedule: Schedule) {
             }
         }
         drop(node);
+    }
+}
+
+/// Proposes this node's configured usage history retention when the one in force differs:
+/// the leader's `[events]` setting is the cluster's. A history that has not started is left
+/// to the first write ([`Node::propose`] starts it), so that an idle cluster's log does not
+/// grow.
+async fn sync_event_retention(node: &Node) {
+    let wanted = node.configured_event_retention();
+    match node.read_local(|s| s.events.retention()) {
+        Some(current) if current != wanted => {}
+        _ => return,
+    }
+    if let Err(e) = node.propose_event_retention().await {
+        tracing::debug!(error = %e, "event retention entry not applied");
     }
 }
 

@@ -5,8 +5,11 @@
 //! Version 1 was the format before leases became leader-measured elapsed time (its entries
 //! carried lease expiry instants and heartbeats); it had no version marker, so a database with
 //! data and no marker is version 1. Version 2 stored allocations without a lease token; a
-//! database of version 2 is upgraded in place when it is opened (`crate::upgrade`). Version 3,
-//! with lease token hashes, is the current one.
+//! database of version 2 is upgraded in place when it is opened (`crate::upgrade`). Version 3
+//! added lease token hashes; its snapshots hold no usage history. Version 4, whose snapshots
+//! carry the usage history (`licd_raft::events`), is the current one; a database of version
+//! 3 is upgraded in place too (its log entries read as they are, its snapshot gets an empty
+//! history that has not started).
 
 use licd_raft::codec::{CodecError, decode, encode};
 use serde::Serialize;
@@ -15,7 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::error::OpenError;
 
 /// The stored format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The `meta` key holding the database's format version.
 pub(crate) const FORMAT_KEY: &[u8] = b"format";
@@ -41,14 +44,17 @@ pub enum FormatError {
     Codec(#[from] CodecError),
 }
 
-/// Checks the database's format version, upgrades a database of version 2, and marks a new
-/// database with this build's.
+/// Checks the database's format version, upgrades a database of version 2 or 3, and marks a
+/// new database with this build's.
 pub(crate) fn check_database(db: &sled::Db) -> Result<(), OpenError> {
     let meta = db.open_tree("meta")?;
     if let Some(bytes) = meta.get(FORMAT_KEY)? {
         let found: u32 = decode(&bytes)?;
         if found == crate::upgrade::FROM_VERSION {
             return crate::upgrade::from_format_2(db);
+        }
+        if found == crate::upgrade::FROM_VERSION_3 {
+            return crate::upgrade::from_format_3(db);
         }
         if found != FORMAT_VERSION {
             return Err(FormatError::Version { found }.into());
@@ -99,7 +105,7 @@ mod tests {
         let err = decode_versioned::<(u64, String)>(&old).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("stored format version 1, but this licd reads version 3"),
+                .starts_with("stored format version 1, but this licd reads version 4"),
             "{err}"
         );
         assert!(matches!(
@@ -126,9 +132,9 @@ mod tests {
         newer
             .open_tree("meta")
             .unwrap()
-            .insert(FORMAT_KEY, encode(&4u32).unwrap())
+            .insert(FORMAT_KEY, encode(&5u32).unwrap())
             .unwrap();
         let err = check_database(&newer).unwrap_err();
-        assert!(err.to_string().contains("stored format version 4"), "{err}");
+        assert!(err.to_string().contains("stored format version 5"), "{err}");
     }
 }

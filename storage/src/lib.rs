@@ -11,7 +11,7 @@
 //!
 //! **Format.** The database and every snapshot carry the stored format version
 //! ([`format::FORMAT_VERSION`]); a licd refuses another version with a message naming it,
-//! except version 2, which [`upgrade`] rewrites in the current format when it is opened.
+//! except versions 2 and 3, which [`upgrade`] rewrites in the current format when opened.
 //!
 //! **Restore.** [`restore`] writes a fresh database from a backed-up snapshot, as the first
 //! state of a new cluster with a new cluster id.

@@ -9,6 +9,7 @@ use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use licd_raft::codec::{decode, encode};
+use licd_raft::events::{EventKind, EventLog};
 use licd_raft::{LicenseState, Outcome, RaftNodeId, Response, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -32,6 +33,10 @@ pub struct AppliedState {
     pub last_membership: StoredMembership<RaftNodeId, BasicNode>,
     /// The license state.
     pub licenses: LicenseState,
+    /// The usage history derived from the entries applied ([`licd_raft::events`]). It is
+    /// part of the snapshot, so that a node that installs one holds the same history as the
+    /// nodes that applied every entry.
+    pub events: EventLog,
 }
 
 /// A snapshot as it is stored: its metadata and its encoded [`AppliedState`].
@@ -169,10 +174,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut responses = Vec::new();
         for entry in entries {
             state.last_applied = Some(entry.log_id);
+            let index = entry.log_id.index;
             let response = match entry.payload {
                 EntryPayload::Blank => Ok(Outcome::Noop),
-                EntryPayload::Normal(request) => state.licenses.apply(&request),
+                EntryPayload::Normal(request) => {
+                    let (response, events) = state.licenses.apply_with_events(&request);
+                    let clock = state.licenses.clock();
+                    state.events.record(index, request.time, clock, events);
+                    response
+                }
                 EntryPayload::Membership(membership) => {
+                    let changed = EventKind::MembershipChanged {
+                        voters: membership.voter_ids().collect(),
+                        learners: membership.learner_ids().collect(),
+                    };
+                    let clock = state.licenses.clock();
+                    state.events.record(index, None, clock, vec![changed]);
                     state.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     Ok(Outcome::Noop)
                 }

@@ -240,7 +240,7 @@ async fn a_format_2_database_is_upgraded_when_opened() {
         upgraded
     );
     assert_eq!(
-        FORMAT_VERSION, 3,
+        FORMAT_VERSION, 4,
         "this test upgrades to the current format"
     );
 }

@@ -187,6 +187,7 @@ impl Cluster {
             },
             tls: None,
             server: Default::default(),
+            events: Default::default(),
         };
         if let Some(ca) = &self.authority {
             let tls = ca

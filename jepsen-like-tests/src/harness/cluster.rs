@@ -407,6 +407,7 @@ fn node_config_toml(id: u64, dir: &Path, trusted_key: &str) -> anyhow::Result<St
         },
         tls: None,
         server: Default::default(),
+        events: Default::default(),
     };
     toml::to_string_pretty(&config).context("cannot write a node configuration")
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use licd_raft::codec::{decode, encode};
 use licd_raft::command::{Allocate, Allocation, LeaseCheckpoint, LeaseRef};
+use licd_raft::events::{EventLog, Retention};
 use licd_raft::license::License;
 use licd_raft::types::{Cores, LeaseTtl, LicenseId, NodeName, RequestId, Timestamp};
 use licd_raft::{Command, LicenseState, Request, Response};
@@ -31,6 +32,9 @@ pub struct Machine {
     requests: u64,
     /// The state restored from a snapshot, which must keep behaving like `state`.
     restored: Option<LicenseState>,
+    /// The usage history of the requests applied, each at the number of its request (the
+    /// stand-in for its log index).
+    events: EventLog,
 }
 
 /// What a line's `@` says about the time its request carries.
@@ -324,6 +328,17 @@ fn command(line: &mut Line) -> Result<Command, String> {
                 },
             }
         }
+        "retention" => {
+            line.no_positional()?;
+            let days = line.take_number("days")?.ok_or("`retention` needs days=")?;
+            let max = line.take_number("max")?.ok_or("`retention` needs max=")?;
+            Command::SetEventRetention {
+                retention: Retention {
+                    max_age_days: u32::try_from(days).map_err(|e| e.to_string())?,
+                    max_events: max,
+                },
+            }
+        }
         "checkpoint" => Command::Checkpoint {
             leases: line
                 .positional
@@ -352,6 +367,7 @@ impl Machine {
             time: START_TIME,
             requests: 0,
             restored: None,
+            events: EventLog::default(),
         }
     }
 
@@ -363,7 +379,15 @@ impl Machine {
         }
         let timed = line.time != Stamp::NoTime;
         let now = Timestamp(self.time);
-        let queries = ["check", "usage", "renewable", "state", "snapshot", "repeat"];
+        let queries = [
+            "check",
+            "usage",
+            "renewable",
+            "state",
+            "snapshot",
+            "repeat",
+            "events",
+        ];
         if line.request_id.is_some() && queries.contains(&line.verb.as_str()) {
             return Err(format!("`{}` carries no request id", line.verb));
         }
@@ -421,6 +445,14 @@ impl Machine {
                 let result = answer(&self.state);
                 self.same_in_restored(answer, &result)?;
                 Ok(show::renewable(&node, &result))
+            }
+            "events" => {
+                line.no_positional()?;
+                let since = line.take_number("since")?.unwrap_or(0);
+                let limit = line.take_number("limit")?.unwrap_or(100);
+                line.no_options_left()?;
+                let limit = usize::try_from(limit).map_err(|e| e.to_string())?;
+                Ok(show::events(&self.events.after(since, limit)))
             }
             "state" => {
                 line.no_positional()?;
@@ -492,7 +524,9 @@ impl Machine {
                 request_id: RequestId::new(id).map_err(|e| e.to_string())?,
                 command: command.clone(),
             };
-            let response = self.state.apply(&request);
+            let (response, events) = self.state.apply_with_events(&request);
+            self.events
+                .record(self.requests, request.time, self.state.clock(), events);
             if let Some(restored) = &mut self.restored {
                 let answer = restored.apply(&request);
                 if answer != response {

@@ -3,6 +3,7 @@
 
 use licd_raft::LicenseState;
 use licd_raft::command::{Allocation, Grant, Outcome, Rejection, Response};
+use licd_raft::events::{EventKind, Page};
 use licd_raft::query::{CheckResult, LicenseSummary, Usage};
 use licd_raft::types::{MacAddr, NodeName, Timestamp, TokenHash};
 
@@ -159,6 +160,82 @@ pub fn response(response: &Response) -> Vec<String> {
                 list(expired, |n| n.to_string())
             )]
         }
+        Outcome::RetentionSet { retention } => vec![format!(
+            "retention set: days={} max={}",
+            retention.max_age_days, retention.max_events
+        )],
+    }
+}
+
+/// One line per event of a page of the usage history, then the page's `next`.
+pub fn events(page: &Page) -> Vec<String> {
+    let mut lines: Vec<String> = page
+        .events
+        .iter()
+        .map(|e| {
+            format!(
+                "event {} entry={} time={} clock={}: {}",
+                e.seq,
+                e.index,
+                optional(e.time, time),
+                time(e.clock),
+                event_kind(&e.kind)
+            )
+        })
+        .collect();
+    lines.push(format!("next={}", page.next));
+    lines
+}
+
+fn event_kind(kind: &EventKind) -> String {
+    match kind {
+        EventKind::Allocated {
+            node,
+            license,
+            mac: m,
+            cores,
+            counted_cores,
+            replaced,
+        } => format!(
+            "allocated {node} license={license} mac={} cores={cores} counted={counted_cores} \
+             replaced={replaced}",
+            mac(m)
+        ),
+        EventKind::Refused {
+            node,
+            license,
+            cores,
+            code,
+        } => format!(
+            "refused {node} license={} cores={cores} code={code}",
+            optional(license.as_ref(), |l| l.to_string())
+        ),
+        EventKind::Freed {
+            node,
+            license,
+            counted_cores,
+            by,
+            code,
+        } => format!(
+            "freed {node} license={license} counted={counted_cores} by={by:?} code={}",
+            optional(*code, |c| c.to_string())
+        ),
+        EventKind::LicenseInstalled { license, max_cores } => {
+            format!("license installed {license} max={max_cores}")
+        }
+        EventKind::LicenseReplaced { license, max_cores } => {
+            format!("license replaced {license} max={max_cores}")
+        }
+        EventKind::LicenseRemoved { license } => format!("license removed {license}"),
+        EventKind::MembershipChanged { voters, learners } => format!(
+            "membership voters={} learners={}",
+            list(voters, |v| v.to_string()),
+            list(learners, |v| v.to_string())
+        ),
+        EventKind::RetentionChanged { retention } => format!(
+            "retention days={} max={}",
+            retention.max_age_days, retention.max_events
+        ),
     }
 }
 

@@ -338,6 +338,7 @@ pub(crate) fn write_cluster_files(
                 })
                 .transpose()?,
             server: Default::default(),
+            events: Default::default(),
         };
         config
             .validate()
