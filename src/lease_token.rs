@@ -80,6 +80,21 @@ impl LeaseToken {
     }
 }
 
+/// The schema of the API contract: 32 hex digits.
+impl utoipa::PartialSchema for LeaseToken {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-fA-F]{32}$"))
+            .description(Some(
+                "A lease token: 128 bits as 32 hex digits. Keep it secret.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for LeaseToken {}
+
 impl fmt::Debug for LeaseToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("LeaseToken(..)")
@@ -91,7 +106,8 @@ impl FromStr for LeaseToken {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        if s.len() != 2 * TOKEN_BYTES || !s.is_ascii() {
+        // Hex digits only: `from_str_radix` alone would also take a sign ("+f").
+        if s.len() != 2 * TOKEN_BYTES || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(InvalidLeaseToken);
         }
         let mut token = [0; TOKEN_BYTES];
@@ -223,6 +239,8 @@ mod tests {
             &format!("{text}0"),
             &"zz".repeat(16),
             "é".repeat(16).as_str(),
+            // A sign is not a hex digit, though `u8::from_str_radix` takes one.
+            &format!("+f{}", &text[2..]),
         ] {
             assert_eq!(bad.parse::<LeaseToken>(), Err(InvalidLeaseToken), "{bad:?}");
         }

@@ -43,6 +43,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/raft/snapshot", "cluster"),
     ("GET", "/healthz", "open"),
     ("GET", "/readyz", "open"),
+    ("GET", "/openapi.json", "open"),
     ("GET", "/ui", "open"),
     ("GET", "/ui/app.js", "open"),
     ("GET", "/ui/style.css", "open"),
@@ -240,26 +241,37 @@ async fn two_client_tokens_both_work_and_a_removed_one_is_refused_after_a_restar
             .await;
         assert!(answer.is_ok(), "{token}: {answer:?}");
     }
-    // Rotation: the old token leaves node 2's configuration; node 2 restarts with it.
-    cluster
-        .configs
-        .get_mut(&2)
-        .unwrap()
+    // Rotation: the old token leaves node 2's configuration; node 2 restarts with it, and
+    // with an election timeout shorter than the others' so that it campaigns first.
+    let config = cluster.configs.get_mut(&2).unwrap();
+    config
         .auth
         .tokens
         .retain(|t| t.name.as_deref() != Some("test-client"));
+    config.raft.election_timeout_min_ms = 120;
+    config.raft.election_timeout_max_ms = 150;
     cluster.stop(2).await;
     cluster.restart(2).await;
-    cluster.wait_for_leader(Duration::from_secs(10)).await;
-    // Node 2 leads: every request reaches it, forwarded or not. (An election can be lost
-    // to a node with a longer log: campaign again, a bounded number of times.)
-    let mut leader = 0;
+    // Node 2 leads: every request reaches it, forwarded or not. A healthy leader keeps its
+    // followers' votes (they refuse a campaign while its lease lasts), so stop the leader
+    // and let node 2 win the next election; a bounded number of times.
+    let mut leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
     for _ in 0..5 {
-        let _ = cluster.admin_client_of(2).elect().await;
-        leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
         if leader == 2 {
             break;
         }
+        let applied = cluster
+            .node(leader)
+            .metrics()
+            .last_applied
+            .map_or(0, |l| l.index);
+        cluster
+            .wait_applied(2, applied, Duration::from_secs(10))
+            .await;
+        cluster.stop(leader).await;
+        let stopped = leader;
+        leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+        cluster.restart(stopped).await;
     }
     assert_eq!(leader, 2, "node 2 did not win an election");
     let refused = one_node_client(&cluster, 2, CLIENT_TOKEN)

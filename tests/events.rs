@@ -153,6 +153,7 @@ async fn the_history_records_usage_alike_on_every_node_and_reports_it() {
         "limit=0",
         "limit=10001",
         "since=-1",
+        "since=9223372036854775808",
         "since=abc",
         "colour=red",
     ] {

@@ -26,6 +26,8 @@ pub mod events;
 pub mod format2;
 pub mod license;
 pub mod license_file;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod query;
 pub mod state;
 pub mod types;

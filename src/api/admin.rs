@@ -13,47 +13,54 @@ use super::{ErrorCode, LogPosition};
 use crate::node::status::{ClusterStatus, MemberKind, Role};
 
 /// `POST /admin/init`: the initial voters by id and HTTP address; empty means this node alone.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InitBody {
     /// Voter id to `host:port`.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub members: BTreeMap<RaftNodeId, String>,
 }
 
 /// `POST /admin/learners`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddLearnerBody {
     /// The new member's id.
+    #[schema(value_type = u64)]
     pub node_id: RaftNodeId,
     /// Its HTTP address, `host:port`.
     pub addr: String,
 }
 
 /// `PUT /admin/voters`: the complete new voter set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VotersBody {
     /// The voters after the change.
+    #[schema(value_type = Vec<u64>)]
     pub voters: Vec<RaftNodeId>,
 }
 
 /// Answer to membership changes: the membership after it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MembershipBody {
     /// Voter ids.
+    #[schema(value_type = Vec<u64>)]
     pub voters: Vec<RaftNodeId>,
     /// Learner ids.
+    #[schema(value_type = Vec<u64>)]
     pub learners: Vec<RaftNodeId>,
     /// Every member's HTTP address.
+    #[schema(value_type = BTreeMap<String, String>)]
     pub nodes: BTreeMap<RaftNodeId, String>,
 }
 
 /// One member in the cluster status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberStatus {
     /// Its id.
+    #[schema(value_type = u64)]
     pub id: RaftNodeId,
     /// Its HTTP address.
     pub addr: String,
@@ -74,13 +81,15 @@ pub struct MemberStatus {
 }
 
 /// Answer to `GET /admin/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusBody {
     /// The node that answered.
+    #[schema(value_type = u64)]
     pub node_id: RaftNodeId,
     /// Its Raft role: `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
     pub state: Role,
     /// The leader it knows.
+    #[schema(value_type = Option<u64>)]
     pub leader_id: Option<RaftNodeId>,
     /// Its current term.
     pub term: u64,
@@ -137,7 +146,7 @@ impl From<&ClusterStatus> for StatusBody {
 }
 
 /// Answer to a license installation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstalledBody {
     /// The license id.
     pub license: LicenseId,
@@ -152,7 +161,7 @@ pub struct InstalledBody {
 }
 
 /// One allocation a replacing license released.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DroppedBody {
     /// The server.
     pub node: NodeName,
@@ -161,7 +170,7 @@ pub struct DroppedBody {
 }
 
 /// Answer to a license removal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RemovedBody {
     /// The license id.
     pub license: LicenseId,
@@ -172,8 +181,29 @@ pub struct RemovedBody {
 }
 
 /// Answer to `POST /admin/snapshot`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SnapshotBody {
     /// The index the snapshot covers, once built.
     pub snapshot_index: Option<u64>,
+}
+
+/// `GET /healthz`: the process serves HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HealthBody {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// `GET /readyz`: whether this node can take part (200) or not (503).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReadyBody {
+    /// A leader is known and this node is a voter, or a learner that has caught up.
+    pub ready: bool,
+    /// The leader this node knows of.
+    #[schema(value_type = Option<u64>)]
+    pub leader_id: Option<RaftNodeId>,
+    /// This node is a voter.
+    pub voter: bool,
+    /// This node is a learner.
+    pub learner: bool,
 }

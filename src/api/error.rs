@@ -12,7 +12,7 @@ use licd_raft::command::CoreFigures;
 use serde::{Deserialize, Serialize};
 
 /// Every machine-readable code of an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     // The state machine's codes (see [`Code`]).
@@ -205,7 +205,7 @@ impl From<Code> for ErrorCode {
 }
 
 /// The one error shape of every route: `{"code", "message", ...figures}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code, such as `CPU_LIMIT_EXHAUSTED` or `BAD_REQUEST`.
     pub code: ErrorCode,

@@ -15,9 +15,14 @@ use super::ErrorCode;
 pub const DEFAULT_EVENTS_LIMIT: usize = 1_000;
 /// The most events a page may ask for.
 pub const MAX_EVENTS_LIMIT: usize = 10_000;
+const _: () = assert!(
+    MAX_EVENTS_LIMIT == 10_000,
+    "the contract's maximum of `limit`"
+);
 
 /// `GET /v1/events` query string.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Events after this event number; 0 (the default) from the oldest kept.
@@ -26,11 +31,12 @@ pub struct EventsQuery {
     /// At most this many events, 1 to [`MAX_EVENTS_LIMIT`]; [`DEFAULT_EVENTS_LIMIT`] by
     /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 10_000)]
     pub limit: Option<usize>,
 }
 
 /// One page of the usage history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventsBody {
     /// The events, oldest first.
     pub events: Vec<EventBody>,
@@ -40,7 +46,7 @@ pub struct EventsBody {
 }
 
 /// One event of the usage history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventBody {
     /// The event's number, increasing by one from 1; never reused.
     pub seq: u64,
@@ -58,7 +64,7 @@ pub struct EventBody {
 }
 
 /// What an event records, named by its `kind` field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventWhat {
     /// A server was allocated cores; a re-allocation replaces its earlier allocation.
@@ -136,7 +142,7 @@ pub enum EventWhat {
 }
 
 /// Why cores were freed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FreedReason {
     /// Released by the holder or an administrator.

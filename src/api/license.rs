@@ -14,7 +14,7 @@ use super::{ErrorCode, LeaseToken};
 use crate::node::Renewal;
 
 /// `PUT /v1/nodes/{node}/allocation`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AllocateBody {
     /// The license; may be omitted when exactly one is installed.
@@ -24,8 +24,9 @@ pub struct AllocateBody {
     pub mac: MacAddr,
     /// The server's CPU cores.
     pub cores: Cores,
-    /// Lease duration in milliseconds; the node's default when omitted.
+    /// Lease duration in milliseconds (1 second to 7 days); the node's default when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1_000, maximum = 604_800_000)]
     pub ttl_ms: Option<u64>,
     /// The request id, if not given in the `x-request-id` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,7 +34,7 @@ pub struct AllocateBody {
 }
 
 /// The body of heartbeat and release calls: only an optional request id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestIdBody {
     /// The request id, if not given in the `x-request-id` header.
@@ -42,7 +43,7 @@ pub struct RequestIdBody {
 }
 
 /// Where a write landed in the Raft log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPosition {
     /// The term of the entry.
     pub term: u64,
@@ -51,7 +52,7 @@ pub struct LogPosition {
 }
 
 /// A server's allocation as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AllocationBody {
     /// The license the cores come from.
     pub license: LicenseId,
@@ -85,7 +86,7 @@ impl From<&Allocation> for AllocationBody {
 }
 
 /// Answer to an allocation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GrantBody {
     /// The server.
     pub node: NodeName,
@@ -134,7 +135,7 @@ impl GrantBody {
 }
 
 /// Answer to a heartbeat: the lease renewed in the leader's memory, without a log write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RenewBody {
     /// The server.
     pub node: NodeName,
@@ -151,6 +152,7 @@ pub struct RenewBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license_expires_in_ms: Option<u64>,
     /// The leader that renewed it.
+    #[schema(value_type = u64)]
     pub leader_id: RaftNodeId,
     /// Its term.
     pub term: u64,
@@ -175,7 +177,7 @@ impl RenewBody {
 }
 
 /// Answer to a release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseBody {
     /// The server.
     pub node: NodeName,
@@ -190,7 +192,8 @@ pub struct ReleaseBody {
 }
 
 /// `GET /v1/nodes/{node}/check` query string.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckQuery {
     /// The MAC the server has now; when given it must match its allocation and the license.
@@ -199,11 +202,12 @@ pub struct CheckQuery {
     /// The caller's nonce, 16 to 64 bytes as hex: the answer's signature covers it, so the
     /// answer cannot be replayed to another check (see [`crate::signing`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = "^([0-9a-fA-F]{2}){16,64}$")]
     pub nonce: Option<String>,
 }
 
 /// The parts of a license an application or an operator looks at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LicenseSummaryBody {
     /// The license id.
     pub id: LicenseId,
@@ -239,7 +243,7 @@ impl From<&LicenseSummary> for LicenseSummaryBody {
 }
 
 /// What a license check answers for one application server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckAnswer {
     /// The server asked about.
     pub node: NodeName,
@@ -282,12 +286,13 @@ impl From<&CheckResult> for CheckAnswer {
 }
 
 /// Answer to a license check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckBody {
     /// The check itself.
     #[serde(flatten)]
     pub check: CheckAnswer,
     /// The leader that answered.
+    #[schema(value_type = u64)]
     pub leader_id: RaftNodeId,
     /// Its term.
     pub term: u64,
@@ -298,7 +303,7 @@ pub struct CheckBody {
 }
 
 /// The signature of a check answer (the message it covers: [`crate::signing`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AnswerSignature {
     /// The encoding of the signed message, `licd-check-v1`.
     pub scheme: String,
@@ -312,7 +317,7 @@ pub struct AnswerSignature {
 }
 
 /// One server's share of a license.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeUsageBody {
     /// The server.
     pub node: NodeName,
@@ -339,7 +344,7 @@ impl From<&NodeUsage> for NodeUsageBody {
 }
 
 /// A license's consumption (`GET /v1/licenses/{id}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageBody {
     /// The license.
     pub license: LicenseSummaryBody,
@@ -369,7 +374,7 @@ impl From<&Usage> for UsageBody {
 }
 
 /// Answer to `GET /v1/licenses`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LicensesBody {
     /// Each installed license with its usage.
     pub licenses: Vec<UsageBody>,
@@ -379,20 +384,24 @@ pub struct LicensesBody {
 
 /// Answer to `GET /v1/cluster`: the leader's view of the cluster's health, for agents and
 /// applications (no admin token needed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterHealthBody {
     /// The leader.
+    #[schema(value_type = u64)]
     pub leader_id: RaftNodeId,
     /// Its term.
     pub term: u64,
     /// The voters.
+    #[schema(value_type = Vec<u64>)]
     pub voters: Vec<RaftNodeId>,
     /// How many voters the leader heard from within the election timeout (itself included).
     pub healthy_servers: usize,
     /// The voters it did not hear from.
+    #[schema(value_type = Vec<u64>)]
     pub down: Vec<RaftNodeId>,
     /// Each voter's wall clock minus the cluster's, in milliseconds, where known.
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, i64>)]
     pub clock_skew_ms: std::collections::BTreeMap<RaftNodeId, i64>,
     /// Warnings, such as a lost redundancy or a skewed clock.
     pub warnings: Vec<String>,

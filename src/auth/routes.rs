@@ -63,6 +63,8 @@ pub const ROUTES: &[Route] = &[
     // The probes of a load balancer or a service manager.
     route("GET", "/healthz", Need::Open),
     route("GET", "/readyz", Need::Open),
+    // The API contract: the same for every cluster, naming nothing of this one.
+    route("GET", "/openapi.json", Need::Open),
     // The dashboard's page, script and style sheet: static, holding no data; its script
     // calls the API above with the operator's token.
     route("GET", "/ui", Need::Open),

@@ -1,5 +1,6 @@
 //! `licd completions SHELL` and `licd man DIR`: shell completions and man pages generated
-//! from the same command definitions as `--help`, so they cannot fall behind it.
+//! from the same command definitions as `--help`, so they cannot fall behind it; and
+//! `licd openapi`, the HTTP API's contract generated from the wire types.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,18 @@ pub struct CompletionsArgs {
 pub struct ManArgs {
     /// The directory to write `licd.1` and one page per subcommand (`licd-serve.1`, ...) to.
     pub dir: PathBuf,
+}
+
+/// Writes the OpenAPI document on stdout, as `GET /openapi.json` serves it (pretty-printed,
+/// with a final newline: the form of docs/openapi.json).
+pub fn openapi() -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let text = crate::http::openapi_json();
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e).context("cannot write the document"),
+    }
 }
 
 /// Writes the completion script for a shell on stdout.

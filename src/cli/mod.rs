@@ -87,6 +87,8 @@ pub enum Command {
     Completions(docs::CompletionsArgs),
     /// Write man pages for licd and each subcommand into a directory.
     Man(docs::ManArgs),
+    /// Print the HTTP API's OpenAPI 3.1 contract (docs/openapi.json) on stdout.
+    Openapi,
 }
 
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
@@ -125,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Token(args) => token::run(args, out),
             Command::Completions(args) => docs::completions(&args),
             Command::Man(args) => docs::man(&args),
+            Command::Openapi => docs::openapi(),
         }
     });
     if !is_serve {

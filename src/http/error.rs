@@ -398,9 +398,43 @@ where
         }
         let bytes = axum::body::Bytes::from_request(request, state).await?;
         super::request::require_object(&bytes)?;
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
-        Ok(AppJson(value))
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => Ok(AppJson(value)),
+            // JSON has one number type: `4.0` is the integer 4 (as JSON Schema says). Serde
+            // refuses it for an integer field, so read the body again with such numbers
+            // written as integers; the first error stands when that does not help.
+            Err(e) => match integral_numbers_as_integers(&bytes) {
+                Some(value) => serde_json::from_value(value)
+                    .map(AppJson)
+                    .map_err(|_| e.into()),
+                None => Err(e.into()),
+            },
+        }
     }
+}
+
+/// The body as a JSON value with every number that has a fraction of zero (`4.0`, `1e3`)
+/// turned into an integer; `None` when it is not JSON or has no such number.
+fn integral_numbers_as_integers(bytes: &[u8]) -> Option<serde_json::Value> {
+    fn walk(value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // 2^53: beyond it a float no longer holds every integer exactly.
+                if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
+                    *value = serde_json::Value::from(f as i64);
+                    true
+                } else {
+                    false
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |c, v| walk(v) | c),
+            serde_json::Value::Object(map) => map.values_mut().fold(false, |c, v| walk(v) | c),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&mut value).then_some(value)
 }
 
 /// The essence of a `Content-Type` (`type/subtype`, parameters dropped), enough to tell JSON.
@@ -456,6 +490,22 @@ mod tests {
             .await
             .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn integral_numbers_are_read_as_the_integers_they_are() {
+        let value =
+            integral_numbers_as_integers(br#"{"cores": 4.0, "x": [1e3, 2.5], "y": {"z": -3.0}}"#)
+                .expect("it has integral floats");
+        assert_eq!(
+            value,
+            serde_json::json!({"cores": 4, "x": [1000, 2.5], "y": {"z": -3}})
+        );
+        assert_eq!(integral_numbers_as_integers(br#"{"cores": 4}"#), None);
+        assert_eq!(integral_numbers_as_integers(br#"{"cores": 4.5}"#), None);
+        assert_eq!(integral_numbers_as_integers(b"not json"), None);
+        // Past 2^53 a float is not an exact integer: left as it is.
+        assert_eq!(integral_numbers_as_integers(br#"{"n": 1e300}"#), None);
     }
 
     /// The detail of an internal failure stays in the log; the body names what the server

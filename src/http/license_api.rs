@@ -313,7 +313,15 @@ async fn list_events(
             "limit must be 1 to {MAX_EVENTS_LIMIT}, not {limit}"
         )));
     }
-    let page = app.node.events(query.since.unwrap_or(0), limit).await?;
+    // Event numbers are JSON-safe integers of the contract (int64); larger is no event.
+    let since = query.since.unwrap_or(0);
+    if i64::try_from(since).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "since must be 0 to {}, not {since}",
+            i64::MAX
+        )));
+    }
+    let page = app.node.events(since, limit).await?;
     Ok(axum::Json(EventsBody::from(&page)).into_response())
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP face of a node: the license API (`/v1`), the admin API (`/admin`), the Raft
-//! transport (`/raft`), the metrics, the probes (`/healthz`, `/readyz`) and the dashboard
+//! transport (`/raft`), the metrics, the probes (`/healthz`, `/readyz`), the API contract
+//! (`/openapi.json`: the `openapi` module) and the dashboard
 //! (`/ui`: the `ui` module).
 //!
 //! Every route has the role its caller needs ([`crate::auth::routes`], checked by
@@ -16,12 +17,22 @@ pub mod error;
 mod forward;
 mod license_api;
 pub mod limits;
+mod openapi;
 mod raft_api;
 mod request;
 mod serve;
 mod ui;
 
+pub use openapi::document as openapi_document;
 pub use serve::{MAX_HEADERS, ServerLimits, ServerOptions, serve};
+
+/// The API contract as docs/openapi.json holds it: pretty JSON and a final newline.
+pub fn openapi_json() -> String {
+    let mut text = serde_json::to_string_pretty(&openapi::document())
+        .expect("an OpenAPI document encodes as JSON");
+    text.push('\n');
+    text
+}
 
 use std::future::Future;
 use std::time::Duration;
@@ -32,7 +43,6 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::node::Node;
@@ -117,6 +127,7 @@ pub fn router(node: Node) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", metrics)
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::serve))
         .merge(ui)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -192,7 +203,9 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({"status": "ok"}))
+    axum::Json(crate::api::HealthBody {
+        status: "ok".to_string(),
+    })
 }
 
 /// Ready when a leader is known and this node is a voter, or a learner that has caught up.
@@ -208,12 +221,12 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         .zip(m.last_log_index)
         .is_some_and(|(applied, last)| applied >= last);
     let ready = m.current_leader.is_some() && (is_voter || (is_learner && caught_up));
-    let body = json!({
-        "ready": ready,
-        "leader_id": m.current_leader,
-        "voter": is_voter,
-        "learner": is_learner,
-    });
+    let body = crate::api::ReadyBody {
+        ready,
+        leader_id: m.current_leader,
+        voter: is_voter,
+        learner: is_learner,
+    };
     let status = if ready {
         StatusCode::OK
     } else {

@@ -19,7 +19,7 @@ use openraft::{BasicNode, RaftMetrics, ServerState};
 use serde::{Deserialize, Serialize};
 
 /// A node's Raft role, spelled on the wire as openraft names its states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Role {
     /// It leads: it serves writes and linearizable reads.
     Leader,
@@ -52,7 +52,7 @@ impl fmt::Display for Role {
 }
 
 /// Whether a member votes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberKind {
     /// It votes and counts towards the majority.
