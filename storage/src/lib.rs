@@ -61,14 +61,21 @@ pub use state_machine::{AppliedState, StateMachineStore};
 /// this process (a node restarted in place) is retried for up to 5 s before the lock is
 /// reported as held.
 pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
+    open_db(open_sled(path)?)
+}
+
+/// Opens the sled database at `path` as [`open`] does, retrying for up to 5 s while a handle
+/// closed just before still holds its file lock; for tools and tests that read the database
+/// itself.
+pub fn open_sled(path: &Path) -> Result<sled::Db, OpenError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let db = loop {
+    loop {
         match sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
             .open()
         {
-            Ok(db) => break db,
+            Ok(db) => return Ok(db),
             Err(sled::Error::Io(e)) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -79,8 +86,7 @@ pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
                 });
             }
         }
-    };
-    open_db(db)
+    }
 }
 
 /// Whether sled failed to open because another handle still holds the database's file lock.

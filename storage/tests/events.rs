@@ -205,7 +205,7 @@ async fn a_format_3_database_is_upgraded_and_its_history_starts_at_the_next_rete
         licenses: licenses.clone(),
     };
     {
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = licd_storage::open_sled(dir.path()).unwrap();
         let meta = db.open_tree("meta").unwrap();
         meta.insert(b"format", encode(&3u32).unwrap()).unwrap();
         let tree = db.open_tree("log").unwrap();
@@ -269,7 +269,7 @@ async fn a_format_3_database_is_upgraded_and_its_history_starts_at_the_next_rete
 
     // The database is in the current format now, and reopens as is.
     drop((_log, sm));
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let db = licd_storage::open_sled(dir.path()).unwrap();
     let marker = db
         .open_tree("meta")
         .unwrap()

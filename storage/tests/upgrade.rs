@@ -157,7 +157,7 @@ struct StoredSnapshot {
 
 /// Writes the format 2 database into `dir`: marker 2, the log, the committed id, the snapshot.
 fn write_format_2(dir: &std::path::Path) {
-    let db = sled::Config::new().path(dir).open().unwrap();
+    let db = licd_storage::open_sled(dir).unwrap();
     let meta = db.open_tree("meta").unwrap();
     meta.insert(b"format", encode(&2u32).unwrap()).unwrap();
     meta.insert(b"committed", encode(&Some(log_id(5))).unwrap())
