@@ -110,5 +110,40 @@ async fn the_leader_exports_usage_outcomes_refusals_and_raft_progress() {
         .await
         .unwrap();
     assert!(text.contains("licd_raft_leader 0"), "{text}");
+
+    // A lease that ends without a heartbeat is counted by the leader that ended it.
+    let short = AllocateBody {
+        ttl_ms: Some(1_000),
+        ..body(3, 2)
+    };
+    client
+        .allocate(&NodeName::new("app-3").unwrap(), &short, &new_request_id())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+        let text = reqwest::Client::new()
+            .get(format!("http://{}/metrics", cluster.addrs[&leader]))
+            .bearer_auth(common::OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("licd_lease_expirations_total 1") {
+            assert!(
+                text.contains(r#"licd_license_cores{license="lic",kind="allocated"} 12"#),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no lease expiration counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     cluster.shutdown().await;
 }

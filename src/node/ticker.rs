@@ -14,8 +14,8 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use licd_raft::Command;
 use licd_raft::types::RequestId;
+use licd_raft::{Command, Outcome, Rejection};
 
 use super::{Inner, Node};
 
@@ -56,21 +56,22 @@ pub(super) async fn run(node: Weak<Inner>, schedule: Schedule) {
         };
         if !expired.is_empty() {
             seq += 1;
-            propose(
-                &node,
-                "expire",
-                term,
-                seq,
-                Command::Expire { leases: expired },
-            )
-            .await;
+            let command = Command::Expire { leases: expired };
+            if let Some(Ok(Outcome::Expired { expired })) =
+                propose(&node, "expire", term, seq, command).await
+            {
+                node.meter().leases_expired(expired.len());
+            }
         }
         if !checkpoint.is_empty() {
             seq += 1;
             let command = Command::Checkpoint {
                 leases: checkpoint.clone(),
             };
-            if propose(&node, "checkpoint", term, seq, command).await {
+            if propose(&node, "checkpoint", term, seq, command)
+                .await
+                .is_some()
+            {
                 node.lease_checkpoint_committed(&checkpoint, at);
             }
         }
@@ -95,16 +96,20 @@ async fn sync_event_retention(node: &Node) {
 
 /// Proposes a keeper entry. These are not deduplicated; the id only needs to be valid, and is
 /// unique per node and term for readable logs.
-/// Returns whether the entry was committed.
-async fn propose(node: &Node, kind: &str, term: u64, seq: u64, command: Command) -> bool {
-    let Ok(request_id) = RequestId::new(format!("{kind}-{}-{term}-{seq}", node.id())) else {
-        return false;
-    };
+/// Returns the entry's outcome once it was committed and applied.
+async fn propose(
+    node: &Node,
+    kind: &str,
+    term: u64,
+    seq: u64,
+    command: Command,
+) -> Option<Result<Outcome, Rejection>> {
+    let request_id = RequestId::new(format!("{kind}-{}-{term}-{seq}", node.id())).ok()?;
     match node.propose(request_id, command).await {
-        Ok(_) => true,
+        Ok(proposed) => Some(proposed.result),
         Err(e) => {
             tracing::debug!(error = %e, kind, "lease keeper entry not applied");
-            false
+            None
         }
     }
 }
