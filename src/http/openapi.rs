@@ -160,7 +160,6 @@ fn operations(doc: &mut Doc) {
         .json_body::<AllocateBody>()
         .ok::<GrantBody>(201, "Allocated.")
         .ok::<GrantBody>(200, "The server's earlier allocation was replaced.")
-        .errors(API_ERRORS)
         .add();
     doc.op(
         "DELETE",
@@ -174,7 +173,6 @@ fn operations(doc: &mut Doc) {
     .param(token())
     .optional_json_body::<RequestIdBody>()
     .ok::<ReleaseBody>(200, "Released (or there was nothing to release).")
-    .errors(API_ERRORS)
     .add();
     doc.op("POST", "/v1/nodes/{node}/heartbeat", "heartbeat", "license")
         .summary("Renew an allocation's lease (not a log write)")
@@ -183,25 +181,21 @@ fn operations(doc: &mut Doc) {
         .param(token())
         .optional_json_body::<RequestIdBody>()
         .ok::<RenewBody>(200, "Renewed.")
-        .errors(API_ERRORS)
         .add();
     doc.op("GET", "/v1/nodes/{node}/check", "check", "license")
         .summary("Whether an application server is licensed (a linearizable read)")
         .param(node())
         .params(CheckQuery::into_params(|| Some(ParameterIn::Query)))
         .ok::<CheckBody>(200, "The answer, licensed or not (valid, code, message).")
-        .errors(API_ERRORS)
         .add();
     doc.op("GET", "/v1/licenses", "list_licenses", "usage")
         .summary("Every license with its servers and cores in use")
         .ok::<LicensesBody>(200, "The licenses.")
-        .errors(API_ERRORS)
         .add();
     doc.op("GET", "/v1/licenses/{id}", "get_license", "usage")
         .summary("One license with its servers and cores in use")
         .param(license())
         .ok::<UsageBody>(200, "The license.")
-        .errors(API_ERRORS)
         .add();
     doc.op("GET", "/v1/events", "list_events", "usage")
         .summary("The usage history, one page at a time")
@@ -210,12 +204,10 @@ fn operations(doc: &mut Doc) {
             200,
             "Events after `since`, oldest first; `next` is the next page's `since`.",
         )
-        .errors(API_ERRORS)
         .add();
     doc.op("GET", "/v1/cluster", "cluster_health", "usage")
         .summary("The cluster's health in figures")
         .ok::<ClusterHealthBody>(200, "The leader's view.")
-        .errors(API_ERRORS)
         .add();
 
     // The admin API.
@@ -223,7 +215,6 @@ fn operations(doc: &mut Doc) {
         .summary("Initialize a new cluster on this node")
         .optional_json_body::<InitBody>()
         .ok::<MembershipBody>(200, "Initialized.")
-        .errors(API_ERRORS)
         .add();
     doc.op("GET", "/admin/status", "status", "admin")
         .summary("Members, roles, replication progress and warnings")
@@ -231,36 +222,30 @@ fn operations(doc: &mut Doc) {
             200,
             "The leader's view when one is known, else this node's.",
         )
-        .errors(API_ERRORS)
         .add();
     doc.op("POST", "/admin/elect", "elect", "admin")
         .summary("Ask this node to campaign for leadership")
         .ok::<StatusBody>(200, "This node's status after the election.")
-        .errors(API_ERRORS)
         .add();
     doc.op("POST", "/admin/learners", "add_learner", "admin")
         .summary("Add a learner; answers once it has caught up")
         .json_body::<AddLearnerBody>()
         .ok::<MembershipBody>(200, "The new membership.")
-        .errors(API_ERRORS)
         .add();
     doc.op("PUT", "/admin/voters", "set_voters", "admin")
         .summary("Set the voters")
         .json_body::<VotersBody>()
         .ok::<MembershipBody>(200, "The new membership.")
-        .errors(API_ERRORS)
         .add();
     doc.op("POST", "/admin/voters/{id}", "promote", "admin")
         .summary("Promote a learner to voter")
         .param(member())
         .ok::<MembershipBody>(200, "The new membership.")
-        .errors(API_ERRORS)
         .add();
     doc.op("DELETE", "/admin/members/{id}", "remove_member", "admin")
         .summary("Remove a member")
         .param(member())
         .ok::<MembershipBody>(200, "The new membership.")
-        .errors(API_ERRORS)
         .add();
     doc.op("POST", "/admin/licenses", "install_license", "admin")
         .summary("Install (or replace) a signed license file")
@@ -271,14 +256,12 @@ fn operations(doc: &mut Doc) {
             200,
             "It replaced a license of the same id, or was already installed.",
         )
-        .errors(API_ERRORS)
         .add();
     doc.op("DELETE", "/admin/licenses/{id}", "remove_license", "admin")
         .summary("Remove a license and release its servers")
         .param(license())
         .params(idempotency())
         .ok::<RemovedBody>(200, "Removed.")
-        .errors(API_ERRORS)
         .add();
     doc.op(
         "DELETE",
@@ -290,43 +273,36 @@ fn operations(doc: &mut Doc) {
     .param(node())
     .params(idempotency())
     .ok::<ReleaseBody>(200, "Released (or there was nothing to release).")
-    .errors(API_ERRORS)
     .add();
     doc.op("POST", "/admin/snapshot", "snapshot", "admin")
         .summary("Build a Raft snapshot now")
         .ok::<SnapshotBody>(200, "The index the snapshot covers.")
-        .errors(API_ERRORS)
         .add();
     doc.op("GET", "/admin/snapshot", "download_snapshot", "admin")
         .summary("Download a consistent backup file (licd snapshot save)")
         .ok_binary(200, "The backup file.")
-        .errors(API_ERRORS)
         .add();
 
     // The node.
     doc.op("GET", "/metrics", "metrics", "node")
         .summary("Prometheus metrics of the node asked")
         .ok_text(200, "text/plain", "The text exposition format.")
-        .errors(API_ERRORS)
         .add();
     doc.op("GET", "/healthz", "healthz", "node")
         .summary("Liveness: the process serves HTTP")
         .open()
         .ok::<HealthBody>(200, "Alive.")
-        .errors(OPEN_ERRORS)
         .add();
     doc.op("GET", "/readyz", "readyz", "node")
         .summary("Readiness: a leader is known and this node takes part")
         .open()
         .ok::<ReadyBody>(200, "Ready.")
         .ok::<ReadyBody>(503, "Not ready.")
-        .errors(OPEN_ERRORS)
         .add();
     doc.op("GET", "/openapi.json", "openapi", "node")
         .summary("This document")
         .open()
         .ok_json_any(200, "The OpenAPI 3.1 contract.")
-        .errors(OPEN_ERRORS)
         .add();
     for (path, id, content_type, what) in [
         ("/ui", "dashboard", "text/html", "The dashboard's page."),
@@ -347,7 +323,6 @@ fn operations(doc: &mut Doc) {
             .summary(what)
             .open()
             .ok_text(200, content_type, what)
-            .errors(OPEN_ERRORS)
             .add();
     }
 }
@@ -416,6 +391,7 @@ impl Doc {
                 .tag(tag)
                 .security(SecurityRequirement::new::<_, _, String>(BEARER, [])),
             responses: BTreeMap::new(),
+            open: false,
         }
     }
 
@@ -435,6 +411,8 @@ struct Op<'d> {
     path: &'static str,
     operation: OperationBuilder,
     responses: BTreeMap<u16, RefOr<Response>>,
+    /// No credential needed: the error statuses of an open route.
+    open: bool,
 }
 
 impl Op<'_> {
@@ -448,6 +426,7 @@ impl Op<'_> {
         self.operation = self
             .operation
             .securities(Some(Vec::<SecurityRequirement>::new()));
+        self.open = true;
         self
     }
 
@@ -513,83 +492,63 @@ impl Op<'_> {
         self
     }
 
-    fn ok<T: ToSchema>(mut self, status: u16, description: &str) -> Self {
+    fn ok<T: ToSchema>(self, status: u16, description: &str) -> Self {
         self.doc.register::<T>();
-        let content = ContentBuilder::new()
-            .schema(Some(schema_ref::<T>()))
-            .build();
-        self.responses.insert(
-            status,
-            ResponseBuilder::new()
-                .description(description)
-                .content("application/json", content)
-                .build()
-                .into(),
-        );
-        self
+        self.respond(status, description, "application/json", schema_ref::<T>())
     }
 
-    fn ok_json_any(mut self, status: u16, description: &str) -> Self {
-        let content = ContentBuilder::new()
-            .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-            .build();
-        self.responses.insert(
-            status,
-            ResponseBuilder::new()
-                .description(description)
-                .content("application/json", content)
-                .build()
-                .into(),
-        );
-        self
+    fn ok_json_any(self, status: u16, description: &str) -> Self {
+        let object = ObjectBuilder::new().schema_type(Type::Object);
+        self.respond(status, description, "application/json", object.into())
     }
 
-    fn ok_text(mut self, status: u16, content_type: &str, description: &str) -> Self {
-        let content = ContentBuilder::new()
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-            .build();
-        self.responses.insert(
-            status,
-            ResponseBuilder::new()
-                .description(description)
-                .content(content_type, content)
-                .build()
-                .into(),
-        );
-        self
+    fn ok_text(self, status: u16, content_type: &str, description: &str) -> Self {
+        let text = ObjectBuilder::new().schema_type(Type::String);
+        self.respond(status, description, content_type, text.into())
     }
 
-    fn ok_binary(mut self, status: u16, description: &str) -> Self {
-        let content = ContentBuilder::new()
-            .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .content_media_type("application/octet-stream"),
-            ))
-            .build();
-        self.responses.insert(
+    fn ok_binary(self, status: u16, description: &str) -> Self {
+        let bytes = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/octet-stream");
+        self.respond(
             status,
-            ResponseBuilder::new()
-                .description(description)
-                .content("application/octet-stream", content)
-                .build()
-                .into(),
-        );
+            description,
+            "application/octet-stream",
+            bytes.into(),
+        )
+    }
+
+    /// A success answer: `status` with a body of `content_type` and `schema`.
+    fn respond(
+        mut self,
+        status: u16,
+        description: &str,
+        content_type: &str,
+        schema: RefOr<Schema>,
+    ) -> Self {
+        let content = ContentBuilder::new().schema(Some(schema)).build();
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content(content_type, content)
+            .build();
+        self.responses.insert(status, response.into());
         self
     }
 
     /// Each of `statuses` answers the shared [`ERROR`] response.
-    fn errors(mut self, statuses: &[u16]) -> Self {
+    fn errors(&mut self, statuses: &[u16]) {
         self.doc.register::<ErrorBody>();
         for &status in statuses {
             self.responses
                 .entry(status)
                 .or_insert_with(|| RefOr::Ref(Ref::from_response_name(ERROR)));
         }
-        self
     }
 
-    fn add(self) {
+    /// Adds the operation, with the error statuses of its kind of route.
+    fn add(mut self) {
+        self.errors(if self.open { OPEN_ERRORS } else { API_ERRORS });
         let mut operation = self.operation;
         for (status, response) in self.responses {
             operation = operation.response(status.to_string(), response);
