@@ -1,7 +1,8 @@
 //! How long building a snapshot holds up apply: a bench that prints figures.
 //!
 //! It fills a state machine the way a long-running cluster fills it (many application
-//! servers, the exactly-once table at its capacity of 100,000 request ids), then, several
+//! servers, the exactly-once table at its capacity of 100,000 request ids, the usage history
+//! with one event per allocation up to its default cap), then, several
 //! times, builds a snapshot while another task applies one entry after another, and reports
 //! how long the build took and the longest single apply while it ran, against the median
 //! apply when no snapshot is being built.
@@ -85,7 +86,17 @@ async fn main() {
     };
     let filling = Instant::now();
     let mut index = 1;
-    let mut batch = vec![entry(index, Command::InstallLicense(license))];
+    // The usage history at its default retention: every allocation below is an event.
+    let mut batch = vec![
+        entry(index, Command::InstallLicense(license)),
+        entry(
+            index + 1,
+            Command::SetEventRetention {
+                retention: licd_raft::events::Retention::default(),
+            },
+        ),
+    ];
+    index += 1;
     while index < requests {
         index += 1;
         batch.push(entry(index, allocate(index % servers)));
@@ -99,9 +110,10 @@ async fn main() {
         let state = sm.state();
         let state = state.read().unwrap();
         println!(
-            "state: {} allocations, {} remembered request ids, applied up to {} in {:.0} ms ({:.1} us per entry)",
+            "state: {} allocations, {} remembered request ids, {} events, applied up to {} in {:.0} ms ({:.1} us per entry)",
             state.licenses.allocations().len(),
             state.licenses.remembered_requests(),
+            state.events.len(),
             index,
             ms(filled),
             ms(filled) * 1_000.0 / index as f64
@@ -120,12 +132,13 @@ async fn main() {
 
     let mut builds = Vec::new();
     let mut worst = Vec::new();
+    let mut bytes = 0;
     for _ in 0..rounds {
         let mut builder = sm.get_snapshot_builder().await;
         let started = Instant::now();
         let build = tokio::spawn(async move {
-            builder.build_snapshot().await.expect("build a snapshot");
-            started.elapsed()
+            let snapshot = builder.build_snapshot().await.expect("build a snapshot");
+            (started.elapsed(), snapshot.snapshot.get_ref().len())
         });
         let mut longest = Duration::ZERO;
         while !build.is_finished() {
@@ -136,11 +149,14 @@ async fn main() {
             longest = longest.max(t.elapsed());
             tokio::task::yield_now().await;
         }
-        builds.push(build.await.expect("the build task"));
+        let (took, size) = build.await.expect("the build task");
+        builds.push(took);
+        bytes = size;
         worst.push(longest);
     }
     println!(
-        "{rounds} snapshot builds: median build {:.1} ms; longest apply during a build, median of rounds {:.2} ms (each round: {}); median apply without a build {:.3} ms",
+        "{rounds} snapshot builds of {:.1} MB: median build {:.1} ms; longest apply during a build, median of rounds {:.2} ms (each round: {}); median apply without a build {:.3} ms",
+        bytes as f64 / 1e6,
         ms(median(builds.clone())),
         ms(median(worst.clone())),
         worst
