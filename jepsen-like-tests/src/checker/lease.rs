@@ -15,8 +15,10 @@
 //!   marker, let L be the server's last `held` answer before it. No `lease-usage` read
 //!   invoked later than `complete(L) + bound` and completed before the server's `revive` may
 //!   show the server. The bound is `ttl + max(checkpoint, ttl/16) + election_timeout_max +
-//!   tick` when leadership moves at most once, plus `max(checkpoint, ttl/16) +
-//!   election_timeout_max` for every further change, counting changes as the distinct terms
+//!   tick` when leadership does not move, plus `2 × election_timeout_max` for each change
+//!   of leader (the time without a leader an election takes: see [`LeaseConfig::bound_ms`])
+//!   and `max(checkpoint, ttl/16) + election_timeout_max` for every change after the
+//!   first, counting changes as the distinct terms
 //!   above L's that leaders' answers (naming their leader, or allocations) completed
 //!   between L's invocation and the read's completion carry. An `info` heartbeat after L moves the start to its completion; an `info`
 //!   allocate after L may take effect at any later time, so that death is not judged. The
@@ -68,10 +70,23 @@ impl LeaseConfig {
     };
 
     /// The longest a server with lease `ttl_ms` may stay allocated after its last renewal,
-    /// with `changes` changes of leader meanwhile (0 and 1 give the same bound).
+    /// with `changes` changes of leader meanwhile.
+    ///
+    /// What licd promises (docs/operations.md, `lease_checkpoint_ms`): `ttl + max(checkpoint,
+    /// ttl/16) + election_timeout_max + tick`, plus `max(checkpoint, ttl/16) +
+    /// election_timeout_max` for each further change of leader, plus the time the cluster had
+    /// no leader. That last part is not in the answers, so each change is allowed what an
+    /// election after a leader's death takes in openraft 0.9: its followers refuse votes for
+    /// `election_timeout_max` after the last heartbeat (the leader lease), then a candidate
+    /// campaigns within its election timeout, at most `election_timeout_max` again.
     pub fn bound_ms(&self, ttl_ms: u64, changes: u64) -> u64 {
         let per_change = self.checkpoint_ms.max(ttl_ms / 16) + self.election_timeout_max_ms;
-        ttl_ms + per_change + self.tick_ms + changes.saturating_sub(1) * per_change
+        let leaderless = 2 * self.election_timeout_max_ms;
+        ttl_ms
+            + per_change
+            + self.tick_ms
+            + changes.saturating_sub(1) * per_change
+            + changes * leaderless
     }
 }
 

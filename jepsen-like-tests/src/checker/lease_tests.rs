@@ -5,8 +5,10 @@ fn the_bound_adds_one_term_per_further_change_of_leader() {
     let c = LeaseConfig::DEFAULT;
     // 3 s lease: max(5000, 187) = 5000; 3000 + 5000 + 500 + 500.
     assert_eq!(c.bound_ms(3_000, 0), 9_000);
-    assert_eq!(c.bound_ms(3_000, 1), 9_000);
-    assert_eq!(c.bound_ms(3_000, 3), 9_000 + 2 * 5_500);
+    // Each change of leader adds the election's time without a leader (2 × 500 ms), each
+    // after the first also a checkpoint interval and the new leader's grace (5000 + 500).
+    assert_eq!(c.bound_ms(3_000, 1), 9_000 + 1_000);
+    assert_eq!(c.bound_ms(3_000, 3), 9_000 + 2 * 5_500 + 3 * 1_000);
     // A long lease: its sixteenth outweighs the checkpoint interval.
     assert_eq!(c.bound_ms(160_000, 0), 160_000 + 10_000 + 500 + 500);
 }
