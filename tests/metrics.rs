@@ -100,15 +100,7 @@ async fn the_leader_exports_usage_outcomes_refusals_and_raft_progress() {
     assert!((86_000.0..=86_400.0).contains(&expiry), "{expiry}");
     // A follower answers its own view: it does not lead.
     let follower = cluster.addrs.keys().find(|id| **id != leader).unwrap();
-    let text = reqwest::Client::new()
-        .get(format!("http://{}/metrics", cluster.addrs[follower]))
-        .bearer_auth(common::OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(cluster.addrs[follower]).await;
     assert!(text.contains("licd_raft_leader 0"), "{text}");
 
     // A lease that ends without a heartbeat is counted by the leader that ended it.
@@ -123,15 +115,7 @@ async fn the_leader_exports_usage_outcomes_refusals_and_raft_progress() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
-        let text = reqwest::Client::new()
-            .get(format!("http://{}/metrics", cluster.addrs[&leader]))
-            .bearer_auth(common::OPERATOR_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = scrape(cluster.addrs[&leader]).await;
         if text.contains("licd_lease_expirations_total 1") {
             assert!(
                 text.contains(r#"licd_license_cores{license="lic",kind="allocated"} 12"#),
@@ -146,4 +130,17 @@ async fn the_leader_exports_usage_outcomes_refusals_and_raft_progress() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     cluster.shutdown().await;
+}
+
+/// The metrics text of the node at `addr`, read with the operator's token.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    reqwest::Client::new()
+        .get(format!("http://{addr}/metrics"))
+        .bearer_auth(common::OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }

@@ -43,6 +43,12 @@ const OPEN_ERRORS: &[u16] = &[500];
 /// The whole contract.
 pub fn document() -> OpenApi {
     let mut doc = Doc::default();
+    // The schemas the parameters (and the IntoParams-derived ones) reference.
+    doc.register::<NodeName>();
+    doc.register::<LicenseId>();
+    doc.register::<RequestId>();
+    doc.register::<LeaseToken>();
+    doc.register::<licd_raft::types::MacAddr>();
     operations(&mut doc);
     let mut components = ComponentsBuilder::new().security_scheme(
         BEARER,
@@ -125,26 +131,18 @@ fn operations(doc: &mut Doc) {
     let node = || path::<NodeName>("node", "The application server's name.");
     let license = || path::<LicenseId>("id", "The license's id.");
     let member = || {
-        ParameterBuilder::new()
-            .name("id")
-            .parameter_in(ParameterIn::Path)
-            .required(Required::True)
-            .description(Some("The Raft member's id."))
-            .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                        utoipa::openapi::KnownFormat::Int64,
-                    )))
-                    .minimum(Some(0.0)),
-            ))
-            .build()
+        parameter(
+            "id",
+            ParameterIn::Path,
+            true,
+            "The Raft member's id.",
+            <u64 as utoipa::PartialSchema>::schema(),
+        )
     };
     // Needed once the server holds an allocation (which a call without it cannot know).
     let token = || {
         header::<LeaseToken>(
             LEASE_TOKEN_HEADER,
-            false,
             "The allocation's lease token, from the allocation's answer. Needed when the \
              server holds an allocation: without it the answer is 401 LEASE_TOKEN_REQUIRED, \
              with another allocation's 403 LEASE_TOKEN_MISMATCH.",
@@ -332,39 +330,54 @@ fn idempotency() -> Vec<Parameter> {
     vec![
         header::<RequestId>(
             IDEMPOTENCY_KEY_HEADER,
-            false,
             "The write's exactly-once key: a retry with the same key gets the first \
              outcome. A fresh one is drawn when no key is sent.",
         ),
         header::<RequestId>(
             REQUEST_ID_HEADER,
-            false,
             "The exactly-once key when no idempotency-key is sent (deprecated for that use).",
         ),
     ]
 }
 
 fn path<T: ToSchema>(name: &str, description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Path)
-        .required(Required::True)
-        .description(Some(description))
-        .schema(Some(schema_ref::<T>()))
-        .build()
+    parameter(
+        name,
+        ParameterIn::Path,
+        true,
+        description,
+        schema_ref::<T>(),
+    )
 }
 
-fn header<T: ToSchema>(name: &str, required: bool, description: &str) -> Parameter {
+/// An optional header (no header of the API is required of every caller).
+fn header<T: ToSchema>(name: &str, description: &str) -> Parameter {
+    parameter(
+        name,
+        ParameterIn::Header,
+        false,
+        description,
+        schema_ref::<T>(),
+    )
+}
+
+fn parameter(
+    name: &str,
+    place: ParameterIn,
+    required: bool,
+    description: &str,
+    schema: RefOr<Schema>,
+) -> Parameter {
     ParameterBuilder::new()
         .name(name)
-        .parameter_in(ParameterIn::Header)
+        .parameter_in(place)
         .required(if required {
             Required::True
         } else {
             Required::False
         })
         .description(Some(description))
-        .schema(Some(schema_ref::<T>()))
+        .schema(Some(schema))
         .build()
 }
 
@@ -435,18 +448,8 @@ impl Op<'_> {
     }
 
     fn params(mut self, parameters: Vec<Parameter>) -> Self {
-        self.register_scalars();
         self.operation = self.operation.parameters(Some(parameters));
         self
-    }
-
-    /// The schemas the parameters (and IntoParams-derived ones) may reference.
-    fn register_scalars(&mut self) {
-        self.doc.register::<NodeName>();
-        self.doc.register::<LicenseId>();
-        self.doc.register::<RequestId>();
-        self.doc.register::<LeaseToken>();
-        self.doc.register::<licd_raft::types::MacAddr>();
     }
 
     fn json_body<T: ToSchema>(self) -> Self {

@@ -136,12 +136,7 @@ pub(crate) fn from_format_2(db: &sled::Db) -> Result<(), OpenError> {
             meta.insert(FORMAT_KEY, version.as_slice())?;
             Ok(())
         })
-        .map_err(|e: sled::transaction::TransactionError<()>| match e {
-            sled::transaction::TransactionError::Storage(e) => OpenError::Tree(e),
-            sled::transaction::TransactionError::Abort(()) => {
-                OpenError::Inconsistent("the upgrade transaction aborted".into())
-            }
-        })?;
+        .map_err(transaction_error)?;
     db.flush()?;
     tracing::info!(
         entries = entries.len(),
@@ -201,16 +196,21 @@ pub(crate) fn from_format_3(db: &sled::Db) -> Result<(), OpenError> {
             meta.insert(FORMAT_KEY, version.as_slice())?;
             Ok(())
         })
-        .map_err(|e: sled::transaction::TransactionError<()>| match e {
-            sled::transaction::TransactionError::Storage(e) => OpenError::Tree(e),
-            sled::transaction::TransactionError::Abort(()) => {
-                OpenError::Inconsistent("the upgrade transaction aborted".into())
-            }
-        })?;
+        .map_err(transaction_error)?;
     db.flush()?;
     tracing::info!(
         snapshot = snapshot.is_some(),
         "upgraded the database from stored format {FROM_VERSION_3}"
     );
     Ok(())
+}
+
+/// An upgrade transaction's failure as an open error.
+fn transaction_error(e: sled::transaction::TransactionError<()>) -> OpenError {
+    match e {
+        sled::transaction::TransactionError::Storage(e) => OpenError::Tree(e),
+        sled::transaction::TransactionError::Abort(()) => {
+            OpenError::Inconsistent("the upgrade transaction aborted".into())
+        }
+    }
 }
