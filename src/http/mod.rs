@@ -57,17 +57,29 @@ pub const MAX_RAFT_BODY: usize = 256 << 20;
 /// node's own deadline for writes and reads, and past a membership change's.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(65);
 
-/// What every handler shares.
+/// What every handler shares, behind one reference count: axum clones the state for every
+/// middleware and handler a request passes through.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Shared>);
+
+/// The contents of [`AppState`].
+pub struct Shared {
     /// The node.
     pub node: Node,
     /// The HTTP client used to forward requests to the leader.
     pub forwarder: reqwest::Client,
     /// The write rate of each caller.
-    pub writes: std::sync::Arc<limits::WriteLimiter>,
+    pub writes: limits::WriteLimiter,
     /// The requests of `/v1` and `/admin` this node may serve at once.
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Builds the node's whole HTTP service.
@@ -84,12 +96,12 @@ pub fn router(node: Node) -> Router {
         .no_proxy()
         .build()
         .unwrap_or_default();
-    let app = AppState {
-        writes: std::sync::Arc::new(limits::WriteLimiter::new(node.limits())),
+    let app = AppState(std::sync::Arc::new(Shared {
+        writes: limits::WriteLimiter::new(node.limits()),
         in_flight: limits::in_flight_permits(node.limits()),
         node,
         forwarder,
-    };
+    }));
 
     // Route layers run inside out: the caller is authorized (and its write rate counted)
     // before the request is forwarded, so a refused request never leaves this node.
