@@ -83,6 +83,22 @@ pub enum Command {
         /// The new retention.
         retention: Retention,
     },
+    /// Several requests in one log entry, applied one after another exactly as if each were
+    /// an entry of its own, all at the entry's time; answered by [`Outcome::Batch`], one
+    /// response per request in the same order. The leader batches the writes that arrive
+    /// while its previous entry is being made durable (group commit), so that a burst of
+    /// writes costs one log append and one flush per node, not one each. A batch is never
+    /// remembered in the exactly-once table as a whole; each of its requests is.
+    Batch(Vec<Batched>),
+}
+
+/// One request of a [`Command::Batch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batched {
+    /// The client's id for this request, as [`Request::request_id`].
+    pub request_id: RequestId,
+    /// What to do.
+    pub command: Command,
 }
 
 /// One grant of one server, as [`Command::Expire`] names it.
@@ -180,6 +196,8 @@ pub enum Outcome {
         /// The retention now in force.
         retention: Retention,
     },
+    /// The responses to the requests of a [`Command::Batch`], in its order.
+    Batch(Vec<Response>),
 }
 
 /// An allocation as the state machine stores it.

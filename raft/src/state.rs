@@ -28,13 +28,13 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
-    Allocate, Allocation, Code, Command, CoreFigures, DroppedAllocation, Grant, LeaseCheckpoint,
-    LeaseRef, Outcome, Rejection, Request, Response,
+    Allocate, Allocation, Batched, Code, Command, CoreFigures, DroppedAllocation, Grant,
+    LeaseCheckpoint, LeaseRef, Outcome, Rejection, Request, Response,
 };
 use crate::dedup::{Applied, DedupTable};
 use crate::events::{EventKind, FreedBy, Retention, freed_event, install_events, removal_events};
 use crate::license::License;
-use crate::types::{LicenseId, MacAddr, NodeName, Timestamp, TokenHash};
+use crate::types::{LicenseId, MacAddr, NodeName, RequestId, Timestamp, TokenHash};
 
 /// The licenses, the allocations and the cluster clock, as every replica holds them.
 ///
@@ -114,19 +114,34 @@ impl LicenseState {
         if let Some(time) = request.time {
             self.clock = self.clock.max(time);
         }
+        let mut events = Vec::new();
+        let response = self.apply_command(&request.request_id, &request.command, &mut events);
+        (response, events)
+    }
+
+    /// Applies one command under `request_id` at the current clock, adding the events it
+    /// causes to `events`. A batch applies each of its requests in turn.
+    fn apply_command(
+        &mut self,
+        request_id: &RequestId,
+        command: &Command,
+        events: &mut Vec<EventKind>,
+    ) -> Response {
+        // A batch is not looked up in (nor added to) the exactly-once table: its requests are.
+        if let Command::Batch(requests) = command {
+            return Ok(self.apply_batch(requests, events));
+        }
         self.dedup.expire(self.clock);
 
-        if let Some(earlier) = self.dedup.get(&request.request_id) {
-            let response = if earlier.command == request.command {
+        if let Some(earlier) = self.dedup.get(request_id) {
+            return if &earlier.command == command {
                 earlier.response.clone()
             } else {
                 Err(Rejection::new(Code::RequestIdReused))
             };
-            return (response, Vec::new());
         }
 
-        let mut events = Vec::new();
-        let response = match &request.command {
+        let response = match command {
             Command::InstallLicense(license) => {
                 let held = self.counted_of(&license.id);
                 let response = self.install_license(license);
@@ -183,29 +198,37 @@ impl LicenseState {
             }),
             // Checkpoints, expirations and retention changes are idempotent by nature (they
             // name grants, or a setting), so they are not remembered.
-            Command::Checkpoint { leases } => return (Ok(self.checkpoint(leases)), events),
-            Command::Expire { leases } => {
-                let outcome = self.expire(leases, &mut events);
-                return (Ok(outcome), events);
-            }
+            Command::Checkpoint { leases } => return Ok(self.checkpoint(leases)),
+            Command::Expire { leases } => return Ok(self.expire(leases, events)),
             Command::SetEventRetention { retention } => {
                 let retention = Retention {
                     max_age_days: retention.max_age_days.max(1),
                     max_events: retention.max_events.max(1),
                 };
                 events.push(EventKind::RetentionChanged { retention });
-                return (Ok(Outcome::RetentionSet { retention }), events);
+                return Ok(Outcome::RetentionSet { retention });
             }
+            Command::Batch(requests) => return Ok(self.apply_batch(requests, events)),
         };
         self.dedup.insert(
-            request.request_id.clone(),
+            request_id.clone(),
             Applied {
                 at: self.clock,
-                command: request.command.clone(),
+                command: command.clone(),
                 response: response.clone(),
             },
         );
-        (response, events)
+        response
+    }
+
+    /// Applies the requests of a batch in order, each as an entry of its own would be.
+    fn apply_batch(&mut self, requests: &[Batched], events: &mut Vec<EventKind>) -> Outcome {
+        Outcome::Batch(
+            requests
+                .iter()
+                .map(|r| self.apply_command(&r.request_id, &r.command, events))
+                .collect(),
+        )
     }
 
     /// The counted cores of each server allocated under `license`.

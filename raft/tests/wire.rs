@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
-use licd_raft::codec::{decode, encode};
+use licd_raft::codec::{SnapshotChunk, decode, encode};
 use licd_raft::command::{
-    Allocate, Allocation, CoreFigures, Grant, LeaseCheckpoint, LeaseRef, Rejection,
+    Allocate, Allocation, Batched, CoreFigures, Grant, LeaseCheckpoint, LeaseRef, Rejection,
 };
 use licd_raft::license::License;
 use licd_raft::types::{
@@ -103,9 +103,23 @@ fn requests() -> Vec<Request> {
         },
         Command::Checkpoint { leases: vec![] },
         Command::Expire {
-            leases: vec![LeaseRef { node, grant: 7 }],
+            leases: vec![LeaseRef {
+                node: node.clone(),
+                grant: 7,
+            }],
         },
         Command::Expire { leases: vec![] },
+        Command::Batch(vec![
+            Batched {
+                request_id: RequestId::new("in-batch-1").unwrap(),
+                command: Command::Release { node: node.clone() },
+            },
+            Batched {
+                request_id: RequestId::new("in-batch-2").unwrap(),
+                command: Command::Expire { leases: vec![] },
+            },
+        ]),
+        Command::Batch(vec![]),
     ]
     .into_iter()
     .enumerate()
@@ -160,6 +174,10 @@ fn responses() -> Vec<Response> {
             ..Rejection::new(Code::CpuLimitExhausted)
         }),
         Err(Rejection::new(Code::InvalidMultiServerLicense)),
+        Ok(Outcome::Batch(vec![
+            Ok(Outcome::Checkpointed { updated: 0 }),
+            Err(Rejection::new(Code::LeaseTokenMismatch)),
+        ])),
     ]
 }
 
@@ -231,6 +249,11 @@ fn snapshot_messages_round_trip() {
         done: true,
     };
     assert_eq!(round_trip(&request), request);
+    // licd sends a chunk as its own mirror of the message: byte for byte the same, both ways.
+    let chunk = SnapshotChunk::from(request.clone());
+    assert_eq!(encode(&chunk).unwrap(), encode(&request).unwrap());
+    let back: SnapshotChunk = decode(&encode(&request).unwrap()).unwrap();
+    assert_eq!(InstallSnapshotRequest::from(back), request);
     assert_round_trip(InstallSnapshotResponse {
         vote: Vote::new(2, 2),
     });

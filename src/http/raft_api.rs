@@ -87,6 +87,6 @@ async fn snapshot(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     admit(&app, &headers).await?;
-    let request = parse(&body?)?;
-    Ok(reply(&app.node.raft().install_snapshot(request).await))
+    let chunk: licd_raft::codec::SnapshotChunk = parse(&body?)?;
+    Ok(reply(&app.node.raft().install_snapshot(chunk.into()).await))
 }

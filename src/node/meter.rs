@@ -73,6 +73,14 @@ impl Meter {
         self.with(|| counter!("licd_lease_expirations_total").increment(n as u64));
     }
 
+    /// This node proposed one log entry carrying `writes` writes ([`super::writes`]).
+    pub fn write_entry(&self, writes: usize) {
+        self.with(|| {
+            counter!("licd_write_entries_total").increment(1);
+            counter!("licd_writes_total").increment(writes as u64);
+        });
+    }
+
     /// This node saw the leader change.
     pub fn leader_changed(&self) {
         self.with(|| counter!("licd_leader_changes_total").increment(1));

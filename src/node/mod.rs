@@ -32,6 +32,7 @@ mod reads;
 pub mod status;
 mod tasks;
 mod ticker;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -41,7 +42,7 @@ use ed25519_dalek::VerifyingKey;
 use licd_raft::command::Rejection;
 use licd_raft::license_file::LicenseFile;
 use licd_raft::types::{LeaseTtl, RequestId, Timestamp};
-use licd_raft::{Code, Command, Outcome, RaftNodeId, Request, TypeConfig};
+use licd_raft::{Code, Command, Outcome, RaftNodeId, TypeConfig};
 use licd_storage::{AppliedState, LogStore, StateMachineStore};
 use openraft::{BasicNode, LogId, Raft, RaftMetrics, SnapshotPolicy};
 use tokio::sync::watch;
@@ -106,7 +107,8 @@ struct Inner {
     limits: crate::config::LimitsConfig,
     election_timeout_max: Duration,
     reads: ReadBatcher,
-    /// The read rounds, the lease keeper and the leader watch; dropped (and so stopped)
+    writes: writes::WriteBatcher,
+    /// The read rounds, the write batches, the lease keeper and the leader watch; dropped (and so stopped)
     /// with the node.
     tasks: Mutex<Vec<TaskGuard>>,
     contacts: Arc<network::Contacts>,
@@ -178,6 +180,7 @@ impl Node {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let (reads, read_rounds) = ReadBatcher::spawn(raft.clone());
+        let (writes, write_queue) = writes::WriteBatcher::channel();
         let trusted_keys = config.trusted_keys()?;
         let tokens = crate::auth::Tokens::new(&config.auth, &secrets.admin_token)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -203,6 +206,7 @@ impl Node {
             limits: config.limits.clone(),
             election_timeout_max,
             reads,
+            writes,
             tasks: Mutex::new(vec![read_rounds]),
             contacts,
             lessor: Mutex::new(Lessor::new(election_timeout_max)),
@@ -220,6 +224,10 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend([
+                TaskGuard::spawn(
+                    "write batches",
+                    writes::run(inner.raft.clone(), write_queue, weak.clone()),
+                ),
                 TaskGuard::spawn("lease keeper", ticker::run(weak.clone(), keeper)),
                 TaskGuard::spawn("leader watch", watch_leader(weak)),
             ]);
@@ -415,19 +423,9 @@ impl Node {
         request_id: RequestId,
         command: Command,
     ) -> Result<Proposed, NodeError> {
-        let write = self.inner.raft.client_write(Request {
-            time: self.calendar_now(),
-            request_id,
-            command,
-        });
+        let write = self.inner.writes.propose(request_id, command);
         match tokio::time::timeout(REQUEST_DEADLINE, write).await {
-            Ok(response) => {
-                let response = response?;
-                Ok(Proposed {
-                    result: response.data,
-                    log_id: response.log_id,
-                })
-            }
+            Ok(response) => Ok(response?),
             Err(_) => Err(NodeError::Timeout(Deadline::Write)),
         }
     }
@@ -450,8 +448,8 @@ impl Node {
             .await
     }
 
-    /// How many of the node's background tasks (read rounds, lease keeper, leader watch) are
-    /// running: all three while the node is up.
+    /// How many of the node's background tasks (read rounds, write batches, lease keeper,
+    /// leader watch) are running: all four while the node is up.
     pub fn background_tasks_running(&self) -> usize {
         let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.iter().filter(|t| !t.is_finished()).count()

@@ -286,7 +286,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<RaftNodeId>,
         RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId, InstallSnapshotError>>,
     > {
-        self.call("/raft/snapshot", &rpc, option.hard_ttl()).await
+        let chunk = licd_raft::codec::SnapshotChunk::from(rpc);
+        self.call("/raft/snapshot", &chunk, option.hard_ttl()).await
     }
 
     async fn vote(

@@ -44,7 +44,9 @@ pub struct AppliedState {
 pub(crate) struct StoredSnapshot {
     /// openraft's snapshot metadata.
     pub(crate) meta: SnapshotMeta<RaftNodeId, BasicNode>,
-    /// The versioned, encoded [`AppliedState`].
+    /// The versioned, encoded [`AppliedState`]. Encoded as bytes: the same bincode bytes as
+    /// a sequence of `u8` (the test below holds them to it), copied at once.
+    #[serde(with = "serde_bytes")]
     pub(crate) data: Vec<u8>,
 }
 
@@ -214,7 +216,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> StorageResult<()> {
         let data = snapshot.into_inner();
         let signature = Some(meta.signature());
-        let new_state: AppliedState = decode_versioned(&data).map_err(|e| {
+        // Decoding the whole state is the long part: off the async threads.
+        let (new_state, data) = tokio::task::spawn_blocking(move || {
+            let state: Result<AppliedState, _> = decode_versioned(&data);
+            (state, data)
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::read_snapshot(signature.clone(), &e)))?;
+        let new_state = new_state.map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(signature.clone(), &e))
         })?;
         if new_state.last_applied != meta.last_log_id
@@ -238,18 +247,65 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let Some(bytes) = self
-            .snapshots
-            .get(CURRENT)
-            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?
-        else {
+        // Megabytes to read and copy: off the async threads, as the build's encoding is.
+        let snapshots = self.snapshots.clone();
+        let stored = tokio::task::spawn_blocking(move || -> Result<_, std::io::Error> {
+            let Some(bytes) = snapshots.get(CURRENT)? else {
+                return Ok(None);
+            };
+            let stored: StoredSnapshot = decode(&bytes).map_err(std::io::Error::other)?;
+            Ok(Some(stored))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|read| read)
+        .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
+        let Some(stored) = stored else {
             return Ok(None);
         };
-        let stored: StoredSnapshot = decode(&bytes)
-            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
         Ok(Some(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Snapshots stored before `data` was encoded as bytes hold it as a sequence of `u8`:
+    /// both encodings must be the very same bytes, so that those still decode.
+    #[test]
+    fn snapshot_data_as_bytes_is_encoded_as_the_sequence_of_u8_was() {
+        #[derive(Serialize)]
+        struct AsSequence {
+            meta: SnapshotMeta<RaftNodeId, BasicNode>,
+            data: Vec<u8>,
+        }
+        let meta = SnapshotMeta {
+            last_log_id: None,
+            last_membership: StoredMembership::default(),
+            snapshot_id: "empty".into(),
+        };
+        for data in [
+            vec![],
+            vec![0, 1, 250, 251, 255],
+            (0..=255).cycle().take(70_000).collect(),
+        ] {
+            let old = encode(&AsSequence {
+                meta: meta.clone(),
+                data: data.clone(),
+            })
+            .unwrap();
+            let new = encode(&StoredSnapshot {
+                meta: meta.clone(),
+                data: data.clone(),
+            })
+            .unwrap();
+            assert_eq!(old, new);
+            let back: StoredSnapshot = decode(&old).unwrap();
+            assert_eq!(back.data, data);
+        }
     }
 }

@@ -165,7 +165,7 @@ mod properties {
     use super::{lid, mac, node, rid};
     use crate::codec::{decode, encode};
     use crate::command::{
-        Allocate, Code, Command, LeaseCheckpoint, LeaseRef, Outcome, Request, Response,
+        Allocate, Batched, Code, Command, LeaseCheckpoint, LeaseRef, Outcome, Request, Response,
     };
     use crate::license::License;
     use crate::state::LicenseState;
@@ -586,6 +586,62 @@ mod properties {
                 check_invariants(&state)?;
                 check_lease_entry(&before, &state, request, &response)?;
             }
+        }
+
+        #[test]
+        fn a_batch_applies_like_its_requests_one_entry_each(
+            log in arb_log(),
+            sizes in prop::collection::vec(1usize..=8, 1..=60),
+        ) {
+            // The log cut into groups; each group's requests take the group's time (a batch
+            // has one), both as separate entries and as one batch entry.
+            let mut separate = Vec::new();
+            let mut batched = Vec::new();
+            let mut rest = &log[..];
+            for size in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (group, tail) = rest.split_at((*size).min(rest.len()));
+                rest = tail;
+                let time = group.iter().rev().find_map(|r| r.time);
+                separate.extend(group.iter().map(|r| Request { time, ..r.clone() }));
+                batched.push(Request {
+                    time,
+                    request_id: rid(&format!("batch-{}", batched.len())),
+                    command: Command::Batch(
+                        group
+                            .iter()
+                            .map(|r| Batched {
+                                request_id: r.request_id.clone(),
+                                command: r.command.clone(),
+                            })
+                            .collect(),
+                    ),
+                });
+            }
+
+            let mut one_each = LicenseState::new();
+            let mut expected = (Vec::new(), Vec::new());
+            for request in &separate {
+                let (response, events) = one_each.apply_with_events(request);
+                expected.0.push(response);
+                expected.1.extend(events);
+            }
+            let mut in_batches = LicenseState::new();
+            let mut got = (Vec::new(), Vec::new());
+            for request in &batched {
+                let (response, events) = in_batches.apply_with_events(request);
+                let Ok(Outcome::Batch(responses)) = response else {
+                    return Err(TestCaseError::fail(format!("not a batch outcome: {response:?}")));
+                };
+                let Command::Batch(requests) = &request.command else { unreachable!() };
+                prop_assert_eq!(responses.len(), requests.len());
+                got.0.extend(responses);
+                got.1.extend(events);
+            }
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(in_batches, one_each);
         }
 
         #[test]

@@ -164,6 +164,14 @@ pub fn response(response: &Response) -> Vec<String> {
             "retention set: days={} max={}",
             retention.max_age_days, retention.max_events
         )],
+        Outcome::Batch(responses) => std::iter::once(format!("batch of {}:", responses.len()))
+            .chain(
+                responses
+                    .iter()
+                    .flat_map(self::response)
+                    .map(|l| format!("  {l}")),
+            )
+            .collect(),
     }
 }
 
