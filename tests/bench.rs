@@ -112,6 +112,15 @@ fn a_quick_run_measures_every_workload_and_writes_json() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_licd_report(&report);
     assert!(report["machine"]["cpus"].as_u64().unwrap_or(0) > 0);
+    // licd's default timing, printed and recorded.
+    let timing = &report["raft_timing"];
+    assert_eq!(timing["heartbeat_ms"], 50, "{timing}");
+    assert_eq!(timing["election_timeout_min_ms"], 250, "{timing}");
+    assert_eq!(timing["election_timeout_max_ms"], 500, "{timing}");
+    assert!(
+        stdout.contains("Raft heartbeat 50 ms, election timeout 250-500 ms"),
+        "{stdout}"
+    );
     assert_cleaned_up_in(dir.path());
 }
 
@@ -121,9 +130,20 @@ fn the_global_json_flag_prints_the_document_instead_of_the_table() {
     let mut cmd = licd();
     cmd.env("TMPDIR", dir.path());
     cmd.args(["--json", "bench", "--only", "healthz", "--duration", "0.3"]);
+    cmd.args(["--raft-timing", "40,300,600"]);
     let out = run_for(cmd, Duration::from_secs(120));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the JSON document");
+    let timing = &report["raft_timing"];
+    assert_eq!(
+        [
+            &timing["heartbeat_ms"],
+            &timing["election_timeout_min_ms"],
+            &timing["election_timeout_max_ms"]
+        ],
+        [40, 300, 600],
+        "{timing}"
+    );
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["workload"], "healthz");
@@ -148,6 +168,14 @@ fn bad_options_fail_readably() {
     let mut cmd = licd();
     cmd.args(["bench", "--endpoints", "127.0.0.1:1", "--only", "write"]);
     assert_readable_failure(&run_for(cmd, Duration::from_secs(30)), "--endpoints");
+    for timing in ["50,250", "300,250,500", "0,250,500", "50,500,500"] {
+        let mut cmd = licd();
+        cmd.args(["bench", "--raft-timing", timing]);
+        assert_readable_failure(&run_for(cmd, Duration::from_secs(30)), "--raft-timing");
+    }
+    let mut cmd = licd();
+    cmd.args(["bench", "--vs-etcd", "--raft-timing", "25,100,200"]);
+    assert_readable_failure(&run_for(cmd, Duration::from_secs(30)), "five heartbeats");
 }
 
 /// Needs `etcd` on PATH (Debian: `apt-get install etcd-server`); CI does not install it.

@@ -69,11 +69,25 @@ pub struct Machine {
     pub etcd_version: Option<String>,
 }
 
+/// The Raft timing both clusters ran with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// licd's leader heartbeat interval (etcd's `--heartbeat-interval`).
+    pub heartbeat_ms: u64,
+    /// licd's lower bound of the election timeout (etcd's `--election-timeout`).
+    pub election_timeout_min_ms: u64,
+    /// licd's upper bound of the election timeout.
+    pub election_timeout_max_ms: u64,
+}
+
 /// Everything one `licd bench` run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// The machine.
     pub machine: Machine,
+    /// The Raft timing of the clusters the bench started (`--raft-timing`); `None` when it
+    /// measured a running cluster (`--endpoints`).
+    pub raft_timing: Option<Timing>,
     /// Seconds each throughput workload ran.
     pub duration_s: f64,
     /// The throughput workloads.
@@ -124,11 +138,18 @@ pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let m = &report.machine;
     out.push_str(&format!(
-        "licd bench: {} build, {} CPUs ({}), {:.1} s per workload{}\n\n",
+        "licd bench: {} build, {} CPUs ({}), {:.1} s per workload{}{}\n\n",
         m.build,
         m.cpus,
         m.cpu_model,
         report.duration_s,
+        report
+            .raft_timing
+            .map(|t| format!(
+                ", Raft heartbeat {} ms, election timeout {}-{} ms",
+                t.heartbeat_ms, t.election_timeout_min_ms, t.election_timeout_max_ms
+            ))
+            .unwrap_or_default(),
         m.etcd_version
             .as_ref()
             .map(|v| format!(", etcd {v}"))

@@ -29,11 +29,12 @@ use self::etcd::LocalEtcd;
 use self::local::{FAILOVER, LocalLicd, WRITERS, bench_client, remote_leader};
 use crate::api::AllocateBody;
 use crate::bench::load::{Budget, Connection, MakeRequest, closed_loop};
-use crate::bench::report::{Machine, Report, Row, table};
+use crate::bench::report::{Machine, Report, Row, Timing, table};
 use crate::bench::requests::{self, Access, BENCH_CORES, BENCH_LEASE_MS, bench_mac, bench_node};
 use crate::bench::stats::{check_summary, summarize};
 use crate::cli::output::Output;
 use crate::client::new_request_id;
+use crate::config::RaftTiming;
 
 /// What `licd bench` can measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,6 +79,12 @@ pub struct BenchArgs {
     /// The renewal p99 bound of the heartbeat search, in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_bound_ms: u64,
+    /// The Raft timing of the clusters the bench starts, in milliseconds: the heartbeat
+    /// interval and the bounds of the election timeout (etcd gets the heartbeat and the
+    /// lower bound as its `--heartbeat-interval` and `--election-timeout`) [default: licd's,
+    /// 50,250,500].
+    #[arg(long, value_delimiter = ',', value_name = "HEARTBEAT,MIN,MAX")]
+    pub raft_timing: Vec<u64>,
     /// A very short run of everything, for a smoke test.
     #[arg(long)]
     pub quick: bool,
@@ -98,6 +105,7 @@ struct Plan {
     heartbeat_bound: Duration,
     heartbeat_step: Duration,
     settle: Duration,
+    timing: Timing,
 }
 
 impl Plan {
@@ -127,7 +135,15 @@ impl Plan {
             bail!("--heartbeat-cap must be 1 to 60000");
         }
         let duration = Duration::from_secs_f64(duration);
+        let timing = raft_timing(&args.raft_timing)?;
+        if args.vs_etcd && timing.election_timeout_min_ms < 5 * timing.heartbeat_ms {
+            bail!(
+                "--raft-timing with --vs-etcd: etcd wants an election timeout (MIN) of at least \
+                 five heartbeats"
+            );
+        }
         Ok(Plan {
+            timing,
             duration,
             connections: args.connections,
             workloads,
@@ -149,6 +165,16 @@ impl Plan {
         })
     }
 
+    /// The timing as the nodes' configuration takes it.
+    fn node_timing(&self) -> RaftTiming {
+        RaftTiming {
+            heartbeat_ms: self.timing.heartbeat_ms,
+            election_timeout_min_ms: self.timing.election_timeout_min_ms,
+            election_timeout_max_ms: self.timing.election_timeout_max_ms,
+            ..RaftTiming::default()
+        }
+    }
+
     fn runs(&self, w: Workload) -> bool {
         self.workloads.contains(&w)
     }
@@ -159,6 +185,36 @@ impl Plan {
         c.dedup();
         c
     }
+}
+
+/// `--raft-timing`'s three figures, or licd's defaults; checked by a node configuration's
+/// rules.
+fn raft_timing(given: &[u64]) -> anyhow::Result<Timing> {
+    let defaults = RaftTiming::default();
+    let timing = match given {
+        [] => Timing {
+            heartbeat_ms: defaults.heartbeat_ms,
+            election_timeout_min_ms: defaults.election_timeout_min_ms,
+            election_timeout_max_ms: defaults.election_timeout_max_ms,
+        },
+        [
+            heartbeat_ms,
+            election_timeout_min_ms,
+            election_timeout_max_ms,
+        ] => Timing {
+            heartbeat_ms: *heartbeat_ms,
+            election_timeout_min_ms: *election_timeout_min_ms,
+            election_timeout_max_ms: *election_timeout_max_ms,
+        },
+        _ => bail!("--raft-timing takes three figures: HEARTBEAT,MIN,MAX (milliseconds)"),
+    };
+    if timing.heartbeat_ms == 0
+        || timing.election_timeout_min_ms <= timing.heartbeat_ms
+        || timing.election_timeout_max_ms <= timing.election_timeout_min_ms
+    {
+        bail!("--raft-timing: the heartbeat must be above 0 and below MIN, and MIN below MAX");
+    }
+    Ok(timing)
 }
 
 /// Runs `licd bench`.
@@ -183,6 +239,9 @@ pub async fn run(args: BenchArgs, out: Output) -> anyhow::Result<ExitCode> {
             "with --endpoints only `--only check,healthz` can run: writes, heartbeats and \
              failover need the bench's own cluster and license"
         );
+    }
+    if !args.endpoints.is_empty() && !args.raft_timing.is_empty() {
+        bail!("--raft-timing sets the timing of the clusters the bench starts, not of --endpoints");
     }
     let etcd_version = match &etcd_exe {
         Some(exe) => Some(etcd::etcd_version(exe)?),
@@ -254,6 +313,7 @@ async fn measure_all(
 ) -> anyhow::Result<Report> {
     let mut report = Report {
         machine: Machine::this(None),
+        raft_timing: args.endpoints.is_empty().then_some(plan.timing),
         duration_s: plan.duration.as_secs_f64(),
         rows: Vec::new(),
         heartbeat: None,
@@ -262,8 +322,12 @@ async fn measure_all(
     let writers = u32::try_from(plan.connections).unwrap_or(u32::MAX);
     if args.endpoints.is_empty() {
         eprintln!("licd bench: starting three licd nodes ...");
-        let mut licd =
-            LocalLicd::start(writers, u32::try_from(plan.heartbeat_cap).unwrap_or(0)).await?;
+        let mut licd = LocalLicd::start(
+            writers,
+            u32::try_from(plan.heartbeat_cap).unwrap_or(0),
+            plan.node_timing(),
+        )
+        .await?;
         let result = measure_licd(&mut licd, plan, writers, &mut report).await;
         licd.stop();
         result?;
@@ -274,7 +338,7 @@ async fn measure_all(
     }
     if let Some(exe) = etcd_exe {
         eprintln!("licd bench: starting three etcd members ...");
-        let mut etcd = LocalEtcd::start(exe).await?;
+        let mut etcd = LocalEtcd::start(exe, plan.timing).await?;
         let result = measure_etcd(&mut etcd, plan, &mut report).await;
         etcd.stop();
         result?;

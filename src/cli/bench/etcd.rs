@@ -12,6 +12,7 @@ use hyper::Method;
 
 use super::failover::Killable;
 use crate::bench::load::{Connection, exchange};
+use crate::bench::report::Timing;
 use crate::bench::requests::{self, Access};
 use crate::process::{SpawnOptions, Supervised};
 
@@ -50,6 +51,7 @@ pub(super) struct LocalEtcd {
     members: Vec<Member>,
     initial_cluster: String,
     dir: tempfile::TempDir,
+    timing: Timing,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -59,7 +61,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl LocalEtcd {
     /// Starts the three members and waits until a put succeeds.
-    pub(super) async fn start(exe: PathBuf) -> anyhow::Result<LocalEtcd> {
+    pub(super) async fn start(exe: PathBuf, timing: Timing) -> anyhow::Result<LocalEtcd> {
         let dir = tempfile::Builder::new()
             .prefix("licd-bench-etcd-")
             .tempdir()
@@ -84,6 +86,7 @@ impl LocalEtcd {
             members,
             initial_cluster,
             dir,
+            timing,
         };
         for i in 0..3 {
             cluster.spawn(i)?;
@@ -98,9 +101,15 @@ impl LocalEtcd {
                 break;
             }
             if started.elapsed() > Duration::from_secs(30) {
+                // The directory goes with the cluster: what etcd said is kept in the error.
+                let name = &cluster.members[0].name;
+                let log = std::fs::read_to_string(cluster.dir.path().join(format!("{name}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
                 bail!(
-                    "the etcd cluster did not accept a put within 30 s (logs in {})",
-                    cluster.dir.path().display()
+                    "the etcd cluster did not accept a put within 30 s; the end of {name}'s log:\n{}",
+                    tail.join("\n")
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -136,9 +145,9 @@ impl LocalEtcd {
             .arg("--initial-cluster-token")
             .arg("licd-bench")
             .arg("--heartbeat-interval")
-            .arg("50")
+            .arg(self.timing.heartbeat_ms.to_string())
             .arg("--election-timeout")
-            .arg("250")
+            .arg(self.timing.election_timeout_min_ms.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -86,8 +86,12 @@ fn free_base_port(first: u16) -> anyhow::Result<u16> {
 
 impl LocalLicd {
     /// Starts the cluster with a demo license allowing `writers` writing servers,
-    /// `heartbeaters` heartbeating servers and the failover server.
-    pub(super) async fn start(writers: u32, heartbeaters: u32) -> anyhow::Result<LocalLicd> {
+    /// `heartbeaters` heartbeating servers and the failover server, the nodes with `timing`.
+    pub(super) async fn start(
+        writers: u32,
+        heartbeaters: u32,
+        timing: crate::config::RaftTiming,
+    ) -> anyhow::Result<LocalLicd> {
         let dir = tempfile::Builder::new()
             .prefix("licd-bench-")
             .tempdir()
@@ -104,6 +108,7 @@ impl LocalLicd {
                 write_burst: 1_000_000,
                 ..crate::config::LimitsConfig::default()
             }),
+            raft: Some(timing),
         };
         // Two benches at once (tests) start their searches apart.
         let base_port = free_base_port(17200 + (std::process::id() % 300) as u16 * 10)?;

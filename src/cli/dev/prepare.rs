@@ -207,6 +207,8 @@ pub(crate) struct DemoLicense {
     /// The nodes' abuse limits, instead of the defaults (`licd bench` measures the cluster,
     /// not the per-token write limit).
     pub(crate) limits: Option<crate::config::LimitsConfig>,
+    /// The nodes' Raft timing, instead of the defaults (`licd bench --raft-timing`).
+    pub(crate) raft: Option<RaftTiming>,
 }
 
 /// Writes keys, the demo license, secrets and the three node configurations (ports
@@ -323,7 +325,7 @@ pub(crate) fn write_cluster_files(
             admin_token_file: None,
             cluster_secret_file: Some(cluster_secret_file.clone()),
             answer_signing_key_file: Some(answer_key_file.clone()),
-            raft: RaftTiming::default(),
+            raft: shape.raft.clone().unwrap_or_default(),
             auth: auth.clone(),
             limits: shape.limits.clone().unwrap_or_default(),
             tls: authority
