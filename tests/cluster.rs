@@ -431,3 +431,71 @@ async fn concurrent_writes_share_entries_and_each_gets_its_own_answer() {
     assert!(entries < writes, "{writes} writes in {entries} entries");
     cluster.shutdown().await;
 }
+
+/// A license install, which may be large, always has a log entry of its own, also when it
+/// arrives among writes that share entries: the usage history names the entry of each event.
+/// Four installs go out among eight allocations, so that some of them meet other writes in
+/// the queue (not every run makes them meet: a batched install is caught in most runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_license_install_gets_an_entry_of_its_own() {
+    let cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 64)).await;
+    let client = std::sync::Arc::new(cluster.client());
+    let admin = std::sync::Arc::new(cluster.admin_client());
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 1..=8u8 {
+        let client = client.clone();
+        calls.spawn(async move {
+            let body = AllocateBody {
+                license: Some(licd_raft::types::LicenseId::new("lic").unwrap()),
+                ..alloc_body(i, 4)
+            };
+            let id = new_request_id();
+            client
+                .allocate(&node(&format!("app-{i}")), &body, &id)
+                .await
+                .map(|_| ())
+        });
+        if i % 2 == 0 {
+            let file = cluster.license_file(&license(&format!("extra-{i}"), 16));
+            let admin = admin.clone();
+            calls.spawn(async move {
+                admin
+                    .install_license(&file, &new_request_id())
+                    .await
+                    .map(|_| ())
+            });
+        }
+    }
+    while let Some(joined) = calls.join_next().await {
+        joined.unwrap().unwrap();
+    }
+
+    let page = cluster.operator_client().events(0, 100).await.unwrap();
+    let json: Vec<String> = page
+        .events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    let installs: Vec<u64> = page
+        .events
+        .iter()
+        .zip(&json)
+        .filter(|(_, j)| j.contains("\"kind\":\"license_installed\"") && j.contains("extra-"))
+        .map(|(e, _)| e.index)
+        .collect();
+    assert_eq!(installs.len(), 4, "{json:?}");
+    let allocations = json
+        .iter()
+        .filter(|j| j.contains("\"kind\":\"allocated\""))
+        .count();
+    assert_eq!(allocations, 8, "{json:?}");
+    for index in installs {
+        let sharing = page.events.iter().filter(|e| e.index == index).count();
+        assert_eq!(
+            sharing, 1,
+            "entry {index} carries more than an install: {json:?}"
+        );
+    }
+    cluster.shutdown().await;
+}
