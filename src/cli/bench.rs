@@ -190,23 +190,24 @@ impl Plan {
 /// `--raft-timing`'s three figures, or licd's defaults; checked by a node configuration's
 /// rules.
 fn raft_timing(given: &[u64]) -> anyhow::Result<Timing> {
-    let defaults = RaftTiming::default();
-    let timing = match given {
-        [] => Timing {
-            heartbeat_ms: defaults.heartbeat_ms,
-            election_timeout_min_ms: defaults.election_timeout_min_ms,
-            election_timeout_max_ms: defaults.election_timeout_max_ms,
-        },
-        [
-            heartbeat_ms,
-            election_timeout_min_ms,
-            election_timeout_max_ms,
-        ] => Timing {
-            heartbeat_ms: *heartbeat_ms,
-            election_timeout_min_ms: *election_timeout_min_ms,
-            election_timeout_max_ms: *election_timeout_max_ms,
-        },
+    let d = RaftTiming::default();
+    let [
+        heartbeat_ms,
+        election_timeout_min_ms,
+        election_timeout_max_ms,
+    ] = match given {
+        [] => [
+            d.heartbeat_ms,
+            d.election_timeout_min_ms,
+            d.election_timeout_max_ms,
+        ],
+        [h, min, max] => [*h, *min, *max],
         _ => bail!("--raft-timing takes three figures: HEARTBEAT,MIN,MAX (milliseconds)"),
+    };
+    let timing = Timing {
+        heartbeat_ms,
+        election_timeout_min_ms,
+        election_timeout_max_ms,
     };
     if timing.heartbeat_ms == 0
         || timing.election_timeout_min_ms <= timing.heartbeat_ms

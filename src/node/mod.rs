@@ -108,8 +108,8 @@ struct Inner {
     election_timeout_max: Duration,
     reads: ReadBatcher,
     writes: writes::WriteBatcher,
-    /// The read rounds, the write batches, the lease keeper and the leader watch; dropped (and so stopped)
-    /// with the node.
+    /// The read rounds, the write batches, the lease keeper and the leader watch; dropped
+    /// (and so stopped) with the node.
     tasks: Mutex<Vec<TaskGuard>>,
     contacts: Arc<network::Contacts>,
     /// The leases this node measures while it leads.
@@ -224,10 +224,7 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend([
-                TaskGuard::spawn(
-                    "write batches",
-                    writes::run(inner.raft.clone(), write_queue, weak.clone()),
-                ),
+                TaskGuard::spawn("write batches", writes::run(write_queue, weak.clone())),
                 TaskGuard::spawn("lease keeper", ticker::run(weak.clone(), keeper)),
                 TaskGuard::spawn("leader watch", watch_leader(weak)),
             ]);

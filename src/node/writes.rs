@@ -80,7 +80,7 @@ impl WriteBatcher {
 
 /// Serves the queue until it closes or the node is gone: takes what is queued, proposes it as
 /// one entry stamped with the node's calendar time, and answers each write.
-pub async fn run(raft: LicdRaft, mut rx: mpsc::Receiver<Pending>, node: Weak<Inner>) {
+pub async fn run(mut rx: mpsc::Receiver<Pending>, node: Weak<Inner>) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     // A license install taken from the queue while a batch was being filled: it goes first
     // into the next entry, on its own.
@@ -114,8 +114,8 @@ pub async fn run(raft: LicdRaft, mut rx: mpsc::Receiver<Pending>, node: Weak<Inn
         let node = Node { inner };
         let time = node.calendar_now();
         node.meter().write_entry(batch.len());
+        let raft = node.inner.raft.clone();
         drop(node);
-        let raft = raft.clone();
         tokio::spawn(async move {
             propose(&raft, time, batch).await;
             drop(slot);
@@ -131,28 +131,10 @@ fn alone(command: &Command) -> bool {
     matches!(command, Command::InstallLicense(_))
 }
 
-/// Proposes `batch` as one entry and answers each of its writes.
-async fn propose(raft: &LicdRaft, time: Option<Timestamp>, mut batch: Vec<Pending>) {
-    if batch.len() == 1 {
-        let Pending {
-            request_id,
-            command,
-            reply,
-        } = batch.remove(0);
-        let written = raft
-            .client_write(Request {
-                time,
-                request_id,
-                command,
-            })
-            .await;
-        let _ = reply.send(written.map(|w| Proposed {
-            result: w.data,
-            log_id: w.log_id,
-        }));
-        return;
-    }
-    let (requests, replies): (Vec<Batched>, Vec<_>) = batch
+/// Proposes `batch` as one entry (a lone write as itself) and answers each of its writes.
+async fn propose(raft: &LicdRaft, time: Option<Timestamp>, batch: Vec<Pending>) {
+    let lone = batch.len() == 1;
+    let (mut requests, replies): (Vec<Batched>, Vec<_>) = batch
         .into_iter()
         .map(|p| {
             let request = Batched {
@@ -162,34 +144,41 @@ async fn propose(raft: &LicdRaft, time: Option<Timestamp>, mut batch: Vec<Pendin
             (request, p.reply)
         })
         .unzip();
-    let entry = Request {
-        time,
-        // Not remembered: the exactly-once table keeps each request's own id.
-        request_id: RequestId::new("batch").expect("a valid request id"),
-        command: Command::Batch(requests),
+    let entry = match requests.pop() {
+        Some(only) if lone => Request {
+            time,
+            request_id: only.request_id,
+            command: only.command,
+        },
+        last => Request {
+            time,
+            // Not remembered: the exactly-once table keeps each request's own id.
+            request_id: RequestId::new("batch").expect("a valid request id"),
+            command: Command::Batch(requests.into_iter().chain(last).collect()),
+        },
     };
-    let written = raft.client_write(entry).await;
-    match written {
-        Ok(w) => {
-            let responses = match w.data {
-                Ok(Outcome::Batch(responses)) if responses.len() == replies.len() => responses,
-                other => {
-                    // Applying a batch answers a batch of the same length (licd_raft::state).
-                    tracing::error!(answer = ?other, "a batch entry was answered out of shape");
-                    return;
-                }
-            };
-            for (reply, result) in replies.into_iter().zip(responses) {
-                let _ = reply.send(Ok(Proposed {
-                    result,
-                    log_id: w.log_id,
-                }));
-            }
-        }
+    let written = match raft.client_write(entry).await {
+        Ok(written) => written,
         Err(e) => {
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }
+            return;
         }
+    };
+    let results = match written.data {
+        result if lone => vec![result],
+        Ok(Outcome::Batch(results)) if results.len() == replies.len() => results,
+        other => {
+            // Applying a batch answers a batch of the same length (licd_raft::state).
+            tracing::error!(answer = ?other, "a batch entry was answered out of shape");
+            return;
+        }
+    };
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(Ok(Proposed {
+            result,
+            log_id: written.log_id,
+        }));
     }
 }

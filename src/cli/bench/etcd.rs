@@ -105,8 +105,8 @@ impl LocalEtcd {
                 let name = &cluster.members[0].name;
                 let log = std::fs::read_to_string(cluster.dir.path().join(format!("{name}.log")))
                     .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(5)..];
                 bail!(
                     "the etcd cluster did not accept a put within 30 s; the end of {name}'s log:\n{}",
                     tail.join("\n")
