@@ -232,3 +232,90 @@ async fn a_retry_gets_the_same_token_and_an_ended_lease_frees_the_name() {
     allocate(&client, "app-3", 1).await.unwrap();
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_release_gets_its_first_answer_after_the_name_changed_hands() {
+    let cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 64)).await;
+    let client = cluster.client();
+    let app = node("app-1");
+    let first = allocate(&client, "app-1", 1).await.unwrap();
+    let id = new_request_id();
+    let released = client
+        .release(&app, Some(&first.lease_token), &id)
+        .await
+        .unwrap();
+    assert!(released.released);
+    // Another host takes the name while the holder, which never saw the answer, retries.
+    let taken = allocate(&client, "app-1", 2).await.unwrap();
+    assert_ne!(taken.lease_token, first.lease_token);
+    let retry = client
+        .release(&app, Some(&first.lease_token), &id)
+        .await
+        .expect("a retry is answered as the release was, not refused for the new holder's token");
+    assert!(retry.released);
+    assert_eq!(
+        format!("{:?}", retry.freed),
+        format!("{:?}", released.freed)
+    );
+    // And it released nothing a second time.
+    let check = client.check(&app, Some(mac(2))).await.unwrap();
+    assert_eq!(check.check.code, ErrorCode::Valid);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_is_refused_for_its_token_only_by_a_confirmed_leader() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.install(&license("lic", 64)).await;
+    allocate(&cluster.client(), "app-1", 1).await.unwrap();
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let wrong = "0123456789abcdef0123456789abcdef";
+    let release = |addr: std::net::SocketAddr| {
+        reqwest::Client::new()
+            .delete(format!("http://{addr}/v1/nodes/app-1/allocation"))
+            .bearer_auth(common::CLIENT_TOKEN)
+            .header(LEASE_TOKEN_HEADER, wrong)
+            .header("x-request-id", new_request_id().as_str())
+            .timeout(Duration::from_secs(15))
+            .send()
+    };
+    // Alone, the leader still believes it leads, but its state could be behind a newer
+    // leader's: it cannot tell this token from the allocation's, so it must not refuse it.
+    let followers: Vec<u64> = cluster
+        .running
+        .keys()
+        .copied()
+        .filter(|id| *id != leader)
+        .collect();
+    for id in &followers {
+        cluster.stop(*id).await;
+    }
+    assert!(cluster.node(leader).is_leader());
+    let alone = release(cluster.addrs[&leader]).await.unwrap();
+    let status = alone.status();
+    let error: serde_json::Value = alone.json().await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{error}");
+    assert_ne!(error["code"], "LEASE_TOKEN_MISMATCH");
+    // With a majority again, the token is refused.
+    for id in &followers {
+        cluster.restart(*id).await;
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = release(cluster.addrs[&leader]).await.unwrap();
+        if answer.status() == StatusCode::FORBIDDEN {
+            let error: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(error["code"], "LEASE_TOKEN_MISMATCH");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never refused: {}",
+            answer.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.shutdown().await;
+}

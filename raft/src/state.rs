@@ -96,6 +96,12 @@ impl LicenseState {
         self.dedup.len()
     }
 
+    /// Whether `id` names a request already applied and still remembered: a retry of it is
+    /// answered its first outcome by the log, whatever the state is now.
+    pub fn remembers(&self, id: &RequestId) -> bool {
+        self.dedup.get(id).is_some()
+    }
+
     /// How many times an allocation was added or removed since the state began. Two states
     /// of one log with the same count hold the same allocations.
     pub fn allocation_changes(&self) -> u64 {

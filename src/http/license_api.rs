@@ -17,6 +17,7 @@ use axum::routing::{get, post, put};
 use licd_raft::command::Allocate;
 use licd_raft::types::{LeaseTtl, NodeName, RequestId};
 use licd_raft::{Code, Command, Outcome, Rejection};
+use licd_storage::AppliedState;
 
 use super::AppState;
 use super::error::{ApiError, AppJson, AppPath, AppQuery};
@@ -167,15 +168,27 @@ async fn release(
     metered(&app, "release", async {
         let (node, request_id) = node_and_request_id(node, &headers, body)?;
         let token = lease_token(&headers)?;
-        // Refused before the log when the token is not the allocation's; the state machine
-        // checks again at apply, against the allocation the name holds by then.
-        let held = app.node.read_local(|s| {
-            s.licenses
+        // Refused before the log when the token is not the allocation's, and the request is
+        // not a retry of a release already applied (which the log answers as it was first
+        // answered, whoever holds the name now). The state machine checks again at apply,
+        // against the allocation the name holds by then.
+        let refusal = |s: &AppliedState| {
+            if s.licenses.remembers(&request_id) {
+                return Ok(());
+            }
+            let held = s
+                .licenses
                 .allocations()
                 .get(&node)
-                .and_then(|a| a.token_hash)
-        });
-        check_presented(held.as_ref(), token.as_ref())?;
+                .and_then(|a| a.token_hash);
+            check_presented(held.as_ref(), token.as_ref())
+        };
+        // This node's applied state may be behind the cluster's (a new leader still applying,
+        // or a deposed one that does not know it yet), so a refusal is only given after a
+        // read that confirms leadership; a release the local state lets through needs none.
+        if app.node.read_local(refusal).is_err() {
+            app.node.read(refusal).await??;
+        }
         let command = Command::ReleaseHeld {
             node,
             presented: token.as_ref().map(LeaseToken::hash),
