@@ -82,6 +82,12 @@ fn assert_licd_report(report: &Value) {
         gaps["longest_ms"].as_f64().unwrap(),
     );
     assert!(p50 <= p99 && p99 <= longest, "{licd}");
+    // The kill, timed: a new leader named, then a write, within the longest gap.
+    let kills = licd["per_kill"].as_array().expect("per_kill");
+    assert_eq!(kills.len(), 1, "{licd}");
+    let to_leader = kills[0]["to_leader_ms"].as_f64().expect("a leader named");
+    let to_write = kills[0]["to_write_ms"].as_f64().expect("a write after the kill");
+    assert!(0.0 < to_leader && to_write <= longest, "{licd}");
 }
 
 #[test]
@@ -103,6 +109,7 @@ fn a_quick_run_measures_every_workload_and_writes_json() {
         "write",
         "heartbeat capacity",
         "failover",
+        "after a kill: a new leader named in",
     ] {
         assert!(
             stdout.contains(needle),

@@ -54,6 +54,19 @@ pub struct Failover {
     pub errors: u64,
     /// The gaps between successful writes.
     pub gaps: GapSummary,
+    /// Each kill, timed.
+    #[serde(default)]
+    pub per_kill: Vec<KillTiming>,
+}
+
+/// How long one kill of the leader took to get over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KillTiming {
+    /// From the kill until a surviving member named a new leader, in milliseconds (`None`:
+    /// none was seen named before the cluster moved on).
+    pub to_leader_ms: Option<f64>,
+    /// From the kill until the next write succeeded, in milliseconds.
+    pub to_write_ms: Option<f64>,
 }
 
 /// Where the figures were measured.
@@ -122,6 +135,15 @@ impl Machine {
             etcd_version,
         }
     }
+}
+
+/// The median and the largest of `values` (the lower middle one of an even count), or `None`
+/// when there are none.
+fn median_and_max(values: &[f64]) -> Option<(f64, f64)> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let max = *sorted.last()?;
+    Some((sorted[(sorted.len() - 1) / 2], max))
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -196,6 +218,15 @@ pub fn table(report: &Report) -> String {
                 f.gaps.p50_ms,
                 f.errors
             ));
+            let leader: Vec<f64> = f.per_kill.iter().filter_map(|k| k.to_leader_ms).collect();
+            let write: Vec<f64> = f.per_kill.iter().filter_map(|k| k.to_write_ms).collect();
+            if let (Some(l), Some(w)) = (median_and_max(&leader), median_and_max(&write)) {
+                out.push_str(&format!(
+                    "        after a kill: a new leader named in {:.0} ms (median; longest \
+                     {:.0} ms), the next write in {:.0} ms (median; longest {:.0} ms)\n",
+                    l.0, l.1, w.0, w.1
+                ));
+            }
         }
         if let [l, e] = &report.failover[..] {
             out.push_str(&format!(
@@ -249,5 +280,17 @@ fn throughput_table(report: &Report, out: &mut String) {
             }
         }
         out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_and_max;
+
+    #[test]
+    fn the_median_and_the_longest() {
+        assert_eq!(median_and_max(&[]), None);
+        assert_eq!(median_and_max(&[300.0, 100.0, 200.0]), Some((200.0, 300.0)));
+        assert_eq!(median_and_max(&[4.0, 1.0, 3.0, 2.0]), Some((2.0, 4.0)));
     }
 }

@@ -253,6 +253,19 @@ impl Killable for LocalEtcd {
     async fn rejoined(&mut self, member: u64) -> bool {
         matches!(self.status(member as usize).await, Ok((_, leader)) if leader != "0")
     }
+
+    async fn new_leader_known(&mut self, killed: u64) -> bool {
+        let killed_id = self.members[killed as usize].id.clone();
+        for i in (0..self.members.len()).filter(|&i| i as u64 != killed) {
+            if let Ok((_, leader)) = self.status(i).await
+                && leader != "0"
+                && Some(&leader) != killed_id.as_ref()
+            {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// One put that fails over like a client library would: each attempt on the next member

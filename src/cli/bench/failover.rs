@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use crate::bench::gaps::gaps;
-use crate::bench::report::Failover;
+use crate::bench::report::{Failover, KillTiming};
 
 /// A cluster whose leader can be found, killed and restarted.
 pub(super) trait Killable {
@@ -22,6 +22,8 @@ pub(super) trait Killable {
     fn restart(&mut self, member: u64) -> anyhow::Result<()>;
     /// Whether a restarted member is back in the cluster (it knows the leader).
     async fn rejoined(&mut self, member: u64) -> bool;
+    /// Whether a member other than `killed` names a leader other than `killed`.
+    async fn new_leader_known(&mut self, killed: u64) -> bool;
 }
 
 /// How long the cluster gets to make progress again after a kill, or to take a node back.
@@ -43,16 +45,17 @@ where
 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let since_start = move || u64::try_from(started.elapsed().as_micros()).unwrap_or(0);
     let writer = {
         let (stop, done) = (stop.clone(), done.clone());
         tokio::spawn(async move {
-            let started = Instant::now();
             let mut successes = Vec::new();
             let mut errors = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 match write().await {
                     Ok(()) => {
-                        successes.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(0));
+                        successes.push(since_start());
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => errors.push(e),
@@ -61,6 +64,8 @@ where
             (successes, errors)
         })
     };
+    // Per kill: when it was killed, and when a new leader was first named (both from the start).
+    let mut kill_times: Vec<(u64, Option<u64>)> = Vec::new();
     let killing = async {
         for k in 0..kills {
             tokio::time::sleep(settle).await;
@@ -68,6 +73,16 @@ where
             cluster.kill(leader)?;
             let before = done.load(Ordering::Relaxed);
             let killed_at = Instant::now();
+            let killed_us = since_start();
+            let mut elected_us = None;
+            while elected_us.is_none() && killed_at.elapsed() < STEP_DEADLINE {
+                if cluster.new_leader_known(leader).await {
+                    elected_us = Some(since_start());
+                } else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            kill_times.push((killed_us, elected_us));
             while done.load(Ordering::Relaxed) <= before + 1 {
                 if killed_at.elapsed() > STEP_DEADLINE {
                     bail!(
@@ -94,6 +109,10 @@ where
     let (successes, errors) = writer.await.context("the write loop panicked")?;
     outcome?;
     let gaps = gaps(&successes).map_err(|e| anyhow::anyhow!("{system} failover: {e}"))?;
+    let per_kill = kill_times
+        .iter()
+        .map(|&(killed, elected)| kill_timing(&successes, killed, elected))
+        .collect();
     if let Some(first) = errors.first() {
         eprintln!(
             "licd bench: {system} failover: {} writes failed; the first: {first}",
@@ -105,5 +124,31 @@ where
         kills,
         errors: errors.len() as u64,
         gaps,
+        per_kill,
     })
+}
+
+/// The timing of the kill at `killed` (microseconds from the start, like `successes`), with
+/// a new leader first named at `elected`.
+fn kill_timing(successes: &[u64], killed: u64, elected: Option<u64>) -> KillTiming {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let next = successes.iter().find(|&&at| at > killed);
+    KillTiming {
+        to_leader_ms: elected.map(|at| ms(at.saturating_sub(killed))),
+        to_write_ms: next.map(|at| ms(at - killed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kill_is_timed_to_the_new_leader_and_to_the_next_write() {
+        let t = kill_timing(&[1_000, 2_000, 900_000, 901_000], 2_500, Some(600_000));
+        assert_eq!(t.to_leader_ms, Some(597.5));
+        assert_eq!(t.to_write_ms, Some(897.5));
+        let none = kill_timing(&[1_000], 2_500, None);
+        assert_eq!((none.to_leader_ms, none.to_write_ms), (None, None));
+    }
 }

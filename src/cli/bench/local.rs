@@ -195,6 +195,23 @@ impl Killable for LocalLicd {
         let one = one.with_admin_token(self.prepared.admin_token.clone());
         matches!(one.status().await, Ok(s) if s.leader_id.is_some() && s.last_applied_index.is_some())
     }
+
+    async fn new_leader_known(&mut self, killed: u64) -> bool {
+        for node in self.children.nodes.iter().filter(|n| n.id != killed) {
+            let Ok(one) = bench_client(
+                std::slice::from_ref(&node.addr),
+                Duration::from_millis(200),
+                None,
+            ) else {
+                continue;
+            };
+            let one = one.with_admin_token(self.prepared.admin_token.clone());
+            if matches!(one.status().await, Ok(s) if s.leader_id.is_some_and(|l| l != killed)) {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// The leader of a cluster at `endpoints`, from the leader header of an answer.
