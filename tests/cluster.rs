@@ -499,3 +499,41 @@ async fn a_license_install_gets_an_entry_of_its_own() {
     }
     cluster.shutdown().await;
 }
+
+/// A follower whose leader fell silent stands for election one heartbeat after the leader's
+/// lease (`election_timeout_max`), not a drawn election timeout after it: with a 2 s lease
+/// and a 1-2 s timeout, openraft alone elects no one before 3 s of silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_leader_is_replaced_one_heartbeat_after_its_lease() {
+    let mut cluster = Cluster::start_with(3, |c| {
+        c.raft.heartbeat_ms = 50;
+        c.raft.election_timeout_min_ms = 1_000;
+        c.raft.election_timeout_max_ms = 2_000;
+    })
+    .await;
+    let old = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    // Let both followers hear a few heartbeats of this leader.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let silent_from = Instant::now();
+    cluster.stop(old).await;
+    let new = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let took = silent_from.elapsed();
+    assert_ne!(new, old);
+    assert!(
+        took < Duration::from_millis(2_900),
+        "the new leader took {took:?}, as long as openraft's own timer"
+    );
+    let prompt: u64 = cluster
+        .running
+        .values()
+        .map(|r| {
+            let text = r.node.meter().render(&r.node);
+            text.lines()
+                .find_map(|l| l.strip_prefix("licd_prompt_elections_total "))
+                .map_or(0, |v| v.trim().parse().unwrap_or(0))
+        })
+        .sum();
+    assert!(prompt >= 1, "no follower stood promptly");
+    println!("a new leader {took:?} after the old one stopped");
+    cluster.shutdown().await;
+}

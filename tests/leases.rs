@@ -213,7 +213,7 @@ async fn every_node_keeps_its_background_tasks_running() {
     let cluster = cluster().await;
     tokio::time::sleep(Duration::from_millis(3 * TICK_MS)).await;
     for (id, running) in &cluster.running {
-        assert_eq!(running.node.background_tasks_running(), 4, "node {id}");
+        assert_eq!(running.node.background_tasks_running(), 5, "node {id}");
     }
     cluster.shutdown().await;
 }

@@ -25,7 +25,7 @@ impl Default for RetryPolicy {
             deadline: Duration::from_secs(15),
             attempt_timeout: Duration::from_secs(2),
             initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_millis(50),
         }
     }
 }

@@ -68,7 +68,7 @@ async fn append(
 ) -> Result<Response, ApiError> {
     admit(&app, &headers).await?;
     let request = parse(&body?)?;
-    Ok(reply(&app.node.raft().append_entries(request).await))
+    Ok(reply(&app.node.append_entries(request).await))
 }
 
 async fn vote(
@@ -78,7 +78,7 @@ async fn vote(
 ) -> Result<Response, ApiError> {
     admit(&app, &headers).await?;
     let request = parse(&body?)?;
-    Ok(reply(&app.node.raft().vote(request).await))
+    Ok(reply(&app.node.vote(request).await))
 }
 
 async fn snapshot(

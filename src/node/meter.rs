@@ -86,6 +86,11 @@ impl Meter {
         self.with(|| counter!("licd_leader_changes_total").increment(1));
     }
 
+    /// This node stood for election because its leader fell silent ([`super::failover`]).
+    pub fn prompt_election(&self) {
+        self.with(|| counter!("licd_prompt_elections_total").increment(1));
+    }
+
     /// The metrics in Prometheus' text format, gauges taken from `node` now.
     pub fn render(&self, node: &Node) -> String {
         let status = node.status();

@@ -22,6 +22,7 @@
 mod backup;
 pub mod calendar;
 mod error;
+mod failover;
 pub mod identity;
 mod leases;
 pub mod lessor;
@@ -112,6 +113,8 @@ struct Inner {
     /// (and so stopped) with the node.
     tasks: Mutex<Vec<TaskGuard>>,
     contacts: Arc<network::Contacts>,
+    /// When this node last heard from a leader and was asked for a vote ([`failover`]).
+    contact: failover::Contact,
     /// The leases this node measures while it leads.
     lessor: Mutex<Lessor>,
     /// The cluster's calendar time as this node knows it.
@@ -175,7 +178,8 @@ impl Node {
             contacts.clone(),
         )
         .with_outgoing(outgoing.clone())
-        .with_cluster_id(cluster_id.clone());
+        .with_cluster_id(cluster_id.clone())
+        .with_retry_every(Duration::from_millis(t.heartbeat_ms));
         let raft = Raft::new(config.node_id, raft_config, network, log_store.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -186,6 +190,10 @@ impl Node {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let default_lease_ttl = config.default_lease_ttl()?;
         let election_timeout_max = Duration::from_millis(t.election_timeout_max_ms);
+        let prompt = failover::Timing {
+            lease: election_timeout_max,
+            heartbeat: Duration::from_millis(t.heartbeat_ms),
+        };
         let keeper = ticker::Schedule {
             every: Duration::from_millis(t.tick_ms),
             checkpoint_every: Duration::from_millis(t.lease_checkpoint_ms),
@@ -209,6 +217,7 @@ impl Node {
             writes,
             tasks: Mutex::new(vec![read_rounds]),
             contacts,
+            contact: failover::Contact::default(),
             lessor: Mutex::new(Lessor::new(election_timeout_max)),
             calendar: Mutex::new(calendar::Calendar::default()),
             clock_skew_bound: Duration::from_millis(t.clock_skew_bound_ms),
@@ -226,6 +235,7 @@ impl Node {
             .extend([
                 TaskGuard::spawn("write batches", writes::run(write_queue, weak.clone())),
                 TaskGuard::spawn("lease keeper", ticker::run(weak.clone(), keeper)),
+                TaskGuard::spawn("prompt elections", failover::run(weak.clone(), prompt)),
                 TaskGuard::spawn("leader watch", watch_leader(weak)),
             ]);
         Ok(Node { inner })
@@ -245,6 +255,32 @@ impl Node {
     /// configuration of its own `[tls]` section.
     pub fn outgoing(&self) -> &crate::tls::Outgoing {
         &self.inner.outgoing
+    }
+
+    /// Hands an append from a leader to Raft, noting when one was accepted ([`failover`]).
+    pub async fn append_entries(
+        &self,
+        request: openraft::raft::AppendEntriesRequest<licd_raft::TypeConfig>,
+    ) -> Result<
+        openraft::raft::AppendEntriesResponse<RaftNodeId>,
+        openraft::error::RaftError<RaftNodeId>,
+    > {
+        let answer = self.inner.raft.append_entries(request).await;
+        if matches!(&answer, Ok(a) if !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+        {
+            self.inner.contact.appended();
+        }
+        answer
+    }
+
+    /// Hands a vote request to Raft, noting that one came ([`failover`]).
+    pub async fn vote(
+        &self,
+        request: openraft::raft::VoteRequest<RaftNodeId>,
+    ) -> Result<openraft::raft::VoteResponse<RaftNodeId>, openraft::error::RaftError<RaftNodeId>>
+    {
+        self.inner.contact.asked_for_vote();
+        self.inner.raft.vote(request).await
     }
 
     /// The address this node advertises.
