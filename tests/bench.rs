@@ -86,7 +86,9 @@ fn assert_licd_report(report: &Value) {
     let kills = licd["per_kill"].as_array().expect("per_kill");
     assert_eq!(kills.len(), 1, "{licd}");
     let to_leader = kills[0]["to_leader_ms"].as_f64().expect("a leader named");
-    let to_write = kills[0]["to_write_ms"].as_f64().expect("a write after the kill");
+    let to_write = kills[0]["to_write_ms"]
+        .as_f64()
+        .expect("a write after the kill");
     assert!(0.0 < to_leader && to_write <= longest, "{licd}");
 }
 

@@ -13,11 +13,14 @@
 //! Here the followers take turns instead of drawing lots. Each voter other than the leader
 //! has a rank, its place among them by id, and stands once `lease + (1 + 2 × rank)`
 //! heartbeat intervals passed since the last append it accepted from the leader: the first
-//! one heartbeat after the lease, the next three after it, and so on. A follower that was
-//! asked for a vote since that append does not stand (another one already does); one that
-//! stood does not stand again until it hears from a leader. A vote refused because the other
-//! voter heard from the leader later than this one leaves the candidate to openraft's own
-//! timer, as before. Standing is always safe in Raft; only when it happens changes.
+//! one heartbeat after the lease, the next three after it, and so on. A follower that gave
+//! its vote since that append does not stand (the candidate it voted for will lead); one
+//! that stood does not stand again until it hears from a leader. A follower that *refused*
+//! a candidate (whose log was behind its own, or who stood before this follower's lease
+//! ran out) stands at its turn all the same, in a term above the refused candidate's: in
+//! the same term the candidate, who voted for itself, would refuse it in turn. A candidate
+//! refused leaves it to openraft's own timer, as before. Standing is always safe in Raft;
+//! only when it happens changes.
 //!
 //! What it costs: a follower stands after `lease + heartbeat` of silence instead of at least
 //! `lease + election_timeout_min`, so a leader stalled that long (a paused process, a disk
@@ -34,13 +37,14 @@ use openraft::ServerState;
 
 use super::Inner;
 
-/// When this node last accepted an append from a leader and was last asked for a vote, as
-/// offsets from its start (0: never).
+/// When this node last accepted an append from a leader and last gave its vote, as offsets
+/// from its start (0: never), and the highest term of a vote request it refused.
 #[derive(Debug)]
 pub struct Contact {
     started: Instant,
     append_us: AtomicU64,
-    vote_request_us: AtomicU64,
+    granted_us: AtomicU64,
+    refused_term: AtomicU64,
 }
 
 impl Default for Contact {
@@ -48,7 +52,8 @@ impl Default for Contact {
         Contact {
             started: Instant::now(),
             append_us: AtomicU64::new(0),
-            vote_request_us: AtomicU64::new(0),
+            granted_us: AtomicU64::new(0),
+            refused_term: AtomicU64::new(0),
         }
     }
 }
@@ -65,9 +70,13 @@ impl Contact {
         self.append_us.store(self.now_us(), Ordering::Relaxed);
     }
 
-    /// Records a vote request, whatever its answer.
-    pub fn asked_for_vote(&self) {
-        self.vote_request_us.store(self.now_us(), Ordering::Relaxed);
+    /// Records the answer to a vote request in `term`.
+    pub fn voted(&self, term: u64, granted: bool) {
+        if granted {
+            self.granted_us.store(self.now_us(), Ordering::Relaxed);
+        } else {
+            self.refused_term.fetch_max(term, Ordering::Relaxed);
+        }
     }
 }
 
@@ -108,20 +117,20 @@ pub(super) enum Decision {
 }
 
 /// Decides from what the node knows, with every time an offset from its start in
-/// microseconds (0: never): the last append accepted, the last vote request, the last time
+/// microseconds (0: never): the last append accepted, the last vote given, the last time
 /// this node stood, and now.
 pub(super) fn decide(
     patience: Duration,
     append_us: u64,
-    vote_request_us: u64,
+    granted_us: u64,
     stood_us: u64,
     now_us: u64,
 ) -> Decision {
     let patience_us = u64::try_from(patience.as_micros()).unwrap_or(u64::MAX);
     let silent = append_us != 0 && now_us.saturating_sub(append_us) >= patience_us;
-    let someone_stands = vote_request_us > append_us;
+    let voted_for_another = granted_us > append_us;
     let already_stood = stood_us > append_us;
-    if silent && !someone_stands && !already_stood {
+    if silent && !voted_for_another && !already_stood {
         Decision::Stand
     } else {
         Decision::Wait
@@ -161,7 +170,7 @@ pub(super) async fn run(node: Weak<Inner>, timing: Timing) {
         let decision = decide(
             patience(timing, rank),
             append_us,
-            contact.vote_request_us.load(Ordering::Relaxed),
+            contact.granted_us.load(Ordering::Relaxed),
             stood_us,
             now_us,
         );
@@ -175,7 +184,28 @@ pub(super) async fn run(node: Weak<Inner>, timing: Timing) {
                 "no append from the leader past its lease: standing for election"
             );
             inner.meter.prompt_election();
-            let _ = inner.raft.trigger().elect().await;
+            stand(&inner, contact.refused_term.load(Ordering::Relaxed)).await;
+        }
+    }
+}
+
+/// Stands for election in a term above `refused` (each election is one term above the
+/// node's current one; a few at most are needed, and Raft is safe whatever the term).
+async fn stand(inner: &Inner, refused: u64) {
+    for _ in 0..3 {
+        if inner.raft.trigger().elect().await.is_err() {
+            return;
+        }
+        // The trigger returns once the core took the order; the term it stood in shows in
+        // the vote.
+        let mut metrics = inner.raft.metrics();
+        let term = metrics.borrow().vote.leader_id().term;
+        if term > refused {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(20), metrics.changed()).await;
+        if metrics.borrow().vote.leader_id().term > refused {
+            return;
         }
     }
 }
@@ -215,12 +245,12 @@ mod tests {
         );
         // Never heard from a leader since the start: openraft's timer decides.
         assert_eq!(decide(patience, 0, 0, 0, ms(60_000)), Decision::Wait);
-        // Asked for a vote since the last append: another follower stands.
+        // Voted for a candidate since the last append: it will lead.
         assert_eq!(
             decide(patience, ms(1_000), ms(1_400), 0, ms(2_000)),
             Decision::Wait
         );
-        // A vote request before the last append does not count.
+        // A vote given before the last append does not count.
         assert_eq!(
             decide(patience, ms(1_000), ms(900), 0, ms(2_000)),
             Decision::Stand

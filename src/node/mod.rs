@@ -273,14 +273,18 @@ impl Node {
         answer
     }
 
-    /// Hands a vote request to Raft, noting that one came ([`failover`]).
+    /// Hands a vote request to Raft, noting whether this node gave its vote ([`failover`]).
     pub async fn vote(
         &self,
         request: openraft::raft::VoteRequest<RaftNodeId>,
     ) -> Result<openraft::raft::VoteResponse<RaftNodeId>, openraft::error::RaftError<RaftNodeId>>
     {
-        self.inner.contact.asked_for_vote();
-        self.inner.raft.vote(request).await
+        let term = request.vote.leader_id().term;
+        let answer = self.inner.raft.vote(request).await;
+        if let Ok(a) = &answer {
+            self.inner.contact.voted(term, a.vote_granted);
+        }
+        answer
     }
 
     /// The address this node advertises.
