@@ -258,6 +258,13 @@ async fn a_retried_release_gets_its_first_answer_after_the_name_changed_hands() 
         format!("{:?}", retry.freed),
         format!("{:?}", released.freed)
     );
+    // The answer names the entry the retry went into (docs/api.md), after the first one.
+    assert!(
+        retry.log.index > released.log.index,
+        "{:?} {:?}",
+        retry.log,
+        released.log
+    );
     // And it released nothing a second time.
     let check = client.check(&app, Some(mac(2))).await.unwrap();
     assert_eq!(check.check.code, ErrorCode::Valid);
