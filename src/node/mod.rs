@@ -113,7 +113,8 @@ struct Inner {
     /// (and so stopped) with the node.
     tasks: Mutex<Vec<TaskGuard>>,
     contacts: Arc<network::Contacts>,
-    /// When this node last heard from a leader and was asked for a vote ([`failover`]).
+    /// When this node last accepted an append and gave its vote, and the highest term it
+    /// refused a vote in ([`failover`]).
     contact: failover::Contact,
     /// The leases this node measures while it leads.
     lessor: Mutex<Lessor>,
@@ -266,7 +267,8 @@ impl Node {
         openraft::error::RaftError<RaftNodeId>,
     > {
         let answer = self.inner.raft.append_entries(request).await;
-        if matches!(&answer, Ok(a) if !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+        if let Ok(a) = &answer
+            && !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_))
         {
             self.inner.contact.appended();
         }

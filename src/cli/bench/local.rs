@@ -27,6 +27,8 @@ pub(super) struct LocalLicd {
     children: Children,
     prepared: Prepared,
     admin: Client,
+    /// An admin client of each node alone, for polling who it takes for the leader.
+    one_node: Vec<(RaftNodeId, Client)>,
     _dir: tempfile::TempDir,
 }
 
@@ -116,10 +118,23 @@ impl LocalLicd {
         let prepared = write_cluster_files(dir.path().to_path_buf(), base_port, &shape, false)?;
         let mut children = Children { nodes: Vec::new() };
         let (_, admin) = start_cluster(&prepared, &mut children).await?;
+        let one_node = children
+            .nodes
+            .iter()
+            .map(|n| {
+                let one = bench_client(
+                    std::slice::from_ref(&n.addr),
+                    Duration::from_millis(200),
+                    None,
+                )?;
+                Ok((n.id, one.with_admin_token(prepared.admin_token.clone())))
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(LocalLicd {
             children,
             prepared,
             admin,
+            one_node,
             _dir: dir,
         })
     }
@@ -197,15 +212,7 @@ impl Killable for LocalLicd {
     }
 
     async fn new_leader_known(&mut self, killed: u64) -> bool {
-        for node in self.children.nodes.iter().filter(|n| n.id != killed) {
-            let Ok(one) = bench_client(
-                std::slice::from_ref(&node.addr),
-                Duration::from_millis(200),
-                None,
-            ) else {
-                continue;
-            };
-            let one = one.with_admin_token(self.prepared.admin_token.clone());
+        for (_, one) in self.one_node.iter().filter(|(id, _)| *id != killed) {
             if matches!(one.status().await, Ok(s) if s.leader_id.is_some_and(|l| l != killed)) {
                 return true;
             }
