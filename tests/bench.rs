@@ -160,6 +160,51 @@ fn the_global_json_flag_prints_the_document_instead_of_the_table() {
 }
 
 #[test]
+fn rounds_report_each_line_from_its_median_round_and_keep_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let mut cmd = licd();
+    cmd.env("TMPDIR", dir.path());
+    cmd.args(["bench", "--only", "check,healthz", "--duration", "0.3"]);
+    cmd.args(["--connections", "8", "--rounds", "3", "--json-out"])
+        .arg(&json);
+    let out = run_for(cmd, Duration::from_secs(120));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("the median of 3 rounds"), "{stdout}");
+    assert!(stdout.contains("op/s in each round"), "{stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["rounds"], 3);
+    let rounds = report["round_rows"].as_array().expect("round_rows");
+    assert_eq!(rounds.len(), 3, "{rounds:?}");
+    let rows = report["rows"].as_array().unwrap();
+    let lines = [("check", 1), ("check", 8), ("healthz", 8)];
+    assert_eq!(rows.len(), lines.len(), "{rows:?}");
+    for (workload, conns) in lines {
+        let rate = |r: &Value| r["summary"]["per_second"].as_f64().unwrap();
+        let is = |r: &&Value| r["workload"] == workload && r["connections"] == conns;
+        let mut each: Vec<f64> = rounds
+            .iter()
+            .map(|round| {
+                rate(
+                    round
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(is)
+                        .expect("in every round"),
+                )
+            })
+            .collect();
+        each.sort_by(f64::total_cmp);
+        let row = rows.iter().find(is).expect("a line for it");
+        assert_summary(workload, &row["summary"]);
+        assert_eq!(rate(row), each[1], "{workload} at {conns}: {each:?}");
+    }
+    assert_cleaned_up_in(dir.path());
+}
+
+#[test]
 fn vs_etcd_without_etcd_on_path_fails_readably() {
     let empty = tempfile::tempdir().unwrap();
     let mut cmd = licd();
@@ -174,6 +219,9 @@ fn bad_options_fail_readably() {
     let mut cmd = licd();
     cmd.args(["bench", "--duration", "0"]);
     assert_readable_failure(&run_for(cmd, Duration::from_secs(30)), "--duration");
+    let mut cmd = licd();
+    cmd.args(["bench", "--rounds", "0"]);
+    assert_readable_failure(&run_for(cmd, Duration::from_secs(30)), "--rounds");
     let mut cmd = licd();
     cmd.args(["bench", "--endpoints", "127.0.0.1:1", "--only", "write"]);
     assert_readable_failure(&run_for(cmd, Duration::from_secs(30)), "--endpoints");
@@ -190,13 +238,20 @@ fn bad_options_fail_readably() {
 /// Needs `etcd` on PATH (Debian: `apt-get install etcd-server`); CI does not install it.
 #[test]
 #[ignore = "needs an etcd executable on PATH"]
-fn a_quick_run_beside_etcd_has_etcd_rows_and_ratios() {
+fn a_quick_run_beside_etcd_in_two_rounds_has_etcd_rows_and_ratios() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let mut cmd = licd();
     cmd.env("TMPDIR", dir.path());
-    cmd.args(["bench", "--quick", "--vs-etcd", "--json-out"])
-        .arg(&json);
+    cmd.args([
+        "bench",
+        "--quick",
+        "--vs-etcd",
+        "--rounds",
+        "2",
+        "--json-out",
+    ])
+    .arg(&json);
     let out = run_for(cmd, Duration::from_secs(300));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
@@ -213,6 +268,21 @@ fn a_quick_run_beside_etcd_has_etcd_rows_and_ratios() {
             .find(|r| r["system"] == "etcd" && r["workload"] == workload)
             .unwrap_or_else(|| panic!("no etcd {workload} row"));
         assert_summary(&format!("etcd {workload}"), &row["summary"]);
+    }
+    // Both systems ran in each of the two rounds.
+    let rounds = report["round_rows"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{rounds:?}");
+    for round in rounds {
+        for system in ["licd", "etcd"] {
+            assert!(
+                round
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["system"] == system),
+                "{round:?}"
+            );
+        }
     }
     assert!(report["machine"]["etcd_version"].is_string());
     let failover = report["failover"].as_array().unwrap();

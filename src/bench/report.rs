@@ -103,12 +103,48 @@ pub struct Report {
     pub raft_timing: Option<Timing>,
     /// Seconds each throughput workload ran.
     pub duration_s: f64,
-    /// The throughput workloads.
+    /// How many times each throughput workload ran (`--rounds`).
+    #[serde(default = "one")]
+    pub rounds: u32,
+    /// The throughput workloads: with several rounds, each one's round of median throughput.
     pub rows: Vec<Row>,
+    /// Every round's rows, in the order they ran (empty with one round: `rows` are it).
+    #[serde(default)]
+    pub round_rows: Vec<Vec<Row>>,
     /// The heartbeat capacity search, if it ran.
     pub heartbeat: Option<Heartbeats>,
     /// The failover runs, licd's and etcd's.
     pub failover: Vec<Failover>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Of the rows of several rounds, one per system, workload and connection count, in the
+/// order they first ran: the round with the median throughput (with an even number of
+/// rounds, the lower of the two middle ones), so a row's figures all come from one run.
+pub fn median_rows(rounds: &[Vec<Row>]) -> Vec<Row> {
+    let mut keys: Vec<(&str, &str, usize)> = Vec::new();
+    for row in rounds.iter().flatten() {
+        let key = (row.system.as_str(), row.workload.as_str(), row.connections);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.into_iter()
+        .filter_map(|(system, workload, connections)| {
+            let mut runs: Vec<&Row> = rounds
+                .iter()
+                .flatten()
+                .filter(|r| {
+                    r.system == system && r.workload == workload && r.connections == connections
+                })
+                .collect();
+            runs.sort_by(|a, b| a.summary.per_second.total_cmp(&b.summary.per_second));
+            runs.get((runs.len().max(1) - 1) / 2).map(|r| (*r).clone())
+        })
+        .collect()
 }
 
 impl Machine {
@@ -160,11 +196,24 @@ pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let m = &report.machine;
     out.push_str(&format!(
-        "licd bench: {} build, {} CPUs ({}), {:.1} s per workload{}{}\n\n",
+        "licd bench: {} build, {} CPUs ({}), {:.1} s per workload{}{}{}\n\n",
         m.build,
         m.cpus,
         m.cpu_model,
         report.duration_s,
+        if report.rounds > 1 {
+            format!(
+                ", the median of {} rounds{}",
+                report.rounds,
+                if m.etcd_version.is_some() {
+                    " (licd and etcd taking turns)"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            String::new()
+        },
         report
             .raft_timing
             .map(|t| format!(
@@ -281,11 +330,82 @@ fn throughput_table(report: &Report, out: &mut String) {
         }
         out.push('\n');
     }
+    if report.round_rows.len() > 1 {
+        per_round(report, with_etcd, out);
+    }
+}
+
+/// Each round's throughput (and ratio, beside etcd), so the spread of the medians shows.
+fn per_round(report: &Report, with_etcd: bool, out: &mut String) {
+    out.push_str(if with_etcd {
+        "\nop/s in each round, licd (licd/etcd):\n"
+    } else {
+        "\nop/s in each round:\n"
+    });
+    for row in report.rows.iter().filter(|r| r.system == "licd") {
+        let find = |round: &[Row], system: &str| {
+            round
+                .iter()
+                .find(|r| {
+                    r.system == system
+                        && r.workload == row.workload
+                        && r.connections == row.connections
+                })
+                .map(|r| r.summary.per_second)
+        };
+        let cells: Vec<String> = report
+            .round_rows
+            .iter()
+            .map(|round| match (find(round, "licd"), find(round, "etcd")) {
+                (Some(l), Some(e)) if with_etcd => format!("{l:.0} ({})", ratio(l, e)),
+                (Some(l), _) => format!("{l:.0}"),
+                (None, _) => "-".into(),
+            })
+            .collect();
+        out.push_str(&format!(
+            "  {:<10} {:>5}: {}\n",
+            row.workload,
+            row.connections,
+            cells.join(", ")
+        ));
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::median_and_max;
+    use super::{Row, median_and_max, median_rows};
+    use crate::bench::stats::summarize;
+    use std::time::Duration;
+
+    fn row(system: &str, workload: &str, connections: usize, requests: u64) -> Row {
+        // `requests` answers of 1 ms each in one second: `requests` per second.
+        let latencies = vec![1000; usize::try_from(requests).unwrap()];
+        Row {
+            system: system.into(),
+            workload: workload.into(),
+            connections,
+            summary: summarize(latencies, 0, Duration::from_secs(1)),
+        }
+    }
+
+    #[test]
+    fn each_line_takes_the_round_of_median_throughput() {
+        let rounds = vec![
+            vec![row("licd", "check", 64, 300), row("etcd", "check", 64, 10)],
+            vec![row("etcd", "check", 64, 30), row("licd", "check", 64, 100)],
+            vec![row("licd", "check", 64, 200), row("etcd", "check", 64, 20)],
+        ];
+        let rows = median_rows(&rounds);
+        let rates: Vec<(&str, f64)> = rows
+            .iter()
+            .map(|r| (r.system.as_str(), r.summary.per_second))
+            .collect();
+        assert_eq!(rates, vec![("licd", 200.0), ("etcd", 20.0)]);
+        // An even number of rounds takes the lower middle; one round is itself.
+        assert_eq!(median_rows(&rounds[..2])[0].summary.per_second, 100.0);
+        assert_eq!(median_rows(&rounds[..1])[0].summary.per_second, 300.0);
+        assert!(median_rows(&[]).is_empty());
+    }
 
     #[test]
     fn the_median_and_the_longest() {

@@ -29,7 +29,7 @@ use self::etcd::LocalEtcd;
 use self::local::{FAILOVER, LocalLicd, WRITERS, bench_client, remote_leader};
 use crate::api::AllocateBody;
 use crate::bench::load::{Budget, Connection, MakeRequest, closed_loop};
-use crate::bench::report::{Machine, Report, Row, Timing, table};
+use crate::bench::report::{Machine, Report, Row, Timing, median_rows, table};
 use crate::bench::requests::{self, Access, BENCH_CORES, BENCH_LEASE_MS, bench_mac, bench_node};
 use crate::bench::stats::{check_summary, summarize};
 use crate::cli::output::Output;
@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// 50,250,500].
     #[arg(long, value_delimiter = ',', value_name = "HEARTBEAT,MIN,MAX")]
     pub raft_timing: Vec<u64>,
+    /// Run each throughput workload this many times, licd and etcd taking turns, and report
+    /// the round with the median throughput (the JSON keeps every round).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub rounds: u32,
     /// A very short run of everything, for a smoke test.
     #[arg(long)]
     pub quick: bool,
@@ -97,6 +101,7 @@ pub struct BenchArgs {
 /// The settings of one run, defaults applied.
 struct Plan {
     duration: Duration,
+    rounds: u32,
     connections: usize,
     workloads: Vec<Workload>,
     kills: u32,
@@ -116,6 +121,9 @@ impl Plan {
         }
         if !(1..=1024).contains(&args.connections) {
             bail!("--connections must be 1 to 1024");
+        }
+        if !(1..=99).contains(&args.rounds) {
+            bail!("--rounds must be 1 to 99");
         }
         let workloads = if args.only.is_empty() {
             vec![
@@ -145,6 +153,7 @@ impl Plan {
         Ok(Plan {
             timing,
             duration,
+            rounds: args.rounds,
             connections: args.connections,
             workloads,
             kills: args.kills.unwrap_or(if args.quick { 1 } else { 20 }),
@@ -177,6 +186,27 @@ impl Plan {
 
     fn runs(&self, w: Workload) -> bool {
         self.workloads.contains(&w)
+    }
+
+    /// The throughput workloads of one round, in the table's order.
+    fn jobs(&self) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        for workload in [Workload::Check, Workload::Healthz, Workload::Write] {
+            if !self.runs(workload) {
+                continue;
+            }
+            // The ceiling is measured at the concurrent count only.
+            let counts = if workload == Workload::Healthz {
+                vec![self.connections]
+            } else {
+                self.connection_counts()
+            };
+            jobs.extend(counts.into_iter().map(|connections| Job {
+                workload,
+                connections,
+            }));
+        }
+        jobs
     }
 
     /// The connection counts each throughput workload runs at.
@@ -316,95 +346,202 @@ async fn measure_all(
         machine: Machine::this(None),
         raft_timing: args.endpoints.is_empty().then_some(plan.timing),
         duration_s: plan.duration.as_secs_f64(),
+        rounds: plan.rounds,
         rows: Vec::new(),
+        round_rows: Vec::new(),
         heartbeat: None,
         failover: Vec::new(),
     };
     let writers = u32::try_from(plan.connections).unwrap_or(u32::MAX);
-    if args.endpoints.is_empty() {
+    // Both clusters run for the whole bench, so that their workloads can take turns.
+    let mut licd = if args.endpoints.is_empty() {
         eprintln!("licd bench: starting three licd nodes ...");
-        let mut licd = LocalLicd::start(
-            writers,
-            u32::try_from(plan.heartbeat_cap).unwrap_or(0),
-            plan.node_timing(),
+        Some(
+            LocalLicd::start(
+                writers,
+                u32::try_from(plan.heartbeat_cap).unwrap_or(0),
+                plan.node_timing(),
+            )
+            .await?,
         )
-        .await?;
-        let result = measure_licd(&mut licd, plan, writers, &mut report).await;
-        licd.stop();
-        result?;
     } else {
-        let access = local::bench_access(None);
-        let leader = remote_leader(&args.endpoints, &access).await?;
-        licd_throughput(&leader, &access, plan, &mut report).await?;
+        None
+    };
+    let mut etcd = match etcd_exe {
+        Some(exe) => {
+            eprintln!("licd bench: starting three etcd members ...");
+            Some(LocalEtcd::start(exe, plan.timing).await?)
+        }
+        None => None,
+    };
+    let result = measure(args, plan, licd.as_mut(), etcd.as_mut(), &mut report).await;
+    if let Some(l) = licd.as_mut() {
+        l.stop();
     }
-    if let Some(exe) = etcd_exe {
-        eprintln!("licd bench: starting three etcd members ...");
-        let mut etcd = LocalEtcd::start(exe, plan.timing).await?;
-        let result = measure_etcd(&mut etcd, plan, &mut report).await;
-        etcd.stop();
-        result?;
+    if let Some(e) = etcd.as_mut() {
+        e.stop();
     }
-    Ok(report)
+    result.map(|()| report)
 }
 
-/// licd's check and healthz workloads, at the leader `addr`.
-async fn licd_throughput(
-    addr: &str,
-    access: &Access,
+/// A throughput workload at a number of connections: one line of the table.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    workload: Workload,
+    connections: usize,
+}
+
+/// The systems a round measures, in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Licd,
+    Etcd,
+}
+
+/// The licd cluster measured: its leader and what requests present.
+struct LicdTarget {
+    leader: String,
+    access: Access,
+}
+
+async fn measure(
+    args: &BenchArgs,
     plan: &Plan,
+    licd: Option<&mut LocalLicd>,
+    mut etcd: Option<&mut LocalEtcd>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    for c in plan.connection_counts() {
-        if plan.runs(Workload::Check) {
-            let (a, h) = (access.clone(), addr.to_string());
-            let make: MakeRequest =
-                Arc::new(move |conn, _| requests::licd_check(&a, &h, WRITERS, conn as u32));
-            report
-                .rows
-                .push(throughput("licd", "check", addr, c, plan.duration, make).await?);
+    let writers = u32::try_from(plan.connections).unwrap_or(u32::MAX);
+    let target = match &licd {
+        Some(l) => {
+            let access = l.access();
+            let leader = l.leader_addr().await?;
+            allocate_bench_servers(&leader, &access, writers).await?;
+            LicdTarget { leader, access }
         }
+        None => {
+            let access = local::bench_access(None);
+            let leader = remote_leader(&args.endpoints, &access).await?;
+            LicdTarget { leader, access }
+        }
+    };
+    let etcd_leader = match &mut etcd {
+        Some(e) => Some(e.leader_addr().await?),
+        None => None,
+    };
+    for round in 0..plan.rounds {
+        if plan.rounds > 1 {
+            eprintln!("licd bench: round {} of {} ...", round + 1, plan.rounds);
+        }
+        // The systems take turns, and the first of each round alternates, so that neither
+        // always runs on a machine the other has just warmed or loaded.
+        let order = if round % 2 == 0 {
+            [System::Licd, System::Etcd]
+        } else {
+            [System::Etcd, System::Licd]
+        };
+        let mut rows = Vec::new();
+        for job in plan.jobs() {
+            for system in order {
+                match (system, &etcd_leader) {
+                    (System::Licd, _) => rows.push(licd_job(&target, plan, job).await?),
+                    (System::Etcd, Some(leader)) => rows.push(etcd_job(leader, plan, job).await?),
+                    (System::Etcd, None) => {}
+                }
+            }
+        }
+        report.round_rows.push(rows);
     }
-    if plan.runs(Workload::Healthz) {
-        let (a, h) = (access.clone(), addr.to_string());
-        let make: MakeRequest = Arc::new(move |_, _| requests::licd_healthz(&a, &h));
-        let c = plan.connections;
-        report
-            .rows
-            .push(throughput("licd", "healthz", addr, c, plan.duration, make).await?);
+    report.rows = median_rows(&report.round_rows);
+    if plan.rounds == 1 {
+        report.round_rows.clear();
+    }
+    if let Some(licd) = licd {
+        measure_licd_capacity(licd, &target, plan, report).await?;
+    }
+    if let Some(etcd) = etcd {
+        measure_etcd_failover(etcd, plan, report).await?;
     }
     Ok(())
 }
 
-async fn measure_licd(
-    licd: &mut LocalLicd,
-    plan: &Plan,
-    writers: u32,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let access = licd.access();
-    let leader = licd.leader_addr().await?;
-    // The checked servers are allocated first, so that checks find them licensed.
-    let (a, h) = (access.clone(), leader.clone());
+/// Allocates the bench's servers, so that checks find them licensed and writes re-allocate.
+async fn allocate_bench_servers(leader: &str, access: &Access, writers: u32) -> anyhow::Result<()> {
+    let (a, h) = (access.clone(), leader.to_string());
     let make: MakeRequest =
         Arc::new(move |_, seq| requests::licd_allocate_first(&a, &h, WRITERS, seq as u32));
-    let setup = closed_loop(&leader, 8, Budget::Requests(u64::from(writers)), make).await?;
+    let setup = closed_loop(leader, 8, Budget::Requests(u64::from(writers)), make).await?;
     if setup.errors > 0 {
         bail!(
             "allocating the bench servers failed: {}",
             setup.first_error.unwrap_or_default()
         );
     }
-    licd_throughput(&leader, &access, plan, report).await?;
-    if plan.runs(Workload::Write) {
-        for c in plan.connection_counts() {
-            let (a, h) = (access.clone(), leader.clone());
-            let make: MakeRequest =
-                Arc::new(move |conn, _| requests::licd_allocate(&a, &h, WRITERS, conn as u32));
-            report
-                .rows
-                .push(throughput("licd", "write", &leader, c, plan.duration, make).await?);
+    Ok(())
+}
+
+/// One licd throughput workload at the leader.
+async fn licd_job(target: &LicdTarget, plan: &Plan, job: Job) -> anyhow::Result<Row> {
+    let (a, h) = (target.access.clone(), target.leader.clone());
+    let (name, make): (&str, MakeRequest) = match job.workload {
+        Workload::Check => (
+            "check",
+            Arc::new(move |conn, _| requests::licd_check(&a, &h, WRITERS, conn as u32)),
+        ),
+        Workload::Healthz => (
+            "healthz",
+            Arc::new(move |_, _| requests::licd_healthz(&a, &h)),
+        ),
+        Workload::Write => (
+            "write",
+            Arc::new(move |conn, _| requests::licd_allocate(&a, &h, WRITERS, conn as u32)),
+        ),
+        Workload::Heartbeat | Workload::Failover => {
+            bail!("{:?} is not a throughput workload", job.workload)
         }
-    }
+    };
+    throughput(
+        "licd",
+        name,
+        &target.leader,
+        job.connections,
+        plan.duration,
+        make,
+    )
+    .await
+}
+
+/// The same shape on etcd's leader.
+async fn etcd_job(leader: &str, plan: &Plan, job: Job) -> anyhow::Result<Row> {
+    let (a, h) = (Access::default(), leader.to_string());
+    let (name, make): (&str, MakeRequest) = match job.workload {
+        Workload::Check => (
+            "check",
+            Arc::new(move |conn, _| requests::etcd_range(&a, &h, conn as u32)),
+        ),
+        Workload::Healthz => (
+            "healthz",
+            Arc::new(move |_, _| requests::etcd_version(&a, &h)),
+        ),
+        Workload::Write => (
+            "write",
+            Arc::new(move |conn, seq| requests::etcd_put(&a, &h, conn as u32, seq)),
+        ),
+        Workload::Heartbeat | Workload::Failover => {
+            bail!("{:?} is not a throughput workload", job.workload)
+        }
+    };
+    throughput("etcd", name, leader, job.connections, plan.duration, make).await
+}
+
+/// licd's heartbeat capacity and failover, on the cluster the bench started.
+async fn measure_licd_capacity(
+    licd: &mut LocalLicd,
+    target: &LicdTarget,
+    plan: &Plan,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (leader, access) = (&target.leader, &target.access);
     if plan.runs(Workload::Heartbeat) {
         eprintln!("licd bench: licd heartbeat capacity ...");
         let search = heartbeat::Search {
@@ -414,7 +551,7 @@ async fn measure_licd(
             step: plan.heartbeat_step,
             connections: plan.connections,
         };
-        report.heartbeat = Some(heartbeat::search(&leader, &access, &search).await?);
+        report.heartbeat = Some(heartbeat::search(leader, access, &search).await?);
     }
     if plan.runs(Workload::Failover) {
         eprintln!("licd bench: licd failover, {} leader kills ...", plan.kills);
@@ -454,42 +591,11 @@ async fn measure_licd(
     Ok(())
 }
 
-async fn measure_etcd(
+async fn measure_etcd_failover(
     etcd: &mut LocalEtcd,
     plan: &Plan,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let access = Access::default();
-    let leader = etcd.leader_addr().await?;
-    let counts = plan.connection_counts();
-    for &c in &counts {
-        if plan.runs(Workload::Check) {
-            let (a, h) = (access.clone(), leader.clone());
-            let make: MakeRequest =
-                Arc::new(move |conn, _| requests::etcd_range(&a, &h, conn as u32));
-            report
-                .rows
-                .push(throughput("etcd", "check", &leader, c, plan.duration, make).await?);
-        }
-    }
-    if plan.runs(Workload::Healthz) {
-        let (a, h) = (access.clone(), leader.clone());
-        let make: MakeRequest = Arc::new(move |_, _| requests::etcd_version(&a, &h));
-        let c = plan.connections;
-        report
-            .rows
-            .push(throughput("etcd", "healthz", &leader, c, plan.duration, make).await?);
-    }
-    if plan.runs(Workload::Write) {
-        for &c in &counts {
-            let (a, h) = (access.clone(), leader.clone());
-            let make: MakeRequest =
-                Arc::new(move |conn, seq| requests::etcd_put(&a, &h, conn as u32, seq));
-            report
-                .rows
-                .push(throughput("etcd", "write", &leader, c, plan.duration, make).await?);
-        }
-    }
     if plan.runs(Workload::Failover) {
         eprintln!("licd bench: etcd failover, {} leader kills ...", plan.kills);
         let members: Vec<Connection> = etcd
