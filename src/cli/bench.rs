@@ -402,6 +402,9 @@ enum System {
 struct LicdTarget {
     leader: String,
     access: Access,
+    /// The bench's own servers hold allocations there (the bench started the cluster), whose
+    /// leases must be kept alive between workloads.
+    servers: Option<u32>,
 }
 
 async fn measure(
@@ -417,12 +420,20 @@ async fn measure(
             let access = l.access();
             let leader = l.leader_addr().await?;
             allocate_bench_servers(&leader, &access, writers).await?;
-            LicdTarget { leader, access }
+            LicdTarget {
+                leader,
+                access,
+                servers: Some(writers),
+            }
         }
         None => {
             let access = local::bench_access(None);
             let leader = remote_leader(&args.endpoints, &access).await?;
-            LicdTarget { leader, access }
+            LicdTarget {
+                leader,
+                access,
+                servers: None,
+            }
         }
     };
     let etcd_leader = match &mut etcd {
@@ -480,8 +491,35 @@ async fn allocate_bench_servers(leader: &str, access: &Access, writers: u32) -> 
     Ok(())
 }
 
+/// Renews the bench servers' leases (heartbeats, not log writes) before a workload: with
+/// several rounds, and etcd's turns between licd's, more than a lease can pass between two
+/// workloads that re-allocate or check them.
+async fn renew_bench_servers(target: &LicdTarget) -> anyhow::Result<()> {
+    let Some(servers) = target.servers else {
+        return Ok(());
+    };
+    let (a, h) = (target.access.clone(), target.leader.clone());
+    let make: MakeRequest =
+        Arc::new(move |_, seq| requests::licd_heartbeat(&a, &h, WRITERS, seq as u32));
+    let renewed = closed_loop(
+        &target.leader,
+        8,
+        Budget::Requests(u64::from(servers)),
+        make,
+    )
+    .await?;
+    if renewed.errors > 0 {
+        bail!(
+            "renewing the bench servers' leases failed: {}",
+            renewed.first_error.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// One licd throughput workload at the leader.
 async fn licd_job(target: &LicdTarget, plan: &Plan, job: Job) -> anyhow::Result<Row> {
+    renew_bench_servers(target).await?;
     let (a, h) = (target.access.clone(), target.leader.clone());
     let (name, make): (&str, MakeRequest) = match job.workload {
         Workload::Check => (
