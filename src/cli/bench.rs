@@ -188,23 +188,33 @@ impl Plan {
         self.workloads.contains(&w)
     }
 
+    /// The bench servers that write (one per connection) and are checked.
+    fn writers(&self) -> u32 {
+        u32::try_from(self.connections).unwrap_or(u32::MAX)
+    }
+
     /// The throughput workloads of one round, in the table's order.
     fn jobs(&self) -> Vec<Job> {
         let mut jobs = Vec::new();
-        for workload in [Workload::Check, Workload::Healthz, Workload::Write] {
+        for (workload, shape) in [
+            (Workload::Check, Shape::Check),
+            (Workload::Healthz, Shape::Healthz),
+            (Workload::Write, Shape::Write),
+        ] {
             if !self.runs(workload) {
                 continue;
             }
             // The ceiling is measured at the concurrent count only.
-            let counts = if workload == Workload::Healthz {
+            let counts = if shape == Shape::Healthz {
                 vec![self.connections]
             } else {
                 self.connection_counts()
             };
-            jobs.extend(counts.into_iter().map(|connections| Job {
-                workload,
-                connections,
-            }));
+            jobs.extend(
+                counts
+                    .into_iter()
+                    .map(|connections| Job { shape, connections }),
+            );
         }
         jobs
     }
@@ -352,7 +362,7 @@ async fn measure_all(
         heartbeat: None,
         failover: Vec::new(),
     };
-    let writers = u32::try_from(plan.connections).unwrap_or(u32::MAX);
+    let writers = plan.writers();
     // Both clusters run for the whole bench, so that their workloads can take turns.
     let mut licd = if args.endpoints.is_empty() {
         eprintln!("licd bench: starting three licd nodes ...");
@@ -387,8 +397,27 @@ async fn measure_all(
 /// A throughput workload at a number of connections: one line of the table.
 #[derive(Debug, Clone, Copy)]
 struct Job {
-    workload: Workload,
+    shape: Shape,
     connections: usize,
+}
+
+/// The throughput workloads, the ones a round runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Check,
+    Healthz,
+    Write,
+}
+
+impl Shape {
+    /// Its name in the table and the JSON.
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Check => "check",
+            Shape::Healthz => "healthz",
+            Shape::Write => "write",
+        }
+    }
 }
 
 /// The systems a round measures, in its order.
@@ -414,7 +443,7 @@ async fn measure(
     mut etcd: Option<&mut LocalEtcd>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let writers = u32::try_from(plan.connections).unwrap_or(u32::MAX);
+    let writers = plan.writers();
     let target = match &licd {
         Some(l) => {
             let access = l.access();
@@ -481,14 +510,7 @@ async fn allocate_bench_servers(leader: &str, access: &Access, writers: u32) -> 
     let (a, h) = (access.clone(), leader.to_string());
     let make: MakeRequest =
         Arc::new(move |_, seq| requests::licd_allocate_first(&a, &h, WRITERS, seq as u32));
-    let setup = closed_loop(leader, 8, Budget::Requests(u64::from(writers)), make).await?;
-    if setup.errors > 0 {
-        bail!(
-            "allocating the bench servers failed: {}",
-            setup.first_error.unwrap_or_default()
-        );
-    }
-    Ok(())
+    each_bench_server(leader, writers, "allocating the bench servers", make).await
 }
 
 /// Renews the bench servers' leases (heartbeats, not log writes) before a workload: with
@@ -501,18 +523,21 @@ async fn renew_bench_servers(target: &LicdTarget) -> anyhow::Result<()> {
     let (a, h) = (target.access.clone(), target.leader.clone());
     let make: MakeRequest =
         Arc::new(move |_, seq| requests::licd_heartbeat(&a, &h, WRITERS, seq as u32));
-    let renewed = closed_loop(
-        &target.leader,
-        8,
-        Budget::Requests(u64::from(servers)),
-        make,
-    )
-    .await?;
-    if renewed.errors > 0 {
-        bail!(
-            "renewing the bench servers' leases failed: {}",
-            renewed.first_error.unwrap_or_default()
-        );
+    let what = "renewing the bench servers' leases";
+    each_bench_server(&target.leader, servers, what, make).await
+}
+
+/// Sends `make`'s request for each of the first `servers` bench servers once; any error
+/// fails the bench, naming `what` it was doing.
+async fn each_bench_server(
+    leader: &str,
+    servers: u32,
+    what: &str,
+    make: MakeRequest,
+) -> anyhow::Result<()> {
+    let done = closed_loop(leader, 8, Budget::Requests(u64::from(servers)), make).await?;
+    if done.errors > 0 {
+        bail!("{what} failed: {}", done.first_error.unwrap_or_default());
     }
     Ok(())
 }
@@ -521,54 +546,26 @@ async fn renew_bench_servers(target: &LicdTarget) -> anyhow::Result<()> {
 async fn licd_job(target: &LicdTarget, plan: &Plan, job: Job) -> anyhow::Result<Row> {
     renew_bench_servers(target).await?;
     let (a, h) = (target.access.clone(), target.leader.clone());
-    let (name, make): (&str, MakeRequest) = match job.workload {
-        Workload::Check => (
-            "check",
-            Arc::new(move |conn, _| requests::licd_check(&a, &h, WRITERS, conn as u32)),
-        ),
-        Workload::Healthz => (
-            "healthz",
-            Arc::new(move |_, _| requests::licd_healthz(&a, &h)),
-        ),
-        Workload::Write => (
-            "write",
-            Arc::new(move |conn, _| requests::licd_allocate(&a, &h, WRITERS, conn as u32)),
-        ),
-        Workload::Heartbeat | Workload::Failover => {
-            bail!("{:?} is not a throughput workload", job.workload)
+    let make: MakeRequest = match job.shape {
+        Shape::Check => Arc::new(move |conn, _| requests::licd_check(&a, &h, WRITERS, conn as u32)),
+        Shape::Healthz => Arc::new(move |_, _| requests::licd_healthz(&a, &h)),
+        Shape::Write => {
+            Arc::new(move |conn, _| requests::licd_allocate(&a, &h, WRITERS, conn as u32))
         }
     };
-    throughput(
-        "licd",
-        name,
-        &target.leader,
-        job.connections,
-        plan.duration,
-        make,
-    )
-    .await
+    let (name, at) = (job.shape.name(), &target.leader);
+    throughput("licd", name, at, job.connections, plan.duration, make).await
 }
 
 /// The same shape on etcd's leader.
 async fn etcd_job(leader: &str, plan: &Plan, job: Job) -> anyhow::Result<Row> {
     let (a, h) = (Access::default(), leader.to_string());
-    let (name, make): (&str, MakeRequest) = match job.workload {
-        Workload::Check => (
-            "check",
-            Arc::new(move |conn, _| requests::etcd_range(&a, &h, conn as u32)),
-        ),
-        Workload::Healthz => (
-            "healthz",
-            Arc::new(move |_, _| requests::etcd_version(&a, &h)),
-        ),
-        Workload::Write => (
-            "write",
-            Arc::new(move |conn, seq| requests::etcd_put(&a, &h, conn as u32, seq)),
-        ),
-        Workload::Heartbeat | Workload::Failover => {
-            bail!("{:?} is not a throughput workload", job.workload)
-        }
+    let make: MakeRequest = match job.shape {
+        Shape::Check => Arc::new(move |conn, _| requests::etcd_range(&a, &h, conn as u32)),
+        Shape::Healthz => Arc::new(move |_, _| requests::etcd_version(&a, &h)),
+        Shape::Write => Arc::new(move |conn, seq| requests::etcd_put(&a, &h, conn as u32, seq)),
     };
+    let name = job.shape.name();
     throughput("etcd", name, leader, job.connections, plan.duration, make).await
 }
 
