@@ -63,9 +63,17 @@ fn validate_id(field: &'static str, s: &str) -> Result<(), InvalidInput> {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
+
+        // Written as its text, borrowed: the bytes of a string, without the copy into a new
+        // `String` that `#[serde(into = "String")]` makes for every id of every entry.
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             /// Validates `s` as this kind of identifier.
@@ -131,9 +139,25 @@ id_type!(
 
 /// A 6-byte hardware (MAC) address, written `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff` in either
 /// case, stored and displayed in the normalized lower-case, colon-separated form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct MacAddr([u8; 6]);
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.text().as_str())
+    }
+}
+
+/// The normalized text of a [`MacAddr`], on the stack: `aa:bb:cc:dd:ee:ff`.
+struct MacText([u8; 17]);
+
+impl MacText {
+    fn as_str(&self) -> &str {
+        // Hex digits and colons only, so always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
 
 impl MacAddr {
     /// Builds an address from its six bytes.
@@ -144,6 +168,18 @@ impl MacAddr {
     /// The six bytes of the address.
     pub const fn bytes(&self) -> [u8; 6] {
         self.0
+    }
+
+    /// The normalized text, written without the formatting machinery (every entry, answer
+    /// and snapshot writes addresses).
+    fn text(&self) -> MacText {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b':'; 17];
+        for (i, byte) in self.0.iter().enumerate() {
+            out[3 * i] = HEX[usize::from(byte >> 4)];
+            out[3 * i + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        MacText(out)
     }
 
     /// Parses `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff` (one separator kind throughout).
@@ -182,7 +218,7 @@ impl TryFrom<String> for MacAddr {
 
 impl From<MacAddr> for String {
     fn from(mac: MacAddr) -> String {
-        mac.to_string()
+        mac.text().as_str().to_string()
     }
 }
 
@@ -195,8 +231,7 @@ impl FromStr for MacAddr {
 
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+        f.pad(self.text().as_str())
     }
 }
 
@@ -369,6 +404,39 @@ mod tests {
             serde_json::to_string(&dash).unwrap(),
             "\"aa:bb:0c:dd:ee:01\""
         );
+    }
+
+    #[test]
+    fn a_mac_address_is_written_as_its_text_everywhere() {
+        use proptest::prelude::*;
+        proptest!(|(bytes in any::<[u8; 6]>())| {
+            let mac = MacAddr::from_bytes(bytes);
+            let [a, b, c, d, e, g] = bytes;
+            let text = format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}");
+            prop_assert_eq!(mac.to_string(), text.clone());
+            prop_assert_eq!(String::from(mac), text.clone());
+            prop_assert_eq!(MacAddr::parse(&text).unwrap(), mac);
+            // The stored and sent bytes are those of the text, as before.
+            prop_assert_eq!(crate::codec::encode(&mac).unwrap(), crate::codec::encode(&text).unwrap());
+            prop_assert_eq!(serde_json::to_string(&mac).unwrap(), format!("{text:?}"));
+        });
+        let mac = MacAddr::from_bytes([0, 0x0f, 0xf0, 0xff, 0x10, 0x01]);
+        assert_eq!(format!("[{mac:>19}]"), "[  00:0f:f0:ff:10:01]");
+    }
+
+    #[test]
+    fn an_id_is_written_as_its_text() {
+        let node = NodeName::new("app-server_01.example").unwrap();
+        assert_eq!(
+            crate::codec::encode(&node).unwrap(),
+            crate::codec::encode("app-server_01.example").unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&node).unwrap(),
+            "\"app-server_01.example\""
+        );
+        let back: NodeName = crate::codec::decode(&crate::codec::encode(&node).unwrap()).unwrap();
+        assert_eq!(back, node);
     }
 
     #[test]

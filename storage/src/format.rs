@@ -11,7 +11,7 @@
 //! 3 is upgraded in place too (its log entries read as they are, its snapshot gets an empty
 //! history that has not started).
 
-use licd_raft::codec::{CodecError, decode, encode};
+use licd_raft::codec::{CodecError, decode, encode, encode_append};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -74,8 +74,18 @@ pub(crate) fn check_database(db: &sled::Db) -> Result<(), OpenError> {
 
 /// Encodes a value behind this build's format version (four bytes, little-endian).
 pub fn encode_versioned<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = FORMAT_VERSION.to_le_bytes().to_vec();
-    out.extend(encode(value)?);
+    encode_versioned_sized(value, 0)
+}
+
+/// [`encode_versioned`] into a buffer made with room for `expected` bytes: the size of the
+/// last snapshot, for the next one.
+pub fn encode_versioned_sized<T: Serialize>(
+    value: &T,
+    expected: usize,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(expected.max(4));
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    encode_append(value, &mut out)?;
     Ok(out)
 }
 
@@ -98,6 +108,16 @@ mod tests {
     #[test]
     fn a_versioned_value_round_trips_and_another_version_is_named() {
         let bytes = encode_versioned(&(7u64, "x".to_string())).unwrap();
+        // The version, then exactly the value's own encoding, whatever room was made.
+        let mut expected = FORMAT_VERSION.to_le_bytes().to_vec();
+        expected.extend(encode(&(7u64, "x".to_string())).unwrap());
+        assert_eq!(bytes, expected);
+        for room in [0, 3, 5, 1 << 16] {
+            assert_eq!(
+                encode_versioned_sized(&(7u64, "x".to_string()), room).unwrap(),
+                expected
+            );
+        }
         let back: (u64, String) = decode_versioned(&bytes).unwrap();
         assert_eq!(back, (7, "x".to_string()));
         let mut old = bytes.clone();

@@ -6,9 +6,10 @@
 //! `snapshot` tree and flushed before it is reported, plus the log after it.
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use licd_raft::codec::{decode, encode};
+use licd_raft::codec::{CodecError, decode, encode_append};
 use licd_raft::events::{EventKind, EventLog};
 use licd_raft::{LicenseState, Outcome, RaftNodeId, Response, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -19,7 +20,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OpenError, StorageResult, io_error};
-use crate::format::{decode_versioned, encode_versioned};
+use crate::format::{decode_versioned, encode_versioned_sized};
 
 /// The `snapshot` key of the current snapshot.
 pub(crate) const CURRENT: &[u8] = b"current";
@@ -50,21 +51,36 @@ pub(crate) struct StoredSnapshot {
     pub(crate) data: Vec<u8>,
 }
 
+impl StoredSnapshot {
+    /// The stored bytes: the same as the bincode of the struct (the test below holds them to
+    /// it), written into one buffer of the right size, the data copied once.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(self.data.len() + 1024);
+        encode_append(&self.meta, &mut out)?;
+        encode_append(serde_bytes::Bytes::new(&self.data), &mut out)?;
+        Ok(out)
+    }
+}
+
 /// The state machine of one node. Cheap to clone: clones share the state and the tree.
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: sled::Db,
     snapshots: sled::Tree,
     state: Arc<RwLock<AppliedState>>,
+    /// The size of the last snapshot's data, the room made for the next one's.
+    last_snapshot_len: Arc<AtomicUsize>,
 }
 
 impl StateMachineStore {
     /// Opens the state machine, restoring the state from the stored snapshot if there is one.
     pub(crate) fn new(db: &sled::Db) -> Result<Self, OpenError> {
         let snapshots = db.open_tree("snapshot")?;
+        let mut last_snapshot_len = 0;
         let state = match snapshots.get(CURRENT)? {
             None => AppliedState::default(),
             Some(bytes) => {
+                last_snapshot_len = bytes.len();
                 let stored: StoredSnapshot = decode(&bytes)?;
                 let state: AppliedState = decode_versioned(&stored.data)?;
                 if state.last_applied != stored.meta.last_log_id {
@@ -80,6 +96,7 @@ impl StateMachineStore {
             db: db.clone(),
             snapshots,
             state: Arc::new(RwLock::new(state)),
+            last_snapshot_len: Arc::new(AtomicUsize::new(last_snapshot_len)),
         })
     }
 
@@ -102,7 +119,7 @@ impl StateMachineStore {
     /// Stores a snapshot as the current one and flushes it.
     async fn store_snapshot(&self, stored: &StoredSnapshot) -> StorageResult<()> {
         let signature = Some(stored.meta.signature());
-        let bytes = encode(stored).map_err(|e| {
+        let bytes = stored.encode().map_err(|e| {
             StorageError::from(StorageIOError::write_snapshot(signature.clone(), &e))
         })?;
         self.snapshots.insert(CURRENT, bytes).map_err(|e| {
@@ -140,12 +157,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: state.last_membership.clone(),
             snapshot_id: snapshot_id(&state.last_applied),
         };
-        let data = tokio::task::spawn_blocking(move || encode_versioned(&state))
+        // Room for the last snapshot's size and an eighth more: a state of megabytes is
+        // encoded into one buffer, not one that grows (each step a copy into fresh memory).
+        let last = self.last_snapshot_len.load(Ordering::Relaxed);
+        let room = last.saturating_add(last / 8);
+        let data = tokio::task::spawn_blocking(move || encode_versioned_sized(&state, room))
             .await
             .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?
             .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
         let stored = StoredSnapshot { meta, data };
         self.store_snapshot(&stored).await?;
+        self.last_snapshot_len
+            .store(stored.data.len(), Ordering::Relaxed);
         tracing::info!(snapshot = %stored.meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
         Ok(Snapshot {
             meta: stored.meta,
@@ -236,11 +259,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return Err(StorageIOError::read_snapshot(signature, &e).into());
         }
         // Durable first, then visible: a crash in between restarts from the new snapshot.
+        let data_len = data.len();
         self.store_snapshot(&StoredSnapshot {
             meta: meta.clone(),
             data,
         })
         .await?;
+        self.last_snapshot_len.store(data_len, Ordering::Relaxed);
         *self.write() = new_state;
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
@@ -273,6 +298,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use licd_raft::codec::encode;
 
     /// Snapshots stored before `data` was encoded as bytes hold it as a sequence of `u8`:
     /// both encodings must be the very same bytes, so that those still decode.
@@ -298,12 +324,12 @@ mod tests {
                 data: data.clone(),
             })
             .unwrap();
-            let new = encode(&StoredSnapshot {
+            let stored = StoredSnapshot {
                 meta: meta.clone(),
                 data: data.clone(),
-            })
-            .unwrap();
-            assert_eq!(old, new);
+            };
+            assert_eq!(old, encode(&stored).unwrap());
+            assert_eq!(old, stored.encode().unwrap());
             let back: StoredSnapshot = decode(&old).unwrap();
             assert_eq!(back.data, data);
         }
