@@ -35,6 +35,28 @@ fn bearer(request: &Request) -> Option<&str> {
 /// Middleware (a route layer, so the matched route is known): checks the caller against the
 /// route's [`Need`], then its write rate.
 pub async fn authorize(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
+    match admit(&app, &mut request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// Middleware: [`authorize`], then [`super::forward::to_leader`], in one layer (the route
+/// layer of `/v1`: each layer costs every request a clone of the services beneath it).
+pub async fn authorize_to_leader(
+    State(app): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match admit(&app, &mut request) {
+        Ok(()) => super::forward::lead_or_forward(&app, request, next).await,
+        Err(refused) => refused,
+    }
+}
+
+/// What [`authorize`] checks: the caller against the route's [`Need`], then its write rate.
+/// An accepted caller is left in the request's extensions; a refused one gets its answer.
+fn admit(app: &AppState, request: &mut Request) -> Result<(), Response> {
     let method = request.method().as_str().to_string();
     let path = request
         .extensions()
@@ -42,23 +64,20 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
         .map(|m| m.as_str().to_string());
     let Some(need) = path.as_deref().and_then(|p| routes::need(&method, p)) else {
         // Closed until given a role: tests/access.rs fails for a route missing from the table.
-        return ApiError::NoRole.into_response();
+        return Err(ApiError::NoRole.into_response());
     };
-    let caller = match check(&app, &request, need) {
-        Ok(caller) => caller,
-        Err(e) => return e.into_response(),
-    };
+    let caller = check(app, request, need).map_err(IntoResponse::into_response)?;
     if let Some(caller) = caller {
         if path
             .as_deref()
             .is_some_and(|p| routes::is_limited_write(&method, p))
             && let Err(wait) = app.writes.take(&caller.name)
         {
-            return ApiError::RateLimited(wait).into_response();
+            return Err(ApiError::RateLimited(wait).into_response());
         }
         request.extensions_mut().insert(caller);
     }
-    next.run(request).await
+    Ok(())
 }
 
 /// Who the caller is for a route that needs `need` (`None` for an open route or the Raft

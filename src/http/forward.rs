@@ -29,8 +29,13 @@ pub const MAX_FORWARD_BODY: usize = super::MAX_API_BODY;
 
 /// Middleware: serve the request here if this node leads, else forward it to the leader, else
 /// answer 503 with a `Retry-After`.
-pub async fn to_leader(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    let forwarded = is_forwarded(&app, request.headers());
+pub async fn to_leader(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    lead_or_forward(&app, request, next).await
+}
+
+/// What [`to_leader`] does, for a middleware that does more before it.
+pub async fn lead_or_forward(app: &AppState, mut request: Request, next: Next) -> Response {
+    let forwarded = is_forwarded(app, request.headers());
     if !forwarded {
         request.headers_mut().remove(FORWARDED_HEADER);
     }
@@ -41,7 +46,7 @@ pub async fn to_leader(State(app): State<AppState>, mut request: Request, next: 
         return ApiError::ForwardedToFollower.into_response();
     }
     match app.node.leader() {
-        Some((id, addr)) if id != app.node.id() => forward(&app, &addr, request).await,
+        Some((id, addr)) if id != app.node.id() => forward(app, &addr, request).await,
         _ => ApiError::NoLeader.into_response(),
     }
 }

@@ -46,16 +46,21 @@ pub async fn deadline(limit: Duration, request: Request, next: Next) -> Response
     }
 }
 
-/// Middleware: serves the request if fewer than `limits.max_in_flight` are being served,
-/// else answers 503 `OVERLOADED`.
-pub async fn in_flight(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// Middleware: serves the request within [`deadline`]'s `limit` if fewer than
+/// `limits.max_in_flight` are being served, else answers 503 `OVERLOADED` at once.
+pub async fn bounded(
+    limit: Duration,
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     match app.in_flight.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
+        Ok(_permit) => deadline(limit, request, next).await,
         Err(_) => ApiError::Overloaded.into_response(),
     }
 }
 
-/// The semaphore of [`in_flight`].
+/// The semaphore of [`bounded`].
 pub fn in_flight_permits(limits: &LimitsConfig) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(limits.max_in_flight))
 }

@@ -105,22 +105,30 @@ pub fn router(node: Node) -> Router {
 
     // Route layers run inside out: the caller is authorized (and its write rate counted)
     // before the request is forwarded, so a refused request never leaves this node.
+    // Each layer costs every request a clone of the services beneath it, so `/v1`, the hot
+    // path, has two: the in-flight limit with the deadline, and the caller's authorization
+    // with the hop to the leader.
     let to_leader = middleware::from_fn_with_state(app.clone(), forward::to_leader);
     let authorize = middleware::from_fn_with_state(app.clone(), access::authorize);
-    let in_flight = middleware::from_fn_with_state(app.clone(), limits::in_flight);
     let v1 = license_api::routes()
-        .route_layer(to_leader.clone())
-        .route_layer(authorize.clone())
-        .layer(middleware::from_fn(|r, n| {
-            limits::deadline(limits::V1_TIMEOUT, r, n)
-        }))
-        .layer(in_flight.clone());
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            access::authorize_to_leader,
+        ))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            |s: State<AppState>, r: axum::extract::Request, n: middleware::Next| {
+                limits::bounded(limits::V1_TIMEOUT, s, r, n)
+            },
+        ));
     let admin = admin_api::routes(to_leader)
         .route_layer(authorize.clone())
-        .layer(middleware::from_fn(|r, n| {
-            limits::deadline(limits::ADMIN_TIMEOUT, r, n)
-        }))
-        .layer(in_flight);
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            |s: State<AppState>, r: axum::extract::Request, n: middleware::Next| {
+                limits::bounded(limits::ADMIN_TIMEOUT, s, r, n)
+            },
+        ));
     let raft = raft_api::routes()
         .route_layer(authorize.clone())
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
