@@ -63,8 +63,8 @@ pub fn is_forwarded(app: &AppState, headers: &HeaderMap) -> bool {
             })
 }
 
-/// Middleware: 400 for a path that a URL parser would rewrite (dot segments, `%2e`,
-/// backslashes, characters it escapes), on every node, before routing.
+/// 400 for a path that a URL parser would rewrite (dot segments, `%2e`, backslashes,
+/// characters it escapes), on every node, before routing; else the rest of the stack.
 pub async fn normal_path(request: Request, next: Next) -> Response {
     let raw = request
         .uri()
@@ -185,16 +185,14 @@ fn is_hop_header(name: &HeaderName) -> bool {
     )
 }
 
-/// Middleware: name this node and the leader it knows on every response.
-pub async fn leader_headers(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+/// Names this node and the leader it knows on a response (every response: the edge
+/// middleware of `super::router` calls it).
+pub fn leader_headers(app: &AppState, headers: &mut HeaderMap) {
     set_if_absent(headers, NODE_ID_HEADER, &app.node.id().to_string());
     if let Some((id, addr)) = app.node.leader() {
         set_if_absent(headers, LEADER_ID_HEADER, &id.to_string());
         set_if_absent(headers, LEADER_ADDR_HEADER, &addr);
     }
-    response
 }
 
 /// A forwarded answer keeps the leader's own headers, which are the more current.

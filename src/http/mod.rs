@@ -151,12 +151,7 @@ pub fn router(node: Node) -> Router {
         .merge(ui)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(forward::normal_path))
-        .layer(middleware::from_fn_with_state(
-            app.clone(),
-            forward::leader_headers,
-        ))
-        .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn_with_state(app.clone(), edge))
         .with_state(app)
 }
 
@@ -170,37 +165,63 @@ pub async fn run(
     serve(listener, router, ServerOptions::default(), shutdown).await
 }
 
-/// One line per request at debug level (target `licd::access`): method, path, status,
-/// latency and request id (`idempotency-key`, else `x-request-id`).
-async fn access_log(
+/// Middleware around every route, in one layer (each layer costs every request a clone of
+/// the services beneath it): the refusal of a path a URL parser would rewrite
+/// ([`forward::normal_path`]), this node's and the leader's headers on the answer
+/// ([`forward::leader_headers`]), and the access log line.
+async fn edge(
+    State(app): State<AppState>,
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    if !tracing::enabled!(target: "licd::access", tracing::Level::DEBUG) {
-        return next.run(request).await;
+    let logged = tracing::enabled!(target: "licd::access", tracing::Level::DEBUG)
+        .then(|| AccessLine::of(&request));
+    let mut response = forward::normal_path(request, next).await;
+    forward::leader_headers(&app, response.headers_mut());
+    if let Some(line) = logged {
+        line.log(&response);
     }
-    let started = std::time::Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let request_id = [
-        crate::api::IDEMPOTENCY_KEY_HEADER,
-        crate::api::REQUEST_ID_HEADER,
-    ]
-    .iter()
-    .find_map(|name| request.headers().get(*name))
-    .and_then(|v| v.to_str().ok())
-    .map(str::to_string);
-    let response = next.run(request).await;
-    tracing::debug!(
-        target: "licd::access",
-        %method,
-        path,
-        status = response.status().as_u16(),
-        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        request_id = request_id.as_deref().unwrap_or("-"),
-        "request"
-    );
     response
+}
+
+/// One line per request at debug level (target `licd::access`): method, path, status,
+/// latency and request id (`idempotency-key`, else `x-request-id`).
+struct AccessLine {
+    started: std::time::Instant,
+    method: axum::http::Method,
+    path: String,
+    request_id: Option<String>,
+}
+
+impl AccessLine {
+    fn of(request: &axum::extract::Request) -> Self {
+        let request_id = [
+            crate::api::IDEMPOTENCY_KEY_HEADER,
+            crate::api::REQUEST_ID_HEADER,
+        ]
+        .iter()
+        .find_map(|name| request.headers().get(*name))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+        AccessLine {
+            started: std::time::Instant::now(),
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+            request_id,
+        }
+    }
+
+    fn log(self, response: &axum::response::Response) {
+        tracing::debug!(
+            target: "licd::access",
+            method = %self.method,
+            path = self.path,
+            status = response.status().as_u16(),
+            latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            request_id = self.request_id.as_deref().unwrap_or("-"),
+            "request"
+        );
+    }
 }
 
 async fn not_found() -> ApiError {
