@@ -37,7 +37,7 @@ fn bearer(request: &Request) -> Option<&str> {
 pub async fn authorize(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
     match admit(&app, &mut request) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -50,13 +50,13 @@ pub async fn authorize_to_leader(
 ) -> Response {
     match admit(&app, &mut request) {
         Ok(()) => super::forward::lead_or_forward(&app, request, next).await,
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
 /// What [`authorize`] checks: the caller against the route's [`Need`], then its write rate.
-/// An accepted caller is left in the request's extensions; a refused one gets its answer.
-fn admit(app: &AppState, request: &mut Request) -> Result<(), Response> {
+/// An accepted caller is left in the request's extensions; a refused one gets its error.
+fn admit(app: &AppState, request: &mut Request) -> Result<(), ApiError> {
     let method = request.method().as_str().to_string();
     let path = request
         .extensions()
@@ -64,16 +64,16 @@ fn admit(app: &AppState, request: &mut Request) -> Result<(), Response> {
         .map(|m| m.as_str().to_string());
     let Some(need) = path.as_deref().and_then(|p| routes::need(&method, p)) else {
         // Closed until given a role: tests/access.rs fails for a route missing from the table.
-        return Err(ApiError::NoRole.into_response());
+        return Err(ApiError::NoRole);
     };
-    let caller = check(app, request, need).map_err(IntoResponse::into_response)?;
+    let caller = check(app, request, need)?;
     if let Some(caller) = caller {
         if path
             .as_deref()
             .is_some_and(|p| routes::is_limited_write(&method, p))
             && let Err(wait) = app.writes.take(&caller.name)
         {
-            return Err(ApiError::RateLimited(wait).into_response());
+            return Err(ApiError::RateLimited(wait));
         }
         request.extensions_mut().insert(caller);
     }
