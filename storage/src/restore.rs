@@ -163,7 +163,7 @@ pub fn restore(path: &Path, plan: &RestorePlan<'_>) -> Result<Restored, RestoreE
         let meta = db.open_tree("meta").map_err(sled_error)?;
         let snapshots = db.open_tree("snapshot").map_err(sled_error)?;
         snapshots
-            .insert(CURRENT, encode(&stored)?)
+            .insert(CURRENT, stored.encode()?)
             .map_err(sled_error)?;
         meta.insert(LAST_PURGED, encode(&last)?)
             .map_err(sled_error)?;

@@ -52,7 +52,8 @@ pub(crate) struct StoredSnapshot {
 }
 
 impl StoredSnapshot {
-    /// The stored bytes: the same as the bincode of the struct (the test below holds them to
+    /// The stored bytes, the only encoder of the record (snapshots built, installed, restored
+    /// and upgraded): the same as the bincode of the struct (the test below holds them to
     /// it), written into one buffer of the right size, the data copied once.
     pub(crate) fn encode(&self) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::with_capacity(self.data.len() + 1024);
@@ -80,8 +81,8 @@ impl StateMachineStore {
         let state = match snapshots.get(CURRENT)? {
             None => AppliedState::default(),
             Some(bytes) => {
-                last_snapshot_len = bytes.len();
                 let stored: StoredSnapshot = decode(&bytes)?;
+                last_snapshot_len = stored.data.len();
                 let state: AppliedState = decode_versioned(&stored.data)?;
                 if state.last_applied != stored.meta.last_log_id {
                     return Err(OpenError::Inconsistent(format!(

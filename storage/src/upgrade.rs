@@ -117,10 +117,13 @@ pub(crate) fn from_format_2(db: &sled::Db) -> Result<(), OpenError> {
                 events: Default::default(),
             };
             let data = encode_versioned(&state)?;
-            Some(encode(&StoredSnapshot {
-                meta: stored.meta,
-                data,
-            })?)
+            Some(
+                StoredSnapshot {
+                    meta: stored.meta,
+                    data,
+                }
+                .encode()?,
+            )
         }
     };
     let version = encode(&crate::format::FORMAT_VERSION)?;
@@ -181,10 +184,13 @@ pub(crate) fn from_format_3(db: &sled::Db) -> Result<(), OpenError> {
                 licenses: old.licenses,
                 events: Default::default(),
             };
-            Some(encode(&StoredSnapshot {
-                meta: stored.meta,
-                data: encode_versioned(&state)?,
-            })?)
+            Some(
+                StoredSnapshot {
+                    meta: stored.meta,
+                    data: encode_versioned(&state)?,
+                }
+                .encode()?,
+            )
         }
     };
     let version = encode(&crate::format::FORMAT_VERSION)?;
