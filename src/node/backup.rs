@@ -17,17 +17,18 @@ fn stopped<E: std::fmt::Display>(e: RaftError<licd_raft::RaftNodeId, E>) -> Node
 impl Node {
     /// A snapshot of the state that holds every write acknowledged before the call, with
     /// its metadata and the cluster id. This node must lead: it confirms its leadership (a
-    /// heartbeat round to a majority) and waits until it has applied what was committed,
-    /// then takes openraft's current snapshot when it covers that point, or has one built.
+    /// read round, [`super::ReadBatcher`]: a heartbeat round to a majority) and waits until
+    /// it has applied what was committed, then takes openraft's current snapshot when it
+    /// covers that point, or has one built.
     pub async fn backup(&self) -> Result<Backup, NodeError> {
         let started = Instant::now();
-        let confirm = self.raft().ensure_linearizable();
+        let confirm = self.inner.reads.confirm();
         let read = match tokio::time::timeout(super::REQUEST_DEADLINE, confirm).await {
             Ok(read) => read?,
             Err(_) => return Err(NodeError::Timeout(Deadline::Read)),
         };
-        let applied = self.metrics().last_applied;
-        let target = read.max(applied).map(|l| l.index);
+        let applied = self.metrics().last_applied.map(|l| l.index);
+        let target = read.max(applied);
         let mut watch = self.metrics_watch();
         loop {
             let snapshot = self.raft().get_snapshot().await.map_err(stopped)?;

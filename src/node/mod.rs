@@ -181,10 +181,13 @@ impl Node {
         .with_outgoing(outgoing.clone())
         .with_cluster_id(cluster_id.clone())
         .with_retry_every(Duration::from_millis(t.heartbeat_ms));
+        let gate = reads::StartupGate::of_store(&mut log_store.clone())
+            .await
+            .map_err(|e| StartError::Raft(format!("cannot read the log at start-up: {e}")))?;
         let raft = Raft::new(config.node_id, raft_config, network, log_store.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let (reads, read_rounds) = ReadBatcher::spawn(raft.clone());
+        let (reads, read_rounds) = ReadBatcher::spawn(raft.clone(), gate);
         let (writes, write_queue) = writes::WriteBatcher::channel();
         let trusted_keys = config.trusted_keys()?;
         let tokens = crate::auth::Tokens::new(&config.auth, &secrets.admin_token)
@@ -394,7 +397,9 @@ impl Node {
     pub async fn read<T>(&self, f: impl FnOnce(&AppliedState) -> T) -> Result<T, NodeError> {
         if !cfg!(feature = "bug-stale-reads") {
             match tokio::time::timeout(REQUEST_DEADLINE, self.inner.reads.confirm()).await {
-                Ok(confirmed) => confirmed?,
+                Ok(confirmed) => {
+                    confirmed?;
+                }
                 Err(_) => return Err(NodeError::Timeout(Deadline::Read)),
             }
         }

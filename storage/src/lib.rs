@@ -21,9 +21,11 @@
 //!
 //! **Durability.** openraft's contract is followed to the letter: [`LogStore`] signals an
 //! append's flush callback only after sled's flush has completed, and `save_vote`,
-//! `save_committed`, `truncate` and `purge` return only after a flush (`save_committed` must:
-//! a leader restarted within its term reads at its saved committed id). A snapshot is flushed before it is reported built or
-//! installed, because openraft purges the log behind it.
+//! `truncate` and `purge` return only after a flush. `save_committed` is not flushed (openraft
+//! does not require it): the saved committed id is durable from the next flush on, and may be
+//! older after a crash, so a restarted node holds its reads until it has applied its whole log
+//! as it was at start-up (see `LogStore::save_committed`). A snapshot is flushed before it is
+//! reported built or installed, because openraft purges the log behind it.
 //!
 //! **What sled's flush promises.** sled 0.34.7 flushes its log with `sync_file_range` on Linux
 //! rather than `fsync` (sled issue 1452): a flushed write survives the crash of the licd process,
@@ -34,7 +36,7 @@
 //!
 //! The state machine ([`StateMachineStore`]) holds the [`licd_raft::LicenseState`] in memory; it
 //! is durable through snapshots plus the log, which openraft re-applies after a restart from the
-//! snapshot up to the saved committed index.
+//! snapshot up to the saved committed index, and beyond it as entries are committed again.
 
 // openraft's StorageError is the error type its storage traits dictate; the private helpers
 // return it too rather than box it at every call.

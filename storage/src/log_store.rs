@@ -177,14 +177,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(VOTE, ErrorSubject::Vote)
     }
 
-    /// Durable before it returns. openraft saves the committed id before it applies entries,
-    /// and a leader that restarts within its term resumes leading at once and serves
-    /// linearizable reads from `max(first log of its term, saved committed id)`: a saved id
-    /// older than what it had applied would let it answer reads that miss acknowledged
-    /// writes. The fault harness found that; `tests/crash.rs` is the regression test.
+    /// Written, not flushed: it becomes durable with the next flush of the database (the next
+    /// append's, or sled's own every half second). openraft does not require it to be
+    /// durable; after a crash the node starts from an older committed id and re-applies the
+    /// rest once it is committed again. A leader that restarts within its term resumes
+    /// leading at once and takes `max(first log of its term, saved committed id)` as the
+    /// index of its reads, so the node holds its reads until it has applied its log as it
+    /// was at start-up (`licd::node`'s read rounds). A flush here would be a second flush on
+    /// the path of every commit, on every node.
     async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> StorageResult<()> {
-        self.write_meta(COMMITTED, &committed, ErrorSubject::Store)?;
-        self.flush_or(ErrorSubject::Store).await
+        self.write_meta(COMMITTED, &committed, ErrorSubject::Store)
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<RaftNodeId>>> {

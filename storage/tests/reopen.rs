@@ -225,7 +225,7 @@ async fn a_corrupt_stored_snapshot_is_an_open_error_not_a_panic() {
     // A database of this format (marked by a first open) whose snapshot is then corrupted.
     drop(open(dir.path()));
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = licd_storage::open_sled(dir.path()).unwrap();
         db.open_tree("snapshot")
             .unwrap()
             .insert("current", vec![1, 2, 3])
@@ -249,7 +249,7 @@ async fn a_database_without_a_format_marker_but_with_data_is_refused_as_version_
         log.flush().await.unwrap();
     }
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = licd_storage::open_sled(dir.path()).unwrap();
         let meta = db.open_tree("meta").unwrap();
         assert!(
             meta.remove("format").unwrap().is_some(),
@@ -273,7 +273,7 @@ async fn a_database_without_a_format_marker_but_with_data_is_refused_as_version_
         );
     }
     // The refusal left the data as it was.
-    let db = sled::open(dir.path()).unwrap();
+    let db = licd_storage::open_sled(dir.path()).unwrap();
     assert_eq!(db.open_tree("log").unwrap().len(), 6);
     assert!(
         db.open_tree("meta")
@@ -294,7 +294,7 @@ async fn an_empty_unmarked_database_opens_and_is_marked() {
         log.flush().await.unwrap();
     }
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = licd_storage::open_sled(dir.path()).unwrap();
         let marker = db.open_tree("meta").unwrap().get("format").unwrap();
         let marker: u32 = licd_raft::codec::decode(&marker.expect("marked")).unwrap();
         assert_eq!(marker, licd_storage::format::FORMAT_VERSION);
