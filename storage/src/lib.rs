@@ -17,7 +17,8 @@
 //! state of a new cluster with a new cluster id.
 //!
 //! Big-endian keys make sled's byte order the log's index order, so ranges and "the last entry"
-//! are plain tree ranges.
+//! are plain tree ranges. [`LogStore`] also keeps the newest entries decoded in memory, for the
+//! reads that follow an append (apply, replication).
 //!
 //! **Durability.** openraft's contract is followed to the letter: [`LogStore`] signals an
 //! append's flush callback only after sled's flush has completed, and `save_vote`,
