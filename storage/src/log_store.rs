@@ -82,13 +82,12 @@ impl Tail {
 
     /// Forgets the entries from `index` on.
     fn truncate(&mut self, index: u64) {
-        while self
-            .entries
-            .back()
-            .is_some_and(|(e, _)| e.log_id.index >= index)
+        while let Some((last, _)) = self.entries.back()
+            && last.log_id.index >= index
         {
-            let (_, size) = self.entries.pop_back().expect("checked");
-            self.bytes -= size;
+            if let Some((_, size)) = self.entries.pop_back() {
+                self.bytes -= size;
+            }
         }
     }
 
@@ -312,11 +311,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             let bytes = encode(&entry)
                 .map_err(|e| io_error(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
-            appended.push((bytes.len(), entry));
-            batch.insert(
-                &index_key(appended[appended.len() - 1].1.log_id.index),
-                bytes,
-            );
+            let size = bytes.len();
+            batch.insert(&index_key(entry.log_id.index), bytes);
+            appended.push((size, entry));
         }
         {
             // Under the tail's lock, so that no reader sees sled and the tail disagree.
